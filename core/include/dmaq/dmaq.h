@@ -1,0 +1,311 @@
+/*
+ * dmaq.h — the whole public C ABI of dmaq, a brokerless, DMA-first messaging
+ * library.
+ *
+ * A channel is named by a URI ("shm://orders"). Publishers write messages into
+ * it, subscribers read them. Its kind is fixed when it is created:
+ *
+ *   DMAQ_KIND_QUEUE      every message is delivered to exactly one subscriber;
+ *                        publishers wait (or get DMAQ_EAGAIN) when it is full.
+ *   DMAQ_KIND_BROADCAST  every subscriber sees every message published after
+ *                        it joined. Policy DMAQ_POLICY_BLOCK: publishers wait
+ *                        for the slowest live subscriber. Policy
+ *                        DMAQ_POLICY_OVERWRITE: publishers never wait; a
+ *                        subscriber that falls a whole ring behind is told how
+ *                        many messages it lost and resumes at the newest.
+ *
+ * Conventions for every function below:
+ *   - Fallible functions return int: 0 (or a non-negative count) on success,
+ *     a negative DMAQ_E* code on failure. dmaq_strerror() names a code;
+ *     dmaq_last_error() says, for the calling thread, exactly what was wrong.
+ *   - Timeouts are in nanoseconds: 0 = try once and return DMAQ_EAGAIN,
+ *     negative = wait forever, positive = wait at most that long and return
+ *     DMAQ_ETIMEDOUT. Waits spin briefly, then sleep in the kernel.
+ *   - Handles are opaque. A handle may be used by one thread at a time; it
+ *     may be moved to (used from) another thread between calls. Different
+ *     handles, even on the same channel, may be used concurrently.
+ *   - Nothing on the hot path (reserve, commit, abort, send, peek, release,
+ *     recv) allocates memory or takes a lock.
+ *
+ * This header includes only <stddef.h>, <stdint.h> and <stdbool.h>, and uses
+ * only fixed-width types in shared structs, so every language can bind it.
+ */
+#ifndef DMAQ_DMAQ_H
+#define DMAQ_DMAQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(DMAQ_BUILDING) && defined(__GNUC__)
+#define DMAQ_API __attribute__((visibility("default")))
+#else
+#define DMAQ_API
+#endif
+
+/* Version of this header. The library's own is dmaq_version(). */
+#define DMAQ_VERSION_MAJOR 0
+#define DMAQ_VERSION_MINOR 1
+#define DMAQ_VERSION_PATCH 0
+#define DMAQ_VERSION_STRING "0.1.0"
+#define DMAQ_VERSION_NUMBER \
+    (DMAQ_VERSION_MAJOR * 10000 + DMAQ_VERSION_MINOR * 100 + DMAQ_VERSION_PATCH)
+
+/*
+ * Status codes. Numbers are frozen once released; new codes get new numbers.
+ * DMAQ_ERRORS(X) expands X(NAME, number, description) once per code.
+ */
+#define DMAQ_ERRORS(X)                                                          \
+    X(EINVAL, -1, "invalid argument")                                           \
+    X(ESCHEME, -2, "unknown or unavailable URI scheme")                         \
+    X(ENOENT, -3, "channel does not exist")                                     \
+    X(EINCOMPAT, -4, "channel exists with different kind, policy or sizes")     \
+    X(EMSGSIZE, -5, "message larger than the channel's maximum or the buffer")  \
+    X(EAGAIN, -6, "would block (ring full or no message yet)")                  \
+    X(ETIMEDOUT, -7, "timed out")                                               \
+    X(ELOST, -8, "subscriber was overrun; messages were lost")                  \
+    X(EOVERWRITTEN, -9, "leased bytes were overwritten while held")             \
+    X(ECORRUPT, -10, "channel is corrupt")                                      \
+    X(ENOTCHAN, -11, "not a dmaq channel")                                      \
+    X(EVERSION, -12, "channel has an unsupported layout version")               \
+    X(ELEASE, -13, "lease is not outstanding on this handle")                   \
+    X(EBUSY, -14, "handle already holds a lease")                               \
+    X(ELIMIT, -15, "too many publishers or subscribers on the channel")         \
+    X(ENOMEM, -16, "out of memory")                                             \
+    X(ENOSPC, -17, "no space left for the channel (is /dev/shm too small?)")    \
+    X(EACCES, -18, "permission denied")                                         \
+    X(ESYS, -19, "operating system error")
+
+enum {
+    DMAQ_OK = 0,
+#define DMAQ__ENUM(name, num, text) DMAQ_##name = (num),
+    DMAQ_ERRORS(DMAQ__ENUM)
+#undef DMAQ__ENUM
+};
+
+/* Channel kinds (dmaq_options.kind). 0 = DMAQ_KIND_ANY. */
+#define DMAQ_KIND_ANY 0u       /* open: accept what exists; create: broadcast */
+#define DMAQ_KIND_QUEUE 1u     /* each message to exactly one subscriber */
+#define DMAQ_KIND_BROADCAST 2u /* each message to every subscriber */
+
+/* Full-ring policies (dmaq_options.policy). 0 = DMAQ_POLICY_ANY. */
+#define DMAQ_POLICY_ANY 0u       /* open: accept what exists; create: block */
+#define DMAQ_POLICY_BLOCK 1u     /* publishers wait for space */
+#define DMAQ_POLICY_OVERWRITE 2u /* broadcast only: publishers never wait */
+
+/* Where a new broadcast subscriber starts (dmaq_options.start). */
+#define DMAQ_START_NEWEST 0u /* the next message published */
+#define DMAQ_START_OLDEST 1u /* the oldest message still intact in the ring */
+
+/* dmaq_options.flags */
+#define DMAQ_OPEN_NO_CREATE 0x1u /* fail with DMAQ_ENOENT if it does not exist */
+#define DMAQ_OPEN_HUGEPAGES 0x2u /* ask the kernel to back the ring with huge pages */
+
+/* Limits of the shared-memory transport. */
+#define DMAQ_NAME_MAX 200u              /* bytes in a channel name */
+#define DMAQ_MAX_SUBSCRIBERS 64u        /* live subscribers per channel */
+#define DMAQ_MAX_PUBLISHERS 64u         /* live publishers per channel */
+#define DMAQ_CAPACITY_MIN 4096u         /* smallest ring, bytes */
+#define DMAQ_CAPACITY_DEFAULT (1u << 20)
+#define DMAQ_RECORD_HEADER 48u          /* bytes of ring used per message, besides its payload */
+
+/*
+ * Options for dmaq_pub_open() and dmaq_sub_open(). Start from
+ * DMAQ_OPTIONS_INIT or dmaq_options_init(); set `size` to sizeof(dmaq_options)
+ * so that fields added later can be told apart from callers built earlier.
+ * Fields left 0 take the channel's existing value when opening one that
+ * exists, and the default when creating one.
+ */
+typedef struct dmaq_options {
+    uint32_t size;        /* sizeof(dmaq_options) as the caller compiled it */
+    uint32_t kind;        /* DMAQ_KIND_*; default broadcast */
+    uint32_t policy;      /* DMAQ_POLICY_*; default block */
+    uint32_t flags;       /* DMAQ_OPEN_* */
+    uint64_t capacity;    /* ring bytes, a power of two >= DMAQ_CAPACITY_MIN;
+                             default DMAQ_CAPACITY_DEFAULT */
+    uint64_t max_message; /* largest payload in bytes; at most
+                             capacity/2 - DMAQ_RECORD_HEADER; default capacity/4 */
+    uint32_t mode;        /* file permission bits when creating; default 0600 */
+    uint32_t start;       /* DMAQ_START_*; subscribers of broadcast channels */
+    int64_t spin_ns;      /* how long a wait spins before it sleeps;
+                             negative = default (50 us), 0 = sleep at once */
+} dmaq_options;
+
+#define DMAQ_OPTIONS_INIT {sizeof(dmaq_options), 0, 0, 0, 0, 0, 0, 0, -1}
+
+/* dmaq_lease.flags */
+#define DMAQ_LEASE_REDELIVERED 0x1u /* queue: an earlier receiver died holding it */
+
+/*
+ * A zero-copy lease on bytes inside a channel's ring. The caller owns the
+ * struct (usually on its stack); dmaq fills it. A write lease (from
+ * dmaq_pub_reserve) ends in exactly one dmaq_pub_commit or dmaq_pub_abort; a
+ * read lease (from dmaq_sub_peek) ends in exactly one dmaq_sub_release.
+ * `data` is valid only until then. A handle holds at most one lease at a time.
+ */
+typedef struct dmaq_lease {
+    void *data;            /* write: len writable bytes; read: len read-only bytes */
+    uint64_t len;          /* write: bytes reserved; read: payload length */
+    uint64_t seq;          /* channel-wide sequence number of the message */
+    uint64_t timestamp_ns; /* CLOCK_REALTIME at commit, nanoseconds */
+    uint32_t publisher_id; /* id of the publisher handle that committed it */
+    uint32_t flags;        /* DMAQ_LEASE_* */
+    uint64_t lost;         /* after DMAQ_ELOST: how many messages were lost */
+    uint64_t opaque_[4];   /* dmaq's own bookkeeping; do not touch */
+} dmaq_lease;
+
+/* Channel-wide figures from dmaq_channel_stat(). */
+typedef struct dmaq_stat {
+    uint32_t size;          /* sizeof(dmaq_stat) as the caller compiled it */
+    uint32_t kind;          /* DMAQ_KIND_* */
+    uint32_t policy;        /* DMAQ_POLICY_* */
+    uint32_t mode;          /* file permission bits */
+    uint64_t capacity;      /* ring bytes */
+    uint64_t max_message;   /* largest payload */
+    uint64_t bytes_used;    /* ring bytes not yet consumed by the slowest reader */
+    uint64_t published;     /* messages published since creation */
+    uint32_t publishers;    /* publishers attached now */
+    uint32_t subscribers;   /* subscribers attached now */
+    int32_t creator_pid;    /* process that created the channel */
+    uint32_t reserved_;
+} dmaq_stat;
+
+/* One subscriber's figures from dmaq_channel_stat(). */
+typedef struct dmaq_sub_stat {
+    uint64_t received;  /* messages delivered to it */
+    uint64_t lost;      /* messages it lost to overwriting */
+    uint64_t lag;       /* messages published that it has not yet read
+                           (broadcast); for a queue, the messages waiting */
+    uint64_t lag_bytes; /* ring bytes between it and the newest message */
+    int32_t pid;        /* its process */
+    uint32_t alive;     /* 1 if that process is still running */
+} dmaq_sub_stat;
+
+typedef struct dmaq_pub dmaq_pub; /* a publisher handle */
+typedef struct dmaq_sub dmaq_sub; /* a subscriber handle */
+
+/* ---- Library ------------------------------------------------------------ */
+
+/* The library's version string ("0.1.0"). Static storage; any thread. */
+DMAQ_API const char *dmaq_version(void);
+
+/* A short English name for a status code ("timed out"); never NULL.
+ * Static storage; any thread. */
+DMAQ_API const char *dmaq_strerror(int code);
+
+/* What exactly went wrong in the calling thread's most recent failing dmaq
+ * call, e.g. "channel 'orders' was created as broadcast, opened as queue".
+ * Thread-local storage, valid until this thread's next dmaq call; never NULL
+ * (empty before any failure). */
+DMAQ_API const char *dmaq_last_error(void);
+
+/* Fill *opts with the defaults (including opts->size). Any thread. */
+DMAQ_API void dmaq_options_init(dmaq_options *opts);
+
+/* Whether the transport for `scheme` ("shm", "tcp", "rdma") can be used in
+ * this process. Returns 1 if so, 0 if not (dmaq_last_error() says why). */
+DMAQ_API int dmaq_transport_available(const char *scheme);
+
+/* sizeof the public struct named by `which` (DMAQ_STRUCT_*), so bindings can
+ * check their own declarations against the library's. 0 for an unknown name. */
+#define DMAQ_STRUCT_OPTIONS 1
+#define DMAQ_STRUCT_LEASE 2
+#define DMAQ_STRUCT_STAT 3
+#define DMAQ_STRUCT_SUB_STAT 4
+DMAQ_API size_t dmaq_struct_size(int which);
+
+/* ---- Publishers --------------------------------------------------------- */
+
+/* Open a publisher on the channel at `uri`, creating the channel from `opts`
+ * if it does not exist (unless DMAQ_OPEN_NO_CREATE). `opts` may be NULL for
+ * the defaults; it is only read during the call. On success stores a new
+ * handle in *out (the caller owns it; free it with dmaq_pub_close) and returns
+ * 0; on failure leaves *out NULL and returns DMAQ_EINVAL, DMAQ_ESCHEME,
+ * DMAQ_ENOENT, DMAQ_EINCOMPAT, DMAQ_ENOTCHAN, DMAQ_EVERSION, DMAQ_ECORRUPT,
+ * DMAQ_ELIMIT, DMAQ_ENOSPC, DMAQ_EACCES, DMAQ_ENOMEM or DMAQ_ESYS. */
+DMAQ_API int dmaq_pub_open(const char *uri, const dmaq_options *opts, dmaq_pub **out);
+
+/* Close a publisher, aborting a reservation it still holds. NULL does
+ * nothing. The handle is invalid afterwards. Returns 0. */
+DMAQ_API int dmaq_pub_close(dmaq_pub *pub);
+
+/* This publisher's id, as carried in dmaq_lease.publisher_id of the messages
+ * it commits. Unique among the channel's publishers since its creation. */
+DMAQ_API uint32_t dmaq_pub_id(const dmaq_pub *pub);
+
+/* Reserve `len` bytes in the ring (len <= the channel's max_message) and fill
+ * *lease with a writable pointer to them; nothing is visible to subscribers
+ * until dmaq_pub_commit. Waits up to `timeout_ns` for space when the ring is
+ * full (block policy and queues). Returns 0, or DMAQ_EMSGSIZE, DMAQ_EAGAIN,
+ * DMAQ_ETIMEDOUT, DMAQ_EBUSY (a reservation is already outstanding),
+ * DMAQ_ECORRUPT or DMAQ_EINVAL. */
+DMAQ_API int dmaq_pub_reserve(dmaq_pub *pub, size_t len, dmaq_lease *lease, int64_t timeout_ns);
+
+/* Publish the first `used_len` bytes (<= lease->len) of a reservation.
+ * Fills lease->seq and lease->timestamp_ns; ends the lease. Returns 0, or
+ * DMAQ_ELEASE if the lease is not this publisher's outstanding one, or
+ * DMAQ_EMSGSIZE (the lease stays outstanding) if used_len > lease->len. */
+DMAQ_API int dmaq_pub_commit(dmaq_pub *pub, dmaq_lease *lease, size_t used_len);
+
+/* Give up a reservation; subscribers never see it. Returns 0 or DMAQ_ELEASE. */
+DMAQ_API int dmaq_pub_abort(dmaq_pub *pub, dmaq_lease *lease);
+
+/* Copy `len` bytes from `data` into one message and publish it (reserve +
+ * memcpy + commit). `data` may be NULL when len is 0. Returns 0 or as
+ * dmaq_pub_reserve. */
+DMAQ_API int dmaq_pub_send(dmaq_pub *pub, const void *data, size_t len, int64_t timeout_ns);
+
+/* ---- Subscribers -------------------------------------------------------- */
+
+/* Open a subscriber on the channel at `uri`, creating it from `opts` if it
+ * does not exist (unless DMAQ_OPEN_NO_CREATE). Ownership and errors as for
+ * dmaq_pub_open. A broadcast subscriber receives the messages published
+ * after this call returns (or, with DMAQ_START_OLDEST, also those still
+ * intact in the ring). */
+DMAQ_API int dmaq_sub_open(const char *uri, const dmaq_options *opts, dmaq_sub **out);
+
+/* Close a subscriber, releasing a lease it still holds. NULL does nothing.
+ * Returns 0. */
+DMAQ_API int dmaq_sub_close(dmaq_sub *sub);
+
+/* Wait up to `timeout_ns` for the next message and fill *lease with a
+ * read-only pointer to it in the ring (no copy). Returns 0; DMAQ_EAGAIN or
+ * DMAQ_ETIMEDOUT if none came; DMAQ_ELOST (overwrite policy) if the ring
+ * lapped this subscriber: lease->lost says how many messages it lost, no
+ * lease is held, and the next call resumes at the newest message;
+ * DMAQ_EBUSY if a lease is already held; DMAQ_ECORRUPT. */
+DMAQ_API int dmaq_sub_peek(dmaq_sub *sub, dmaq_lease *lease, int64_t timeout_ns);
+
+/* End a read lease and give its space back. Returns 0; DMAQ_EOVERWRITTEN
+ * (overwrite policy) if the bytes were overwritten while held, so whatever
+ * was read from them must be discarded (the message counts as lost);
+ * DMAQ_ELEASE if the lease is not this subscriber's outstanding one. */
+DMAQ_API int dmaq_sub_release(dmaq_sub *sub, dmaq_lease *lease);
+
+/* Copy the next message into buf[0..cap). On success stores its length in
+ * *len and returns 0. If it does not fit, returns DMAQ_EMSGSIZE with the
+ * needed length in *len and leaves the message unread. On DMAQ_ELOST stores
+ * the number of lost messages in *len. Other codes as dmaq_sub_peek. */
+DMAQ_API int dmaq_sub_recv(dmaq_sub *sub, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
+
+/* ---- Channels ----------------------------------------------------------- */
+
+/* Describe the channel at `uri`. Fills *stat (set stat->size first) and up to
+ * `subs_cap` entries of `subs` (may be NULL when subs_cap is 0), one per
+ * attached subscriber. Returns the number of attached subscribers (which may
+ * exceed subs_cap) or a negative DMAQ_E* code. Any thread. */
+DMAQ_API int dmaq_channel_stat(const char *uri, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap);
+
+/* Remove the channel's name. Handles already open keep working; the next
+ * open creates a new channel. Returns 0, DMAQ_ENOENT, DMAQ_EACCES or another
+ * DMAQ_E* code. Any thread. */
+DMAQ_API int dmaq_channel_unlink(const char *uri);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DMAQ_DMAQ_H */

@@ -1,0 +1,433 @@
+/* Creating, opening, validating, describing and removing shm channels. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "../util/clock.h"
+#include "../util/proc.h"
+#include "dmaq/transport.h"
+#include "shm.h"
+
+/* How long an opener waits for another process to finish creating. */
+#define CREATE_WAIT_NS 2000000000ull
+
+static const char *kind_name(uint32_t kind)
+{
+    return kind == DMAQ_KIND_QUEUE ? "queue" : kind == DMAQ_KIND_BROADCAST ? "broadcast" : "unknown";
+}
+
+static const char *policy_name(uint32_t policy)
+{
+    return policy == DMAQ_POLICY_BLOCK ? "block" : policy == DMAQ_POLICY_OVERWRITE ? "overwrite" : "unknown";
+}
+
+static int check_name(const char *address)
+{
+    size_t n = strnlen(address, DMAQ_NAME_MAX + 1);
+    if (n == 0)
+        return dmaq_error_set(DMAQ_EINVAL, "channel name is empty (expected shm://NAME)");
+    if (n > DMAQ_NAME_MAX)
+        return dmaq_error_set(DMAQ_EINVAL, "channel name '%.40s...' is longer than %u bytes", address,
+                              DMAQ_NAME_MAX);
+    if (address[0] == '.')
+        return dmaq_error_set(DMAQ_EINVAL, "channel name '%s' may not start with '.'", address);
+    for (size_t i = 0; i < n; i++) {
+        char c = address[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-' || c == '.'))
+            return dmaq_error_set(DMAQ_EINVAL,
+                                  "channel name '%s' has character 0x%02x at %zu; use letters, digits, '_', "
+                                  "'-' and '.'",
+                                  address, (unsigned char)c, i);
+    }
+    return 0;
+}
+
+static void shm_path(char *out, size_t cap, const char *name) { snprintf(out, cap, "/" SHM_PREFIX "%s", name); }
+
+static int errno_to_dmaq(int err, const char *what, const char *name)
+{
+    switch (err) {
+    case EACCES:
+    case EPERM:
+        return dmaq_error_set(DMAQ_EACCES, "%s channel '%s': permission denied", what, name);
+    case ENOENT:
+        return dmaq_error_set(DMAQ_ENOENT, "channel '%s' does not exist", name);
+    case ENOSPC:
+    case EFBIG:
+        return dmaq_error_set(DMAQ_ENOSPC, "%s channel '%s': no space left in /dev/shm", what, name);
+    case ENOMEM:
+        return dmaq_error_set(DMAQ_ENOMEM, "%s channel '%s': out of memory", what, name);
+    default:
+        return dmaq_error_set(DMAQ_ESYS, "%s channel '%s': %s", what, name, strerror(err));
+    }
+}
+
+/* The options a creator would use, with defaults filled in and checked. */
+static int resolve_create_options(const dmaq_options *in, dmaq_options *o, const char *name)
+{
+    *o = *in;
+    if (o->kind == DMAQ_KIND_ANY)
+        o->kind = DMAQ_KIND_BROADCAST;
+    if (o->kind != DMAQ_KIND_QUEUE && o->kind != DMAQ_KIND_BROADCAST)
+        return dmaq_error_set(DMAQ_EINVAL, "channel '%s': unknown kind %u", name, in->kind);
+    if (o->policy == DMAQ_POLICY_ANY)
+        o->policy = DMAQ_POLICY_BLOCK;
+    if (o->policy != DMAQ_POLICY_BLOCK && o->policy != DMAQ_POLICY_OVERWRITE)
+        return dmaq_error_set(DMAQ_EINVAL, "channel '%s': unknown policy %u", name, in->policy);
+    if (o->kind == DMAQ_KIND_QUEUE && o->policy == DMAQ_POLICY_OVERWRITE)
+        return dmaq_error_set(DMAQ_EINVAL, "channel '%s': a queue cannot overwrite (use broadcast)", name);
+    if (o->capacity == 0)
+        o->capacity = DMAQ_CAPACITY_DEFAULT;
+    if (o->capacity < DMAQ_CAPACITY_MIN || o->capacity > SHM_CAPACITY_MAX || (o->capacity & (o->capacity - 1)))
+        return dmaq_error_set(DMAQ_EINVAL,
+                              "channel '%s': capacity %llu must be a power of two from %u to 2^40 bytes", name,
+                              (unsigned long long)o->capacity, DMAQ_CAPACITY_MIN);
+    uint64_t max_allowed = o->capacity / 2 - DMAQ_RECORD_HEADER;
+    if (o->max_message == 0)
+        o->max_message = o->capacity / 4;
+    if (o->max_message > max_allowed)
+        return dmaq_error_set(DMAQ_EINVAL,
+                              "channel '%s': max_message %llu exceeds %llu (capacity/2 minus the %u-byte "
+                              "record header)",
+                              name, (unsigned long long)o->max_message, (unsigned long long)max_allowed,
+                              DMAQ_RECORD_HEADER);
+    if (o->mode == 0)
+        o->mode = 0600;
+    if (o->mode & ~0777u)
+        return dmaq_error_set(DMAQ_EINVAL, "channel '%s': mode %o has bits beyond 0777", name, o->mode);
+    if (o->start != DMAQ_START_NEWEST && o->start != DMAQ_START_OLDEST)
+        return dmaq_error_set(DMAQ_EINVAL, "channel '%s': unknown start position %u", name, o->start);
+    if (o->flags & ~(uint32_t)(DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_HUGEPAGES))
+        return dmaq_error_set(DMAQ_EINVAL, "channel '%s': unknown flags 0x%x", name, o->flags);
+    return 0;
+}
+
+static uint64_t meta_checksum(const struct shm_meta *m) { return XXH64(m, sizeof *m, 0); }
+
+/* Everything a mapping must satisfy before any other code touches it. */
+static int validate_meta(const struct shm_meta *m, uint64_t checksum, uint64_t file_size, const char *name)
+{
+    if (m->magic != SHM_MAGIC)
+        return dmaq_error_set(DMAQ_ENOTCHAN, "/dev/shm/" SHM_PREFIX "%s is not a dmaq channel (bad magic)", name);
+    if (m->layout_version != SHM_LAYOUT_VERSION)
+        return dmaq_error_set(DMAQ_EVERSION, "channel '%s' has layout version %u; this library reads %u", name,
+                              m->layout_version, SHM_LAYOUT_VERSION);
+    if (meta_checksum(m) != checksum)
+        return dmaq_error_set(DMAQ_ECORRUPT, "channel '%s': header checksum mismatch (header was overwritten)",
+                              name);
+    /* A checksum only proves the bytes are as written; a hostile writer can
+     * forge it, so the values are checked too. */
+    if ((m->kind != DMAQ_KIND_QUEUE && m->kind != DMAQ_KIND_BROADCAST) ||
+        (m->policy != DMAQ_POLICY_BLOCK && m->policy != DMAQ_POLICY_OVERWRITE) ||
+        (m->kind == DMAQ_KIND_QUEUE && m->policy != DMAQ_POLICY_BLOCK) || m->capacity < DMAQ_CAPACITY_MIN ||
+        m->capacity > SHM_CAPACITY_MAX || (m->capacity & (m->capacity - 1)) ||
+        m->max_message > m->capacity / 2 - DMAQ_RECORD_HEADER || m->ring_offset != SHM_RING_OFFSET ||
+        m->pub_slots != DMAQ_MAX_PUBLISHERS || m->sub_slots != DMAQ_MAX_SUBSCRIBERS ||
+        m->file_size != (uint64_t)m->ring_offset + m->capacity)
+        return dmaq_error_set(DMAQ_ECORRUPT, "channel '%s': header fields are inconsistent", name);
+    if (file_size < m->file_size)
+        return dmaq_error_set(DMAQ_ECORRUPT, "channel '%s' is truncated: %llu of %llu bytes", name,
+                              (unsigned long long)file_size, (unsigned long long)m->file_size);
+    return 0;
+}
+
+static int check_compatible(const struct shm_meta *m, const dmaq_options *want, const char *name)
+{
+    if (want->kind && want->kind != m->kind)
+        return dmaq_error_set(DMAQ_EINCOMPAT, "channel '%s' was created as %s, opened as %s", name,
+                              kind_name(m->kind), kind_name(want->kind));
+    if (want->policy && want->policy != m->policy)
+        return dmaq_error_set(DMAQ_EINCOMPAT, "channel '%s' was created with policy %s, opened with %s", name,
+                              policy_name(m->policy), policy_name(want->policy));
+    if (want->capacity && want->capacity != m->capacity)
+        return dmaq_error_set(DMAQ_EINCOMPAT, "channel '%s' has capacity %llu, opened with %llu", name,
+                              (unsigned long long)m->capacity, (unsigned long long)want->capacity);
+    if (want->max_message && want->max_message != m->max_message)
+        return dmaq_error_set(DMAQ_EINCOMPAT, "channel '%s' has max_message %llu, opened with %llu", name,
+                              (unsigned long long)m->max_message, (unsigned long long)want->max_message);
+    return 0;
+}
+
+static uint64_t random_salt(void)
+{
+    uint64_t s = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &s, sizeof s) != (ssize_t)sizeof s)
+            s = 0;
+        close(fd);
+    }
+    s ^= dmaq__now_ns(CLOCK_REALTIME) * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+    return s | 1; /* never 0, so a zeroed ring holds no committed tag at position 0 */
+}
+
+static int map_fd(struct shm_chan *ch, int fd, uint64_t file_size, uint32_t flags, const char *what)
+{
+    void *p = mmap(NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    if (p == MAP_FAILED)
+        return errno_to_dmaq(errno, what, ch->name);
+    if (flags & DMAQ_OPEN_HUGEPAGES)
+        madvise(p, file_size, MADV_HUGEPAGE); /* advice: tmpfs may decline it */
+    ch->hdr = p;
+    ch->map_len = file_size;
+    return 0;
+}
+
+static void fill_view(struct shm_chan *ch, const struct shm_meta *m)
+{
+    ch->ring = (unsigned char *)ch->hdr + m->ring_offset;
+    ch->capacity = m->capacity;
+    ch->mask = m->capacity - 1;
+    ch->segment = m->capacity / 2;
+    ch->max_message = m->max_message;
+    ch->max_record = shm_align8(DMAQ_RECORD_HEADER + m->max_message);
+    ch->salt = m->salt;
+    ch->kind = m->kind;
+    ch->policy = m->policy;
+}
+
+static int create_channel(struct shm_chan *ch, int fd, const dmaq_options *o)
+{
+    struct shm_meta m = {
+        .magic = SHM_MAGIC,
+        .layout_version = SHM_LAYOUT_VERSION,
+        .ring_offset = SHM_RING_OFFSET,
+        .kind = o->kind,
+        .policy = o->policy,
+        .capacity = o->capacity,
+        .max_message = o->max_message,
+        .file_size = SHM_RING_OFFSET + o->capacity,
+        .salt = random_salt(),
+        .pub_slots = DMAQ_MAX_PUBLISHERS,
+        .sub_slots = DMAQ_MAX_SUBSCRIBERS,
+        .creator_pid = getpid(),
+        .mode = o->mode,
+        .creator_start = dmaq__proc_start_time(getpid()),
+        .created_ns = dmaq__now_ns(CLOCK_REALTIME),
+    };
+    /* shm_open applies the umask; the caller asked for exactly this mode. */
+    if (fchmod(fd, o->mode) < 0)
+        return errno_to_dmaq(errno, "creating", ch->name);
+    if (ftruncate(fd, (off_t)m.file_size) < 0)
+        return errno_to_dmaq(errno, "creating", ch->name);
+    /* Allocate every page now: on a full tmpfs (Docker's 64 MiB /dev/shm)
+     * this fails with ENOSPC here, instead of a SIGBUS at first touch. */
+    int err = posix_fallocate(fd, 0, (off_t)m.file_size);
+    if (err == ENOSPC || err == EFBIG)
+        return dmaq_error_set(DMAQ_ENOSPC,
+                              "creating channel '%s': /dev/shm has no room for %llu bytes (capacity %llu); "
+                              "use a smaller capacity or a bigger /dev/shm",
+                              ch->name, (unsigned long long)m.file_size, (unsigned long long)m.capacity);
+    if (err && err != EOPNOTSUPP && err != EINVAL)
+        return errno_to_dmaq(err, "creating", ch->name);
+    int rc = map_fd(ch, fd, m.file_size, o->flags, "creating");
+    if (rc < 0)
+        return rc;
+    struct shm_header *h = ch->hdr;
+    h->meta = m;
+    h->checksum = meta_checksum(&m);
+    atomic_store_explicit(&h->next_pub_id, 1, memory_order_relaxed);
+    fill_view(ch, &m);
+    atomic_store_explicit(&h->state, SHM_READY, memory_order_release);
+    return 0;
+}
+
+/* Read and check the header of an existing channel, waiting a bounded time
+ * for a concurrent creator to finish, then map it. */
+static int open_existing(struct shm_chan *ch, int fd, const dmaq_options *o)
+{
+    uint64_t deadline = dmaq__mono_ns() + CREATE_WAIT_NS;
+    struct shm_header h;
+    struct stat st;
+    for (;;) {
+        if (fstat(fd, &st) < 0)
+            return errno_to_dmaq(errno, "opening", ch->name);
+        ssize_t n = pread(fd, &h, sizeof h, 0);
+        if (n < 0)
+            return errno_to_dmaq(errno, "opening", ch->name);
+        bool complete = (size_t)n == sizeof h && atomic_load(&h.state) == SHM_READY;
+        if (complete)
+            break;
+        /* A non-zero wrong magic is somebody else's file, not a creation in
+         * progress: say so at once. */
+        if ((size_t)n >= sizeof(uint64_t) && h.meta.magic != 0 && h.meta.magic != SHM_MAGIC)
+            return validate_meta(&h.meta, h.checksum, (uint64_t)st.st_size, ch->name);
+        if (dmaq__mono_ns() > deadline) {
+            if ((size_t)n < sizeof h && n > 0 && h.meta.magic != SHM_MAGIC)
+                return dmaq_error_set(DMAQ_ENOTCHAN, "/dev/shm/" SHM_PREFIX "%s is not a dmaq channel", ch->name);
+            return dmaq_error_set(DMAQ_ECORRUPT,
+                                  "channel '%s' was never completely created (%zd header bytes, state %u); "
+                                  "its creator may have died: remove it with dmaq_channel_unlink",
+                                  ch->name, n, (size_t)n == sizeof h ? atomic_load(&h.state) : 0u);
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    int rc = validate_meta(&h.meta, h.checksum, (uint64_t)st.st_size, ch->name);
+    if (rc == 0)
+        rc = check_compatible(&h.meta, o, ch->name);
+    if (rc == 0)
+        rc = map_fd(ch, fd, h.meta.file_size, o->flags, "opening");
+    if (rc < 0)
+        return rc;
+    /* Use the copy we validated, not the live header, from here on. */
+    fill_view(ch, &h.meta);
+    return 0;
+}
+
+int shm_chan_open(struct shm_chan *ch, const char *address, const dmaq_options *opts)
+{
+    int rc = check_name(address);
+    if (rc < 0)
+        return rc;
+    memset(ch, 0, sizeof *ch);
+    strcpy(ch->name, address);
+    dmaq_options o;
+    rc = resolve_create_options(opts, &o, address);
+    if (rc < 0)
+        return rc;
+    char path[DMAQ_NAME_MAX + 16];
+    shm_path(path, sizeof path, address);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        if (!(o.flags & DMAQ_OPEN_NO_CREATE)) {
+            int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o.mode);
+            if (fd >= 0) {
+                rc = create_channel(ch, fd, &o);
+                close(fd);
+                if (rc < 0) {
+                    shm_unlink(path);
+                    shm_chan_close(ch);
+                }
+                return rc;
+            }
+            if (errno != EEXIST)
+                return errno_to_dmaq(errno, "creating", address);
+        }
+        int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+        if (fd < 0) {
+            if (errno == ENOENT && !(o.flags & DMAQ_OPEN_NO_CREATE))
+                continue; /* removed between our two calls: try creating again */
+            return errno_to_dmaq(errno, "opening", address);
+        }
+        /* Compare against what the caller asked for, not the defaults. */
+        rc = open_existing(ch, fd, opts);
+        close(fd);
+        if (rc < 0)
+            shm_chan_close(ch);
+        return rc;
+    }
+    return dmaq_error_set(DMAQ_ESYS, "channel '%s' keeps disappearing while it is opened", address);
+}
+
+void shm_chan_close(struct shm_chan *ch)
+{
+    if (ch->hdr)
+        munmap(ch->hdr, ch->map_len);
+    ch->hdr = NULL;
+}
+
+int shm_slot_claim(struct shm_slot *slots, unsigned n, _Atomic uint32_t *hwm, const char *what, const char *name)
+{
+    pid_t pid = getpid();
+    uint64_t start = dmaq__proc_start_time(pid);
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t expected = SLOT_FREE;
+        if (!atomic_compare_exchange_strong(&slots[i].state, &expected, SLOT_CLAIMING))
+            continue;
+        slots[i].pid = pid;
+        slots[i].start_time = start;
+        atomic_store(&slots[i].count, 0);
+        atomic_store(&slots[i].lost, 0);
+        uint32_t h = atomic_load(hwm);
+        while (h < i + 1 && !atomic_compare_exchange_weak(hwm, &h, i + 1))
+            ;
+        return (int)i;
+    }
+    return dmaq_error_set(DMAQ_ELIMIT, "channel '%s' already has %u %s", name, n, what);
+}
+
+int shm_channel_unlink(const char *address)
+{
+    int rc = check_name(address);
+    if (rc < 0)
+        return rc;
+    char path[DMAQ_NAME_MAX + 16];
+    shm_path(path, sizeof path, address);
+    if (shm_unlink(path) < 0)
+        return errno_to_dmaq(errno, "removing", address);
+    return 0;
+}
+
+int shm_channel_stat(const char *address, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap)
+{
+    struct shm_chan ch;
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.flags = DMAQ_OPEN_NO_CREATE;
+    int rc = shm_chan_open(&ch, address, &o);
+    if (rc < 0)
+        return rc;
+    struct shm_header *h = ch.hdr;
+    struct shm_write w = shm_write_load(h);
+    memset((char *)stat + sizeof stat->size, 0, sizeof *stat - sizeof stat->size);
+    stat->kind = ch.kind;
+    stat->policy = ch.policy;
+    stat->mode = h->meta.mode;
+    stat->capacity = ch.capacity;
+    stat->max_message = ch.max_message;
+    stat->published = w.seq;
+    stat->creator_pid = h->meta.creator_pid;
+
+    uint32_t pub_hwm = atomic_load(&h->pub_hwm), sub_hwm = atomic_load(&h->sub_hwm);
+    struct shm_slot *ps = shm_pub_slots(h), *ss = shm_sub_slots(h);
+    for (uint32_t i = 0; i < pub_hwm && i < DMAQ_MAX_PUBLISHERS; i++)
+        stat->publishers += atomic_load(&ps[i].state) == SLOT_ACTIVE;
+
+    uint64_t oldest = w.pos;
+    uint64_t queued = 0;
+    if (ch.kind == DMAQ_KIND_QUEUE) {
+        oldest = atomic_load(&h->tail);
+        uint64_t claim = atomic_load(&h->rd_claim);
+        struct shm_record *r = shm_rec(&ch, claim);
+        if (claim < w.pos && atomic_load(&r->tag) == (claim ^ ch.salt) && r->seq <= w.seq)
+            queued = w.seq - r->seq;
+    }
+    unsigned n = 0;
+    for (uint32_t i = 0; i < sub_hwm && i < DMAQ_MAX_SUBSCRIBERS; i++) {
+        if (atomic_load(&ss[i].state) != SLOT_ACTIVE)
+            continue;
+        uint64_t pos = atomic_load(&ss[i].pos), next = atomic_load(&ss[i].next_seq);
+        if (ch.kind == DMAQ_KIND_BROADCAST && pos < oldest)
+            oldest = pos;
+        if (n < subs_cap) {
+            dmaq_sub_stat *s = &subs[n];
+            s->received = atomic_load(&ss[i].count);
+            s->lost = atomic_load(&ss[i].lost);
+            s->pid = ss[i].pid;
+            s->alive = dmaq__proc_alive(ss[i].pid, ss[i].start_time);
+            if (ch.kind == DMAQ_KIND_QUEUE) {
+                s->lag = queued;
+                s->lag_bytes = w.pos - atomic_load(&h->rd_claim);
+            } else {
+                s->lag = w.seq > next ? w.seq - next : 0;
+                s->lag_bytes = w.pos > pos ? w.pos - pos : 0;
+            }
+        }
+        n++;
+    }
+    stat->subscribers = n;
+    uint64_t used = w.pos - oldest;
+    stat->bytes_used = used > ch.capacity ? ch.capacity : used;
+    if (ch.policy == DMAQ_POLICY_OVERWRITE)
+        stat->bytes_used = w.pos < ch.capacity ? w.pos : ch.capacity;
+    shm_chan_close(&ch);
+    return (int)n;
+}

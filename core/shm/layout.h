@@ -1,0 +1,136 @@
+/*
+ * The shared-memory layout of a channel: /dev/shm/dmaq.<name> holds
+ *
+ *   [0, 4096)          shm_header: immutable metadata (checksummed), then the
+ *                      shared positions and futex words, each on its own
+ *                      128-byte line (against the adjacent-line prefetcher)
+ *   [4096, +8192)      DMAQ_MAX_PUBLISHERS publisher slots, 128 bytes each
+ *   [12288, +8192)     DMAQ_MAX_SUBSCRIBERS subscriber slots
+ *   [20480, +capacity) the ring of variable-length records
+ *
+ * Positions are 64-bit byte counts that only grow; the ring offset is
+ * pos & (capacity - 1). The ring is cut into two halves ("segments"); no
+ * record straddles a segment end, so a payload is always contiguous and every
+ * segment start is a record start (what lets a late subscriber find one).
+ * Where a record does not fit before the segment end, the publisher writes a
+ * padding record there, or, when fewer than DMAQ_RECORD_HEADER bytes remain,
+ * leaves a gap that everyone skips by rule.
+ *
+ * Everything here is read from memory other processes can write: each value
+ * is checked before it is used.
+ */
+#ifndef DMAQ_SHM_LAYOUT_H
+#define DMAQ_SHM_LAYOUT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "dmaq/dmaq.h"
+
+#define SHM_MAGIC 0x314e4843514d4444ull /* "DDMQCHN1" */
+#define SHM_LAYOUT_VERSION 1u
+#define SHM_PREFIX "dmaq."
+#define SHM_HEADER_BYTES 4096u
+#define SHM_SLOT_BYTES 128u
+#define SHM_RING_OFFSET (SHM_HEADER_BYTES + (DMAQ_MAX_PUBLISHERS + DMAQ_MAX_SUBSCRIBERS) * SHM_SLOT_BYTES)
+#define SHM_CAPACITY_MAX (1ull << 40)
+
+enum { SHM_CREATING = 1, SHM_READY = 2 };
+
+/* Immutable after creation; covered by `checksum`. */
+struct shm_meta {
+    uint64_t magic;
+    uint32_t layout_version;
+    uint32_t ring_offset;
+    uint32_t kind;
+    uint32_t policy;
+    uint64_t capacity;
+    uint64_t max_message;
+    uint64_t file_size;
+    uint64_t salt; /* mixed into commit tags; see struct shm_record */
+    uint32_t pub_slots;
+    uint32_t sub_slots;
+    int32_t creator_pid;
+    uint32_t mode;
+    uint64_t creator_start;
+    uint64_t created_ns;
+};
+
+/* The write position and the next sequence number change together, with one
+ * 16-byte compare-and-swap, so a lapped subscriber can tell exactly how many
+ * messages it lost. */
+struct shm_write {
+    uint64_t pos;
+    uint64_t seq;
+} __attribute__((aligned(16)));
+
+struct shm_header {
+    struct shm_meta meta;
+    uint64_t checksum; /* XXH64 of meta */
+    _Atomic uint32_t state;
+
+    _Alignas(128) struct shm_write write; /* publishers only */
+    _Alignas(128) _Atomic uint64_t tail;     /* queue: everything before it is released */
+    _Alignas(128) _Atomic uint64_t rd_claim; /* queue: next record to hand out */
+    _Alignas(128) _Atomic uint32_t data_futex; /* bumped when a sleeping reader must wake */
+    _Atomic uint32_t data_sleepers;
+    _Alignas(128) _Atomic uint32_t space_futex; /* bumped when a sleeping publisher must wake */
+    _Atomic uint32_t space_sleepers;
+    _Alignas(128) _Atomic uint32_t next_pub_id;
+    _Atomic uint32_t pub_hwm; /* slots at or above these indexes were never used */
+    _Atomic uint32_t sub_hwm;
+};
+
+enum { SLOT_FREE = 0, SLOT_CLAIMING = 1, SLOT_ACTIVE = 2 };
+
+/* One publisher or subscriber, on its own cache lines. */
+struct shm_slot {
+    _Atomic uint32_t state;
+    uint32_t id; /* publisher id */
+    int32_t pid;
+    uint32_t pad_;
+    uint64_t start_time;           /* with pid: which process */
+    _Atomic uint64_t pos;          /* subscriber: next position to read */
+    _Atomic uint64_t next_seq;     /* subscriber: sequence it expects next */
+    _Atomic uint64_t count;        /* published / received */
+    _Atomic uint64_t lost;         /* subscriber: lost to overwriting */
+} __attribute__((aligned(128)));
+
+#define REC_PAD 0x1u     /* skip it */
+#define REC_ABORTED 0x2u /* a padding record that consumed a sequence number */
+
+enum { REC_UNCLAIMED = 0, REC_RELEASED = 0xffffffffu }; /* queue: else 1 + claimer's slot */
+
+/*
+ * A record: this header, then `len` payload bytes, `size` bytes in all
+ * (a multiple of 8). It is committed when `tag` == position ^ salt, stored
+ * last with release order. The salt makes old payload bytes that happen to
+ * equal a position no risk: a stale word matches only by a 2^-64 chance.
+ */
+struct shm_record {
+    _Atomic uint64_t tag;
+    uint64_t seq;
+    uint64_t timestamp_ns;
+    uint32_t size;
+    uint32_t len;
+    uint32_t pub_id;
+    uint32_t flags;
+    _Atomic uint32_t state; /* queue claim state */
+    uint32_t reserved_;
+};
+
+_Static_assert(sizeof(struct shm_record) == DMAQ_RECORD_HEADER, "record header size is ABI");
+_Static_assert(sizeof(struct shm_header) <= SHM_HEADER_BYTES, "header fits its page");
+_Static_assert(sizeof(struct shm_slot) == SHM_SLOT_BYTES, "slot size");
+
+static inline struct shm_slot *shm_pub_slots(struct shm_header *h)
+{
+    return (struct shm_slot *)((char *)h + SHM_HEADER_BYTES);
+}
+
+static inline struct shm_slot *shm_sub_slots(struct shm_header *h)
+{
+    return shm_pub_slots(h) + DMAQ_MAX_PUBLISHERS;
+}
+
+#endif

@@ -1,0 +1,785 @@
+/*
+ * The shm ring: publishers claim space with a 16-byte compare-and-swap on
+ * (write position, sequence), fill the record and commit it by storing its
+ * tag last. Subscribers poll the tag at their own position, so in the steady
+ * state they never read a line that publishers write besides the records
+ * themselves, and publishers read subscriber positions only when their
+ * cached limit runs out (see DESIGN.md §8).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../util/clock.h"
+#include "../util/futex.h"
+#include "dmaq/transport.h"
+#include "shm.h"
+
+#define DEFAULT_SPIN_NS 50000 /* hides a wake-up while traffic is steady */
+
+struct shm_pub {
+    struct shm_chan ch;
+    struct shm_slot *slot;
+    uint64_t limit; /* records may end at or before this position */
+    int64_t spin_ns;
+    uint32_t id;
+    /* the outstanding reservation; token 0 = none */
+    uint64_t token, lease_pos, lease_seq;
+    uint32_t lease_size;
+};
+
+struct shm_sub {
+    struct shm_chan ch;
+    struct shm_slot *slot;
+    uint32_t slot_index;
+    int64_t spin_ns;
+    uint64_t pos;      /* broadcast: next position to read */
+    uint64_t next_seq; /* broadcast: sequence expected next */
+    /* Records below this position are checked against the write position
+     * after reading, as under the overwrite policy: a block-policy
+     * subscriber that started at the oldest record has no gate protecting
+     * them. UINT64_MAX under the overwrite policy. */
+    uint64_t validate_below;
+    uint64_t token, lease_pos;
+    uint32_t lease_size;
+};
+
+/* ---- Waiting ------------------------------------------------------------ */
+
+/* One wait for a condition another process makes true: spin for spin_ns,
+ * then sleep on `futex` after counting ourselves in `sleepers`, so that the
+ * other side makes the wake-up system call only when someone sleeps. The
+ * caller re-checks its condition after every return. Returns 0 to retry or
+ * DMAQ_ETIMEDOUT/DMAQ_EAGAIN. */
+struct waiter {
+    uint64_t deadline; /* 0 = not started */
+    uint64_t spin_until;
+    int64_t timeout_ns;
+    int64_t spin_ns;
+    uint32_t spins;
+};
+
+static int wait_begin(struct waiter *w, int64_t timeout_ns, int64_t spin_ns)
+{
+    if (timeout_ns == 0)
+        return dmaq_error_set(DMAQ_EAGAIN, "nothing available and the timeout is 0");
+    uint64_t now = dmaq__mono_ns();
+    w->timeout_ns = timeout_ns;
+    w->deadline = timeout_ns < 0 ? UINT64_MAX : now + (uint64_t)timeout_ns;
+    w->spin_until = now + (uint64_t)spin_ns;
+    w->spin_ns = spin_ns;
+    w->spins = 0;
+    return 0;
+}
+
+/* Spin a little; returns 1 while still in the spinning phase. */
+static int wait_spin(struct waiter *w)
+{
+    for (int i = 0; i < 16; i++)
+        dmaq__cpu_relax();
+    /* Read the clock only every 64 rounds: it costs more than a round. */
+    if ((++w->spins & 63) != 0)
+        return 1;
+    return dmaq__mono_ns() < w->spin_until;
+}
+
+static int wait_timed_out(struct waiter *w, uint64_t *remaining)
+{
+    if (w->deadline == UINT64_MAX) {
+        *remaining = UINT64_MAX;
+        return 0;
+    }
+    uint64_t now = dmaq__mono_ns();
+    if (now >= w->deadline)
+        return dmaq_error_set(DMAQ_ETIMEDOUT, "timed out after %lld ns", (long long)w->timeout_ns);
+    *remaining = w->deadline - now;
+    return 0;
+}
+
+/* Counters in a slot have one writer (the slot's owner): no locked RMW. */
+static inline void bump(_Atomic uint64_t *counter, uint64_t by)
+{
+    atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + by, memory_order_relaxed);
+}
+
+static void wake_if_sleeping(_Atomic uint32_t *sleepers, _Atomic uint32_t *futex)
+{
+    if (atomic_load(sleepers)) {
+        atomic_fetch_add(futex, 1);
+        dmaq__futex_wake_all((uint32_t *)futex);
+    }
+}
+
+/* ---- Publishers --------------------------------------------------------- */
+
+/* Recompute how far publishers may write without overrunning a reader. */
+static uint64_t compute_limit(struct shm_chan *ch, uint64_t write_pos)
+{
+    struct shm_header *h = ch->hdr;
+    if (ch->kind == DMAQ_KIND_QUEUE)
+        return atomic_load(&h->tail) + ch->capacity;
+    if (ch->policy == DMAQ_POLICY_OVERWRITE)
+        return write_pos + ch->capacity;
+    /* Broadcast/block: the slowest active subscriber gates. With none, the
+     * limit is still one lap from here, so that a subscriber joining later is
+     * seen before anyone writes over the position where it starts. */
+    uint64_t min = write_pos;
+    struct shm_slot *s = shm_sub_slots(h);
+    uint32_t hwm = atomic_load(&h->sub_hwm);
+    for (uint32_t i = 0; i < hwm && i < DMAQ_MAX_SUBSCRIBERS; i++) {
+        if (atomic_load(&s[i].state) == SLOT_FREE)
+            continue;
+        uint64_t p = atomic_load(&s[i].pos);
+        if (p < min)
+            min = p;
+    }
+    return min + ch->capacity;
+}
+
+/* The queue's tail moves over the contiguous prefix of released records.
+ * Anyone may move it (releasers and blocked publishers); never past rd_claim,
+ * since a record not yet handed out must not be overwritten. */
+static void queue_advance_tail(struct shm_chan *ch)
+{
+    struct shm_header *h = ch->hdr;
+    uint64_t t = atomic_load(&h->tail);
+    for (;;) {
+        uint64_t claim = atomic_load(&h->rd_claim);
+        if (t >= claim)
+            return;
+        uint64_t next;
+        uint64_t seg_end = shm_segment_end(ch, t);
+        if (seg_end - t < DMAQ_RECORD_HEADER) {
+            next = seg_end;
+        } else {
+            struct shm_record *r = shm_rec(ch, t);
+            if (atomic_load(&r->tag) != (t ^ ch->salt) || atomic_load(&r->state) != REC_RELEASED)
+                return;
+            uint32_t size = r->size;
+            if (size < DMAQ_RECORD_HEADER || t + size > seg_end)
+                return; /* corrupt: leave the tail; readers report it */
+            next = t + size;
+        }
+        if (!atomic_compare_exchange_strong(&h->tail, &t, next))
+            continue; /* t now holds the tail someone else set */
+        t = next;
+    }
+}
+
+static int shm_pub_open(void *state, const char *address, const dmaq_options *opts)
+{
+    struct shm_pub *p = state;
+    int rc = shm_chan_open(&p->ch, address, opts);
+    if (rc < 0)
+        return rc;
+    struct shm_header *h = p->ch.hdr;
+    rc = shm_slot_claim(shm_pub_slots(h), DMAQ_MAX_PUBLISHERS, &h->pub_hwm, "publishers", p->ch.name);
+    if (rc < 0) {
+        shm_chan_close(&p->ch);
+        return rc;
+    }
+    p->slot = &shm_pub_slots(h)[rc];
+    p->id = atomic_fetch_add(&h->next_pub_id, 1);
+    p->slot->id = p->id;
+    atomic_store(&p->slot->state, SLOT_ACTIVE);
+    p->spin_ns = opts->spin_ns < 0 ? DEFAULT_SPIN_NS : opts->spin_ns;
+    p->limit = 0; /* computed at the first reservation */
+    return 0;
+}
+
+static uint32_t shm_pub_id(const void *state) { return ((const struct shm_pub *)state)->id; }
+
+/* Write a padding record (or nothing, for a gap too small for a header). */
+static void write_padding(struct shm_chan *ch, uint64_t pos, uint64_t size)
+{
+    if (size < DMAQ_RECORD_HEADER)
+        return;
+    struct shm_record *r = shm_rec(ch, pos);
+    r->seq = 0;
+    r->timestamp_ns = 0;
+    r->size = (uint32_t)size;
+    r->len = 0;
+    r->pub_id = 0;
+    r->flags = REC_PAD;
+    atomic_store_explicit(&r->state, REC_RELEASED, memory_order_relaxed);
+    atomic_store_explicit(&r->tag, pos ^ ch->salt, memory_order_release);
+}
+
+static int lease_check(const dmaq_lease *lease, const void *owner, uint64_t token, const char *what)
+{
+    if (token == 0 || lease->opaque_[0] != (uint64_t)(uintptr_t)owner || lease->opaque_[1] != token)
+        return dmaq_error_set(DMAQ_ELEASE,
+                              "%s: this lease is not outstanding on this handle (already ended, or from "
+                              "another handle)",
+                              what);
+    return 0;
+}
+
+static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t timeout_ns)
+{
+    struct shm_pub *p = state;
+    struct shm_chan *ch = &p->ch;
+    if (p->token)
+        return dmaq_error_set(DMAQ_EBUSY, "publisher on '%s' already holds a reservation; commit or abort it",
+                              ch->name);
+    if (len > ch->max_message)
+        return dmaq_error_set(DMAQ_EMSGSIZE, "message of %zu bytes exceeds channel '%s' max_message %llu", len,
+                              ch->name, (unsigned long long)ch->max_message);
+    struct shm_header *h = ch->hdr;
+    uint64_t need = shm_align8(DMAQ_RECORD_HEADER + len);
+    struct waiter w = {0};
+    struct shm_write cur = {__atomic_load_n(&h->write.pos, __ATOMIC_RELAXED),
+                            __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED)};
+    uint64_t start, end;
+    for (;;) {
+        start = cur.pos;
+        uint64_t seg_end = shm_segment_end(ch, start);
+        if (start + need > seg_end)
+            start = seg_end; /* pad to the segment end first */
+        end = start + need;
+        if (end > p->limit) {
+            if (ch->kind == DMAQ_KIND_QUEUE)
+                queue_advance_tail(ch);
+            p->limit = compute_limit(ch, cur.pos);
+            if (end > p->limit) {
+                int rc = w.deadline ? 0 : wait_begin(&w, timeout_ns, p->spin_ns);
+                if (rc < 0)
+                    return dmaq_error_set(DMAQ_EAGAIN, "channel '%s' is full", ch->name);
+                uint64_t remaining = 0;
+                if ((rc = wait_timed_out(&w, &remaining)) < 0)
+                    return dmaq_error_set(rc, "channel '%s' stayed full for %lld ns", ch->name,
+                                          (long long)timeout_ns);
+                if (!wait_spin(&w)) {
+                    atomic_fetch_add(&h->space_sleepers, 1);
+                    uint32_t v = atomic_load(&h->space_futex);
+                    if (ch->kind == DMAQ_KIND_QUEUE)
+                        queue_advance_tail(ch);
+                    if (end > compute_limit(ch, cur.pos))
+                        dmaq__futex_wait((uint32_t *)&h->space_futex, v,
+                                         remaining > 100000000 ? 100000000 : (int64_t)remaining);
+                    atomic_fetch_sub(&h->space_sleepers, 1);
+                }
+                cur.pos = __atomic_load_n(&h->write.pos, __ATOMIC_RELAXED);
+                cur.seq = __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED);
+                continue;
+            }
+        }
+        struct shm_write next = {end, cur.seq + 1};
+        if (shm_write_cas(h, &cur, next))
+            break;
+    }
+    if (start != cur.pos)
+        write_padding(ch, cur.pos, start - cur.pos);
+    struct shm_record *r = shm_rec(ch, start);
+    r->seq = cur.seq;
+    r->size = (uint32_t)need;
+    r->len = (uint32_t)len;
+    r->pub_id = p->id;
+    r->flags = 0;
+    atomic_store_explicit(&r->state, REC_UNCLAIMED, memory_order_relaxed);
+
+    p->token++;
+    if (p->token == 0)
+        p->token = 1;
+    p->lease_pos = start;
+    p->lease_seq = cur.seq;
+    p->lease_size = (uint32_t)need;
+    lease->data = r + 1;
+    lease->len = len;
+    lease->seq = cur.seq;
+    lease->timestamp_ns = 0;
+    lease->publisher_id = p->id;
+    lease->flags = 0;
+    lease->lost = 0;
+    lease->opaque_[0] = (uint64_t)(uintptr_t)p;
+    lease->opaque_[1] = p->token;
+    return 0;
+}
+
+/* Publish the record at the reservation: tag last, then wake sleepers. The
+ * exchange is a full barrier, ordering the tag before the sleeper check
+ * (pairs with the sleeper's increment before its re-check). */
+static void publish_record(struct shm_pub *p, struct shm_record *r, bool is_message)
+{
+    struct shm_header *h = p->ch.hdr;
+    atomic_exchange(&r->tag, p->lease_pos ^ p->ch.salt);
+    if (is_message)
+        bump(&p->slot->count, 1);
+    p->token = 0;
+    wake_if_sleeping(&h->data_sleepers, &h->data_futex);
+}
+
+static int shm_pub_commit(void *state, dmaq_lease *lease, size_t used_len)
+{
+    struct shm_pub *p = state;
+    int rc = lease_check(lease, p, p->token, "commit");
+    if (rc < 0)
+        return rc;
+    if (used_len > lease->len)
+        return dmaq_error_set(DMAQ_EMSGSIZE, "commit of %zu bytes exceeds the %llu reserved", used_len,
+                              (unsigned long long)lease->len);
+    struct shm_record *r = shm_rec(&p->ch, p->lease_pos);
+    uint64_t ts = dmaq__now_ns(CLOCK_REALTIME);
+    r->len = (uint32_t)used_len;
+    r->timestamp_ns = ts;
+    publish_record(p, r, true);
+    lease->timestamp_ns = ts;
+    lease->len = used_len;
+    lease->opaque_[1] = 0;
+    return 0;
+}
+
+static void abort_reservation(struct shm_pub *p)
+{
+    struct shm_record *r = shm_rec(&p->ch, p->lease_pos);
+    r->len = 0;
+    r->flags = REC_PAD | REC_ABORTED;
+    atomic_store_explicit(&r->state, REC_RELEASED, memory_order_relaxed);
+    publish_record(p, r, false);
+}
+
+static int shm_pub_abort(void *state, dmaq_lease *lease)
+{
+    struct shm_pub *p = state;
+    int rc = lease_check(lease, p, p->token, "abort");
+    if (rc < 0)
+        return rc;
+    abort_reservation(p);
+    lease->opaque_[1] = 0;
+    lease->data = NULL;
+    return 0;
+}
+
+static int shm_pub_send(void *state, const void *data, size_t len, int64_t timeout_ns)
+{
+    struct shm_pub *p = state;
+    dmaq_lease lease;
+    int rc = shm_pub_reserve(p, len, &lease, timeout_ns);
+    if (rc < 0)
+        return rc;
+    if (len)
+        memcpy(lease.data, data, len);
+    struct shm_record *r = shm_rec(&p->ch, p->lease_pos);
+    r->timestamp_ns = dmaq__now_ns(CLOCK_REALTIME);
+    publish_record(p, r, true);
+    return 0;
+}
+
+static void shm_pub_close(void *state)
+{
+    struct shm_pub *p = state;
+    if (!p->ch.hdr)
+        return;
+    if (p->token)
+        abort_reservation(p);
+    atomic_store(&p->slot->state, SLOT_FREE);
+    shm_chan_close(&p->ch);
+}
+
+/* ---- Subscribers -------------------------------------------------------- */
+
+static int shm_sub_open(void *state, const char *address, const dmaq_options *opts)
+{
+    struct shm_sub *s = state;
+    int rc = shm_chan_open(&s->ch, address, opts);
+    if (rc < 0)
+        return rc;
+    struct shm_chan *ch = &s->ch;
+    struct shm_header *h = ch->hdr;
+    rc = shm_slot_claim(shm_sub_slots(h), DMAQ_MAX_SUBSCRIBERS, &h->sub_hwm, "subscribers", ch->name);
+    if (rc < 0) {
+        shm_chan_close(ch);
+        return rc;
+    }
+    s->slot_index = (uint32_t)rc;
+    s->slot = &shm_sub_slots(h)[rc];
+    s->spin_ns = opts->spin_ns < 0 ? DEFAULT_SPIN_NS : opts->spin_ns;
+    s->validate_below = ch->policy == DMAQ_POLICY_OVERWRITE ? UINT64_MAX : 0;
+
+    /* Join: become visible to publishers at a position no later than any
+     * they may write up to, then move to the write position read after
+     * that. A publisher that computed its limit before seeing us computed it
+     * from positions at or before this one, so it cannot overrun us. */
+    struct shm_write w = shm_write_load(h);
+    atomic_store(&s->slot->pos, w.pos);
+    atomic_store(&s->slot->next_seq, w.seq);
+    atomic_store(&s->slot->state, SLOT_ACTIVE);
+    w = shm_write_load(h);
+    s->pos = w.pos;
+    s->next_seq = w.seq;
+    if (ch->kind == DMAQ_KIND_BROADCAST && opts->start == DMAQ_START_OLDEST) {
+        /* The oldest segment start that is still within one lap: a record
+         * starts there. Its records have no gate protecting them, so they
+         * are validated after reading (validate_below). */
+        uint64_t oldest = w.pos > ch->capacity ? w.pos - ch->capacity : 0;
+        oldest = (oldest + ch->segment - 1) & ~(ch->segment - 1);
+        if (oldest < w.pos) {
+            s->pos = oldest;
+            if (s->validate_below != UINT64_MAX)
+                s->validate_below = w.pos;
+        }
+    }
+    atomic_store(&s->slot->pos, s->pos);
+    return 0;
+}
+
+/* Under the overwrite policy (and below validate_below): were the bytes at
+ * `pos` still intact when we finished reading them? Nobody may have claimed
+ * space that reaches them. The fence orders our reads before the check. */
+static bool intact(struct shm_sub *s, uint64_t pos)
+{
+    atomic_thread_fence(memory_order_acquire);
+    return shm_write_pos(s->ch.hdr) <= pos + s->ch.capacity;
+}
+
+/* The ring lapped this subscriber: account for what it lost and resume at
+ * the newest message. Returns DMAQ_ELOST with the count in *lost, or 0 when
+ * nothing counted was lost (the skipped records predate its join). */
+static int resume_after_lap(struct shm_sub *s, uint64_t *lost)
+{
+    struct shm_write w = shm_write_load(s->ch.hdr);
+    bool below_join = s->pos < s->validate_below && s->validate_below != UINT64_MAX;
+    uint64_t n = w.seq > s->next_seq ? w.seq - s->next_seq : 0;
+    if (below_join) {
+        /* Only records from before the join were overrun: skip to it. */
+        s->pos = s->validate_below;
+        atomic_store(&s->slot->pos, s->pos);
+        return 0;
+    }
+    s->pos = w.pos;
+    s->next_seq = w.seq;
+    atomic_store(&s->slot->pos, s->pos);
+    atomic_store(&s->slot->next_seq, s->next_seq);
+    if (n == 0)
+        return 0;
+    bump(&s->slot->lost, n);
+    *lost = n;
+    return dmaq_error_set(DMAQ_ELOST, "subscriber on '%s' was overrun and lost %llu messages", s->ch.name,
+                          (unsigned long long)n);
+}
+
+static int corrupt_record(struct shm_chan *ch, uint64_t pos, const char *why)
+{
+    return dmaq_error_set(DMAQ_ECORRUPT, "channel '%s' is corrupt: record at position %llu %s", ch->name,
+                          (unsigned long long)pos, why);
+}
+
+/* Check a committed record's header against the channel's bounds. */
+static const char *bad_record(const struct shm_chan *ch, uint64_t pos, uint32_t size, uint32_t len)
+{
+    if (size < DMAQ_RECORD_HEADER || (size & 7) || size > ch->max_record)
+        return "has an impossible size";
+    if (pos + size > shm_segment_end(ch, pos))
+        return "runs past its segment";
+    if (len > size - DMAQ_RECORD_HEADER || len > ch->max_message)
+        return "has a length beyond its record";
+    return NULL;
+}
+
+/* Outcome of looking for the next record. */
+enum { FOUND = 0, EMPTY = 1 };
+
+/* Broadcast: find the next message at s->pos without consuming it. Skips
+ * padding. Returns FOUND with *rec set, EMPTY, or a DMAQ_E* code. */
+static int broadcast_next(struct shm_sub *s, struct shm_record **rec, uint64_t *lost)
+{
+    struct shm_chan *ch = &s->ch;
+    for (;;) {
+        uint64_t pos = s->pos;
+        uint64_t seg_end = shm_segment_end(ch, pos);
+        if (seg_end - pos < DMAQ_RECORD_HEADER) {
+            s->pos = seg_end;
+            continue;
+        }
+        struct shm_record *r = shm_rec(ch, pos);
+        bool validate = pos < s->validate_below;
+        if (atomic_load_explicit(&r->tag, memory_order_acquire) != (pos ^ ch->salt)) {
+            if (validate && !intact(s, pos)) {
+                int rc = resume_after_lap(s, lost);
+                if (rc < 0)
+                    return rc;
+                continue;
+            }
+            return EMPTY;
+        }
+        uint32_t size = r->size, len = r->len, flags = r->flags;
+        const char *bad = bad_record(ch, pos, size, len);
+        if (validate && !intact(s, pos)) {
+            int rc = resume_after_lap(s, lost);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (bad)
+            return corrupt_record(ch, pos, bad);
+        if (flags & REC_PAD) {
+            if ((flags & REC_ABORTED) && r->seq >= s->next_seq)
+                s->next_seq = r->seq + 1;
+            s->pos = pos + size;
+            continue;
+        }
+        *rec = r;
+        return FOUND;
+    }
+}
+
+/* Queue: claim the next message for this subscriber. Returns FOUND with *rec
+ * and *pos set, EMPTY, or a DMAQ_E* code. With `fit` non-zero, a message
+ * longer than `fit - 1` bytes is left unclaimed and reported as
+ * DMAQ_EMSGSIZE with its length in *too_long. */
+static int queue_next(struct shm_sub *s, struct shm_record **rec, uint64_t *pos_out, size_t fit,
+                      size_t *too_long)
+{
+    struct shm_chan *ch = &s->ch;
+    struct shm_header *h = ch->hdr;
+    uint64_t pos = atomic_load(&h->rd_claim);
+    for (;;) {
+        uint64_t seg_end = shm_segment_end(ch, pos);
+        uint64_t next;
+        struct shm_record *r = NULL;
+        if (seg_end - pos < DMAQ_RECORD_HEADER) {
+            next = seg_end;
+        } else {
+            r = shm_rec(ch, pos);
+            if (atomic_load_explicit(&r->tag, memory_order_acquire) != (pos ^ ch->salt))
+                return EMPTY;
+            uint32_t size = r->size, len = r->len;
+            const char *bad = bad_record(ch, pos, size, len);
+            if (bad) {
+                /* A record another subscriber claimed may be rewritten under
+                 * us: only a record still at the claim point is corrupt. */
+                uint64_t now = atomic_load(&h->rd_claim);
+                if (now != pos) {
+                    pos = now;
+                    continue;
+                }
+                return corrupt_record(ch, pos, bad);
+            }
+            if (fit && !(r->flags & REC_PAD) && len > fit - 1) {
+                if (atomic_load(&h->rd_claim) != pos) {
+                    pos = atomic_load(&h->rd_claim);
+                    continue;
+                }
+                *too_long = len;
+                return dmaq_error_set(DMAQ_EMSGSIZE, "message of %u bytes does not fit a %zu-byte buffer", len,
+                                      fit - 1);
+            }
+            next = pos + size;
+        }
+        if (!atomic_compare_exchange_strong(&h->rd_claim, &pos, next))
+            continue; /* pos now holds the current claim point */
+        if (r && !(r->flags & REC_PAD)) {
+            atomic_store(&r->state, 1 + s->slot_index);
+            *rec = r;
+            *pos_out = pos;
+            return FOUND;
+        }
+        queue_advance_tail(ch); /* we passed padding: it may free space */
+        pos = next;
+    }
+}
+
+/* Find (broadcast) or claim (queue) the next message, waiting up to
+ * timeout_ns. `fit` as for queue_next. */
+static int next_message(struct shm_sub *s, struct shm_record **rec, uint64_t *pos, int64_t timeout_ns,
+                        uint64_t *lost, size_t fit, size_t *too_long)
+{
+    struct shm_chan *ch = &s->ch;
+    struct shm_header *h = ch->hdr;
+    struct waiter w = {0};
+    for (;;) {
+        int rc;
+        if (ch->kind == DMAQ_KIND_QUEUE) {
+            rc = queue_next(s, rec, pos, fit, too_long);
+        } else {
+            rc = broadcast_next(s, rec, lost);
+            *pos = s->pos;
+        }
+        if (rc != EMPTY)
+            return rc;
+        if (!w.deadline && (rc = wait_begin(&w, timeout_ns, s->spin_ns)) < 0)
+            return rc;
+        uint64_t remaining = 0;
+        if ((rc = wait_timed_out(&w, &remaining)) < 0)
+            return rc;
+        if (wait_spin(&w))
+            continue;
+        atomic_fetch_add(&h->data_sleepers, 1);
+        uint32_t v = atomic_load(&h->data_futex);
+        /* Re-check after announcing ourselves: a publisher that committed
+         * before our increment is seen here; one after it will wake us. */
+        bool ready;
+        uint64_t p = ch->kind == DMAQ_KIND_QUEUE ? atomic_load(&h->rd_claim) : s->pos;
+        ready = shm_segment_end(ch, p) - p < DMAQ_RECORD_HEADER ||
+                atomic_load(&shm_rec(ch, p)->tag) == (p ^ ch->salt) ||
+                (p < s->validate_below && shm_write_pos(h) > p + ch->capacity);
+        if (!ready)
+            dmaq__futex_wait((uint32_t *)&h->data_futex, v,
+                             remaining == UINT64_MAX ? -1 : (int64_t)remaining);
+        atomic_fetch_sub(&h->data_sleepers, 1);
+    }
+}
+
+static void fill_read_lease(struct shm_sub *s, dmaq_lease *lease, struct shm_record *r, uint64_t pos)
+{
+    s->token++;
+    if (s->token == 0)
+        s->token = 1;
+    s->lease_pos = pos;
+    s->lease_size = r->size;
+    lease->data = r + 1;
+    lease->len = r->len;
+    lease->seq = r->seq;
+    lease->timestamp_ns = r->timestamp_ns;
+    lease->publisher_id = r->pub_id;
+    lease->flags = 0;
+    lease->lost = 0;
+    lease->opaque_[0] = (uint64_t)(uintptr_t)s;
+    lease->opaque_[1] = s->token;
+}
+
+static int shm_sub_peek(void *state, dmaq_lease *lease, int64_t timeout_ns)
+{
+    struct shm_sub *s = state;
+    if (s->token)
+        return dmaq_error_set(DMAQ_EBUSY, "subscriber on '%s' already holds a lease; release it first",
+                              s->ch.name);
+    struct shm_record *r;
+    uint64_t pos, lost = 0;
+    size_t unused;
+    int rc = next_message(s, &r, &pos, timeout_ns, &lost, 0, &unused);
+    if (rc == DMAQ_ELOST)
+        lease->lost = lost;
+    if (rc < 0)
+        return rc;
+    fill_read_lease(s, lease, r, pos);
+    return 0;
+}
+
+/* Finish the message at the lease: broadcast moves past it, a queue marks it
+ * released. Returns DMAQ_EOVERWRITTEN if, under validation, it was overrun. */
+static int finish_read(struct shm_sub *s, uint64_t seq)
+{
+    struct shm_chan *ch = &s->ch;
+    struct shm_header *h = ch->hdr;
+    uint64_t pos = s->lease_pos;
+    s->token = 0;
+    if (ch->kind == DMAQ_KIND_QUEUE) {
+        atomic_store(&shm_rec(ch, pos)->state, REC_RELEASED);
+        bump(&s->slot->count, 1);
+        queue_advance_tail(ch);
+        wake_if_sleeping(&h->space_sleepers, &h->space_futex);
+        return 0;
+    }
+    bool overrun = pos < s->validate_below && !intact(s, pos);
+    s->pos = pos + s->lease_size;
+    if (seq >= s->next_seq)
+        s->next_seq = seq + 1;
+    atomic_store_explicit(&s->slot->next_seq, s->next_seq, memory_order_relaxed);
+    if (overrun) {
+        bump(&s->slot->lost, 1);
+        atomic_store(&s->slot->pos, s->pos);
+        return dmaq_error_set(DMAQ_EOVERWRITTEN,
+                              "message at position %llu on '%s' was overwritten while it was read",
+                              (unsigned long long)pos, ch->name);
+    }
+    bump(&s->slot->count, 1);
+    /* seq_cst store: ordered before the sleeper check, pairing with a
+     * blocked publisher's increment before its re-check. */
+    atomic_store(&s->slot->pos, s->pos);
+    if (ch->policy == DMAQ_POLICY_BLOCK)
+        wake_if_sleeping(&h->space_sleepers, &h->space_futex);
+    return 0;
+}
+
+static int shm_sub_release(void *state, dmaq_lease *lease)
+{
+    struct shm_sub *s = state;
+    int rc = lease_check(lease, s, s->token, "release");
+    if (rc < 0)
+        return rc;
+    lease->opaque_[1] = 0;
+    return finish_read(s, lease->seq);
+}
+
+static int shm_sub_recv(void *state, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
+{
+    struct shm_sub *s = state;
+    if (s->token)
+        return dmaq_error_set(DMAQ_EBUSY, "subscriber on '%s' holds a lease; release it before recv",
+                              s->ch.name);
+    for (;;) {
+        struct shm_record *r;
+        uint64_t pos, lost = 0;
+        size_t too_long = 0;
+        int rc = next_message(s, &r, &pos, timeout_ns, &lost, cap + 1, &too_long);
+        if (rc == DMAQ_ELOST)
+            *len = lost;
+        if (rc == DMAQ_EMSGSIZE)
+            *len = too_long;
+        if (rc < 0)
+            return rc;
+        uint32_t n = r->len;
+        uint64_t seq = r->seq;
+        if (n > cap) { /* broadcast: checked here, before anything moves */
+            bool validate = pos < s->validate_below;
+            if (!validate || intact(s, pos)) {
+                *len = n;
+                return dmaq_error_set(DMAQ_EMSGSIZE, "message of %u bytes does not fit a %zu-byte buffer", n,
+                                      cap);
+            }
+            continue; /* overrun while we looked: broadcast_next reports the lap */
+        }
+        memcpy(buf, r + 1, n);
+        s->token = 1; /* finish_read ends the claim */
+        s->lease_pos = pos;
+        s->lease_size = r->size;
+        rc = finish_read(s, seq);
+        if (rc == DMAQ_EOVERWRITTEN) {
+            /* The copy is garbage: report it as the one message lost. */
+            *len = 1;
+            return dmaq_error_set(DMAQ_ELOST, "subscriber on '%s' was overrun while copying; lost 1 message",
+                                  s->ch.name);
+        }
+        *len = n;
+        return rc;
+    }
+}
+
+static void shm_sub_close(void *state)
+{
+    struct shm_sub *s = state;
+    if (!s->ch.hdr)
+        return;
+    if (s->token)
+        finish_read(s, s->next_seq);
+    atomic_store(&s->slot->state, SLOT_FREE);
+    /* The gate may have moved: let blocked publishers look again. */
+    wake_if_sleeping(&s->ch.hdr->space_sleepers, &s->ch.hdr->space_futex);
+    shm_chan_close(&s->ch);
+}
+
+static int shm_available(void) { return 1; }
+
+const dmaq_transport_ops dmaq__shm_transport = {
+    .abi_version = DMAQ_TRANSPORT_ABI,
+    .struct_size = sizeof(dmaq_transport_ops),
+    .scheme = "shm",
+    .pub_state_size = sizeof(struct shm_pub),
+    .sub_state_size = sizeof(struct shm_sub),
+    .available = shm_available,
+    .pub_open = shm_pub_open,
+    .pub_close = shm_pub_close,
+    .pub_id = shm_pub_id,
+    .pub_reserve = shm_pub_reserve,
+    .pub_commit = shm_pub_commit,
+    .pub_abort = shm_pub_abort,
+    .pub_send = shm_pub_send,
+    .sub_open = shm_sub_open,
+    .sub_close = shm_sub_close,
+    .sub_peek = shm_sub_peek,
+    .sub_release = shm_sub_release,
+    .sub_recv = shm_sub_recv,
+    .channel_stat = shm_channel_stat,
+    .channel_unlink = shm_channel_unlink,
+};

@@ -1,0 +1,208 @@
+/* The public calls of dmaq.h: argument checks, then one indirect call into
+ * the transport chosen at open. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry.h"
+
+struct dmaq_pub {
+    const dmaq_transport_ops *ops;
+    _Alignas(64) unsigned char state[]; /* the transport's, ops->pub_state_size bytes */
+};
+
+struct dmaq_sub {
+    const dmaq_transport_ops *ops;
+    _Alignas(64) unsigned char state[];
+};
+
+const char *dmaq_version(void) { return DMAQ_VERSION_STRING; }
+
+void dmaq_options_init(dmaq_options *opts)
+{
+    if (!opts)
+        return;
+    dmaq_options defaults = DMAQ_OPTIONS_INIT;
+    *opts = defaults;
+}
+
+size_t dmaq_struct_size(int which)
+{
+    switch (which) {
+    case DMAQ_STRUCT_OPTIONS:
+        return sizeof(dmaq_options);
+    case DMAQ_STRUCT_LEASE:
+        return sizeof(dmaq_lease);
+    case DMAQ_STRUCT_STAT:
+        return sizeof(dmaq_stat);
+    case DMAQ_STRUCT_SUB_STAT:
+        return sizeof(dmaq_sub_stat);
+    default:
+        return 0;
+    }
+}
+
+/* Copy the caller's options into a full-size struct, so transports always see
+ * every field: fields an older caller did not know stay at their defaults. */
+static int read_options(const dmaq_options *in, dmaq_options *out)
+{
+    dmaq_options_init(out);
+    if (!in)
+        return 0;
+    size_t v1 = offsetof(dmaq_options, spin_ns) + sizeof(int64_t);
+    if (in->size < v1)
+        return dmaq_error_set(DMAQ_EINVAL, "options.size is %u; set it to sizeof(dmaq_options) (%zu)",
+                              in->size, sizeof(dmaq_options));
+    memcpy(out, in, in->size < sizeof *out ? in->size : sizeof *out);
+    out->size = sizeof *out;
+    return 0;
+}
+
+int dmaq_pub_open(const char *uri, const dmaq_options *opts, dmaq_pub **out)
+{
+    if (!out)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_pub_open: out is NULL");
+    *out = NULL;
+    const dmaq_transport_ops *ops;
+    const char *address;
+    dmaq_options o;
+    int rc = dmaq__transport_for_uri(uri, &ops, &address);
+    if (rc == 0)
+        rc = read_options(opts, &o);
+    if (rc < 0)
+        return rc;
+    dmaq_pub *pub = calloc(1, sizeof *pub + ops->pub_state_size);
+    if (!pub)
+        return dmaq_error_set(DMAQ_ENOMEM, "out of memory opening a publisher on '%.256s'", uri);
+    pub->ops = ops;
+    rc = ops->pub_open(pub->state, address, &o);
+    if (rc < 0) {
+        free(pub);
+        return rc;
+    }
+    *out = pub;
+    return 0;
+}
+
+int dmaq_pub_close(dmaq_pub *pub)
+{
+    if (pub) {
+        pub->ops->pub_close(pub->state);
+        free(pub);
+    }
+    return 0;
+}
+
+uint32_t dmaq_pub_id(const dmaq_pub *pub) { return pub ? pub->ops->pub_id(pub->state) : 0; }
+
+int dmaq_pub_reserve(dmaq_pub *pub, size_t len, dmaq_lease *lease, int64_t timeout_ns)
+{
+    if (!pub || !lease)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_pub_reserve: %s is NULL", pub ? "lease" : "pub");
+    return pub->ops->pub_reserve(pub->state, len, lease, timeout_ns);
+}
+
+int dmaq_pub_commit(dmaq_pub *pub, dmaq_lease *lease, size_t used_len)
+{
+    if (!pub || !lease)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_pub_commit: %s is NULL", pub ? "lease" : "pub");
+    return pub->ops->pub_commit(pub->state, lease, used_len);
+}
+
+int dmaq_pub_abort(dmaq_pub *pub, dmaq_lease *lease)
+{
+    if (!pub || !lease)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_pub_abort: %s is NULL", pub ? "lease" : "pub");
+    return pub->ops->pub_abort(pub->state, lease);
+}
+
+int dmaq_pub_send(dmaq_pub *pub, const void *data, size_t len, int64_t timeout_ns)
+{
+    if (!pub || (!data && len))
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_pub_send: %s is NULL", pub ? "data" : "pub");
+    if (pub->ops->pub_send)
+        return pub->ops->pub_send(pub->state, data, len, timeout_ns);
+    dmaq_lease lease;
+    int rc = pub->ops->pub_reserve(pub->state, len, &lease, timeout_ns);
+    if (rc < 0)
+        return rc;
+    if (len)
+        memcpy(lease.data, data, len);
+    return pub->ops->pub_commit(pub->state, &lease, len);
+}
+
+int dmaq_sub_open(const char *uri, const dmaq_options *opts, dmaq_sub **out)
+{
+    if (!out)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_sub_open: out is NULL");
+    *out = NULL;
+    const dmaq_transport_ops *ops;
+    const char *address;
+    dmaq_options o;
+    int rc = dmaq__transport_for_uri(uri, &ops, &address);
+    if (rc == 0)
+        rc = read_options(opts, &o);
+    if (rc < 0)
+        return rc;
+    dmaq_sub *sub = calloc(1, sizeof *sub + ops->sub_state_size);
+    if (!sub)
+        return dmaq_error_set(DMAQ_ENOMEM, "out of memory opening a subscriber on '%.256s'", uri);
+    sub->ops = ops;
+    rc = ops->sub_open(sub->state, address, &o);
+    if (rc < 0) {
+        free(sub);
+        return rc;
+    }
+    *out = sub;
+    return 0;
+}
+
+int dmaq_sub_close(dmaq_sub *sub)
+{
+    if (sub) {
+        sub->ops->sub_close(sub->state);
+        free(sub);
+    }
+    return 0;
+}
+
+int dmaq_sub_peek(dmaq_sub *sub, dmaq_lease *lease, int64_t timeout_ns)
+{
+    if (!sub || !lease)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_sub_peek: %s is NULL", sub ? "lease" : "sub");
+    return sub->ops->sub_peek(sub->state, lease, timeout_ns);
+}
+
+int dmaq_sub_release(dmaq_sub *sub, dmaq_lease *lease)
+{
+    if (!sub || !lease)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_sub_release: %s is NULL", sub ? "lease" : "sub");
+    return sub->ops->sub_release(sub->state, lease);
+}
+
+int dmaq_sub_recv(dmaq_sub *sub, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
+{
+    if (!sub || !len || (!buf && cap))
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_sub_recv: %s is NULL", !sub ? "sub" : !len ? "len" : "buf");
+    return sub->ops->sub_recv(sub->state, buf, cap, len, timeout_ns);
+}
+
+int dmaq_channel_stat(const char *uri, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap)
+{
+    const dmaq_transport_ops *ops;
+    const char *address;
+    if (!stat || (!subs && subs_cap))
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_channel_stat: %s is NULL", stat ? "subs" : "stat");
+    if (stat->size < sizeof(dmaq_stat))
+        return dmaq_error_set(DMAQ_EINVAL, "stat.size is %u; set it to sizeof(dmaq_stat) (%zu)", stat->size,
+                              sizeof(dmaq_stat));
+    int rc = dmaq__transport_for_uri(uri, &ops, &address);
+    return rc < 0 ? rc : ops->channel_stat(address, stat, subs, subs_cap);
+}
+
+int dmaq_channel_unlink(const char *uri)
+{
+    const dmaq_transport_ops *ops;
+    const char *address;
+    int rc = dmaq__transport_for_uri(uri, &ops, &address);
+    return rc < 0 ? rc : ops->channel_unlink(address);
+}

@@ -1,0 +1,34 @@
+/* Clocks, CPU relaxation and deadlines shared by the transports. */
+#ifndef DMAQ_UTIL_CLOCK_H
+#define DMAQ_UTIL_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline uint64_t dmaq__now_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t dmaq__mono_ns(void) { return dmaq__now_ns(CLOCK_MONOTONIC); }
+
+/* Absolute CLOCK_MONOTONIC deadline for a timeout; UINT64_MAX = never. */
+static inline uint64_t dmaq__deadline(int64_t timeout_ns)
+{
+    if (timeout_ns < 0)
+        return UINT64_MAX;
+    return dmaq__mono_ns() + (uint64_t)timeout_ns;
+}
+
+static inline void dmaq__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+#endif

@@ -1,0 +1,33 @@
+/* Status names and the thread-local detail string behind dmaq_last_error(). */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "dmaq/transport.h"
+
+static _Thread_local char last_error[512];
+
+const char *dmaq_strerror(int code)
+{
+    switch (code) {
+    case DMAQ_OK:
+        return "success";
+#define DMAQ__CASE(name, num, text) \
+    case DMAQ_##name:               \
+        return text;
+        DMAQ_ERRORS(DMAQ__CASE)
+#undef DMAQ__CASE
+    default:
+        return code > 0 ? "success" : "unknown dmaq status";
+    }
+}
+
+const char *dmaq_last_error(void) { return last_error; }
+
+int dmaq_error_set(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return code;
+}

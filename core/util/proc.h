@@ -1,0 +1,16 @@
+/* Process identity that survives pid reuse: pid plus start time. */
+#ifndef DMAQ_UTIL_PROC_H
+#define DMAQ_UTIL_PROC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Start time of process `pid` in clock ticks since boot (field 22 of
+ * /proc/PID/stat), or 0 if it does not exist. */
+uint64_t dmaq__proc_start_time(pid_t pid);
+
+/* True if `pid` runs and started at `start_time` (0 = do not compare). */
+bool dmaq__proc_alive(pid_t pid, uint64_t start_time);
+
+#endif
