@@ -383,7 +383,7 @@ int shm_channel_stat(const char *address, dmaq_stat *stat, dmaq_sub_stat *subs, 
     stat->mode = h->meta.mode;
     stat->capacity = ch.capacity;
     stat->max_message = ch.max_message;
-    stat->published = w.seq;
+    stat->published = w.seq - atomic_load(&h->aborted);
     stat->creator_pid = h->meta.creator_pid;
 
     uint32_t pub_hwm = atomic_load(&h->pub_hwm), sub_hwm = atomic_load(&h->sub_hwm);

@@ -79,6 +79,7 @@ struct shm_header {
     _Alignas(128) _Atomic uint32_t next_pub_id;
     _Atomic uint32_t pub_hwm; /* slots at or above these indexes were never used */
     _Atomic uint32_t sub_hwm;
+    _Atomic uint64_t aborted; /* reservations aborted: sequence numbers with no message */
 };
 
 enum { SLOT_FREE = 0, SLOT_CLAIMING = 1, SLOT_ACTIVE = 2 };

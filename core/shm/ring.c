@@ -118,20 +118,29 @@ static uint64_t compute_limit(struct shm_chan *ch, uint64_t write_pos)
     struct shm_header *h = ch->hdr;
     if (ch->kind == DMAQ_KIND_QUEUE)
         return atomic_load(&h->tail) + ch->capacity;
-    if (ch->policy == DMAQ_POLICY_OVERWRITE)
-        return write_pos + ch->capacity;
-    /* Broadcast/block: the slowest active subscriber gates. With none, the
-     * limit is still one lap from here, so that a subscriber joining later is
-     * seen before anyone writes over the position where it starts. */
+    /* Broadcast: never a lap past a record another publisher is still
+     * writing (its slot's pos is where it claims from), nor, under the block
+     * policy, past the slowest active subscriber. With neither, the limit is
+     * still one lap from here, so that a subscriber joining later is seen
+     * before anyone writes over the position where it starts. */
     uint64_t min = write_pos;
-    struct shm_slot *s = shm_sub_slots(h);
-    uint32_t hwm = atomic_load(&h->sub_hwm);
-    for (uint32_t i = 0; i < hwm && i < DMAQ_MAX_SUBSCRIBERS; i++) {
-        if (atomic_load(&s[i].state) == SLOT_FREE)
-            continue;
-        uint64_t p = atomic_load(&s[i].pos);
-        if (p < min)
+    struct shm_slot *ps = shm_pub_slots(h);
+    uint32_t hwm = atomic_load(&h->pub_hwm);
+    for (uint32_t i = 0; i < hwm && i < DMAQ_MAX_PUBLISHERS; i++) {
+        uint64_t p = atomic_load(&ps[i].pos);
+        if (atomic_load(&ps[i].state) == SLOT_ACTIVE && p < min)
             min = p;
+    }
+    if (ch->policy == DMAQ_POLICY_BLOCK) {
+        struct shm_slot *ss = shm_sub_slots(h);
+        hwm = atomic_load(&h->sub_hwm);
+        for (uint32_t i = 0; i < hwm && i < DMAQ_MAX_SUBSCRIBERS; i++) {
+            if (atomic_load(&ss[i].state) == SLOT_FREE)
+                continue;
+            uint64_t p = atomic_load(&ss[i].pos);
+            if (p < min)
+                min = p;
+        }
     }
     return min + ch->capacity;
 }
@@ -181,6 +190,7 @@ static int shm_pub_open(void *state, const char *address, const dmaq_options *op
     p->slot = &shm_pub_slots(h)[rc];
     p->id = atomic_fetch_add(&h->next_pub_id, 1);
     p->slot->id = p->id;
+    atomic_store(&p->slot->pos, UINT64_MAX); /* not writing */
     atomic_store(&p->slot->state, SLOT_ACTIVE);
     p->spin_ns = opts->spin_ns < 0 ? DEFAULT_SPIN_NS : opts->spin_ns;
     p->limit = 0; /* computed at the first reservation */
@@ -238,6 +248,10 @@ static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t t
             start = seg_end; /* pad to the segment end first */
         end = start + need;
         if (end > p->limit) {
+            /* Withdraw an announcement left by a failed claim: we are not
+             * writing, and must not gate anyone (ourselves included). */
+            if (ch->kind == DMAQ_KIND_BROADCAST)
+                atomic_store(&p->slot->pos, UINT64_MAX);
             if (ch->kind == DMAQ_KIND_QUEUE)
                 queue_advance_tail(ch);
             p->limit = compute_limit(ch, cur.pos);
@@ -264,6 +278,12 @@ static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t t
                 continue;
             }
         }
+        /* Announce where we claim from before claiming. The CAS is a full
+         * barrier, so a publisher whose limit scan missed this store read
+         * the write position before our claim, and its limit stays at most
+         * a lap past our record. */
+        if (ch->kind == DMAQ_KIND_BROADCAST)
+            atomic_store_explicit(&p->slot->pos, cur.pos, memory_order_relaxed);
         struct shm_write next = {end, cur.seq + 1};
         if (shm_write_cas(h, &cur, next))
             break;
@@ -307,6 +327,11 @@ static void publish_record(struct shm_pub *p, struct shm_record *r, bool is_mess
         bump(&p->slot->count, 1);
     p->token = 0;
     wake_if_sleeping(&h->data_sleepers, &h->data_futex);
+    if (p->ch.kind == DMAQ_KIND_BROADCAST) {
+        /* No longer writing: a publisher gated on us may go on. */
+        atomic_store(&p->slot->pos, UINT64_MAX);
+        wake_if_sleeping(&h->space_sleepers, &h->space_futex);
+    }
 }
 
 static int shm_pub_commit(void *state, dmaq_lease *lease, size_t used_len)
@@ -335,6 +360,7 @@ static void abort_reservation(struct shm_pub *p)
     r->len = 0;
     r->flags = REC_PAD | REC_ABORTED;
     atomic_store_explicit(&r->state, REC_RELEASED, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->ch.hdr->aborted, 1, memory_order_relaxed);
     publish_record(p, r, false);
 }
 
@@ -479,9 +505,28 @@ static const char *bad_record(const struct shm_chan *ch, uint64_t pos, uint32_t 
 /* Outcome of looking for the next record. */
 enum { FOUND = 0, EMPTY = 1 };
 
+/* A record header as read once, before validation: under the overwrite
+ * policy the live header may change after the intact check. */
+struct rec_view {
+    struct shm_record *rec;
+    uint64_t seq, timestamp_ns;
+    uint32_t size, len, pub_id, flags;
+};
+
+static void view_record(struct shm_record *r, struct rec_view *v)
+{
+    v->rec = r;
+    v->seq = r->seq;
+    v->timestamp_ns = r->timestamp_ns;
+    v->size = r->size;
+    v->len = r->len;
+    v->pub_id = r->pub_id;
+    v->flags = r->flags;
+}
+
 /* Broadcast: find the next message at s->pos without consuming it. Skips
  * padding. Returns FOUND with *rec set, EMPTY, or a DMAQ_E* code. */
-static int broadcast_next(struct shm_sub *s, struct shm_record **rec, uint64_t *lost)
+static int broadcast_next(struct shm_sub *s, struct rec_view *v, uint64_t *lost)
 {
     struct shm_chan *ch = &s->ch;
     for (;;) {
@@ -502,8 +547,8 @@ static int broadcast_next(struct shm_sub *s, struct shm_record **rec, uint64_t *
             }
             return EMPTY;
         }
-        uint32_t size = r->size, len = r->len, flags = r->flags;
-        const char *bad = bad_record(ch, pos, size, len);
+        view_record(r, v);
+        const char *bad = bad_record(ch, pos, v->size, v->len);
         if (validate && !intact(s, pos)) {
             int rc = resume_after_lap(s, lost);
             if (rc < 0)
@@ -512,13 +557,12 @@ static int broadcast_next(struct shm_sub *s, struct shm_record **rec, uint64_t *
         }
         if (bad)
             return corrupt_record(ch, pos, bad);
-        if (flags & REC_PAD) {
-            if ((flags & REC_ABORTED) && r->seq >= s->next_seq)
-                s->next_seq = r->seq + 1;
-            s->pos = pos + size;
+        if (v->flags & REC_PAD) {
+            if ((v->flags & REC_ABORTED) && v->seq >= s->next_seq)
+                s->next_seq = v->seq + 1;
+            s->pos = pos + v->size;
             continue;
         }
-        *rec = r;
         return FOUND;
     }
 }
@@ -527,8 +571,7 @@ static int broadcast_next(struct shm_sub *s, struct shm_record **rec, uint64_t *
  * and *pos set, EMPTY, or a DMAQ_E* code. With `fit` non-zero, a message
  * longer than `fit - 1` bytes is left unclaimed and reported as
  * DMAQ_EMSGSIZE with its length in *too_long. */
-static int queue_next(struct shm_sub *s, struct shm_record **rec, uint64_t *pos_out, size_t fit,
-                      size_t *too_long)
+static int queue_next(struct shm_sub *s, struct rec_view *v, uint64_t *pos_out, size_t fit, size_t *too_long)
 {
     struct shm_chan *ch = &s->ch;
     struct shm_header *h = ch->hdr;
@@ -537,6 +580,10 @@ static int queue_next(struct shm_sub *s, struct shm_record **rec, uint64_t *pos_
         uint64_t seg_end = shm_segment_end(ch, pos);
         uint64_t next;
         struct shm_record *r = NULL;
+        /* Read before the claim: a padding record is born released, so once
+         * our CAS passes it the tail may pass it too and a publisher may
+         * rewrite it; after the CAS only a real message is still ours. */
+        bool is_message = false;
         if (seg_end - pos < DMAQ_RECORD_HEADER) {
             next = seg_end;
         } else {
@@ -544,6 +591,7 @@ static int queue_next(struct shm_sub *s, struct shm_record **rec, uint64_t *pos_
             if (atomic_load_explicit(&r->tag, memory_order_acquire) != (pos ^ ch->salt))
                 return EMPTY;
             uint32_t size = r->size, len = r->len;
+            is_message = !(r->flags & REC_PAD);
             const char *bad = bad_record(ch, pos, size, len);
             if (bad) {
                 /* A record another subscriber claimed may be rewritten under
@@ -555,7 +603,7 @@ static int queue_next(struct shm_sub *s, struct shm_record **rec, uint64_t *pos_
                 }
                 return corrupt_record(ch, pos, bad);
             }
-            if (fit && !(r->flags & REC_PAD) && len > fit - 1) {
+            if (fit && is_message && len > fit - 1) {
                 if (atomic_load(&h->rd_claim) != pos) {
                     pos = atomic_load(&h->rd_claim);
                     continue;
@@ -568,9 +616,9 @@ static int queue_next(struct shm_sub *s, struct shm_record **rec, uint64_t *pos_
         }
         if (!atomic_compare_exchange_strong(&h->rd_claim, &pos, next))
             continue; /* pos now holds the current claim point */
-        if (r && !(r->flags & REC_PAD)) {
+        if (is_message) {
             atomic_store(&r->state, 1 + s->slot_index);
-            *rec = r;
+            view_record(r, v); /* ours now: nobody rewrites it before release */
             *pos_out = pos;
             return FOUND;
         }
@@ -581,7 +629,7 @@ static int queue_next(struct shm_sub *s, struct shm_record **rec, uint64_t *pos_
 
 /* Find (broadcast) or claim (queue) the next message, waiting up to
  * timeout_ns. `fit` as for queue_next. */
-static int next_message(struct shm_sub *s, struct shm_record **rec, uint64_t *pos, int64_t timeout_ns,
+static int next_message(struct shm_sub *s, struct rec_view *v, uint64_t *pos, int64_t timeout_ns,
                         uint64_t *lost, size_t fit, size_t *too_long)
 {
     struct shm_chan *ch = &s->ch;
@@ -590,9 +638,9 @@ static int next_message(struct shm_sub *s, struct shm_record **rec, uint64_t *po
     for (;;) {
         int rc;
         if (ch->kind == DMAQ_KIND_QUEUE) {
-            rc = queue_next(s, rec, pos, fit, too_long);
+            rc = queue_next(s, v, pos, fit, too_long);
         } else {
-            rc = broadcast_next(s, rec, lost);
+            rc = broadcast_next(s, v, lost);
             *pos = s->pos;
         }
         if (rc != EMPTY)
@@ -605,7 +653,7 @@ static int next_message(struct shm_sub *s, struct shm_record **rec, uint64_t *po
         if (wait_spin(&w))
             continue;
         atomic_fetch_add(&h->data_sleepers, 1);
-        uint32_t v = atomic_load(&h->data_futex);
+        uint32_t futex_val = atomic_load(&h->data_futex);
         /* Re-check after announcing ourselves: a publisher that committed
          * before our increment is seen here; one after it will wake us. */
         bool ready;
@@ -614,24 +662,24 @@ static int next_message(struct shm_sub *s, struct shm_record **rec, uint64_t *po
                 atomic_load(&shm_rec(ch, p)->tag) == (p ^ ch->salt) ||
                 (p < s->validate_below && shm_write_pos(h) > p + ch->capacity);
         if (!ready)
-            dmaq__futex_wait((uint32_t *)&h->data_futex, v,
+            dmaq__futex_wait((uint32_t *)&h->data_futex, futex_val,
                              remaining == UINT64_MAX ? -1 : (int64_t)remaining);
         atomic_fetch_sub(&h->data_sleepers, 1);
     }
 }
 
-static void fill_read_lease(struct shm_sub *s, dmaq_lease *lease, struct shm_record *r, uint64_t pos)
+static void fill_read_lease(struct shm_sub *s, dmaq_lease *lease, const struct rec_view *v, uint64_t pos)
 {
     s->token++;
     if (s->token == 0)
         s->token = 1;
     s->lease_pos = pos;
-    s->lease_size = r->size;
-    lease->data = r + 1;
-    lease->len = r->len;
-    lease->seq = r->seq;
-    lease->timestamp_ns = r->timestamp_ns;
-    lease->publisher_id = r->pub_id;
+    s->lease_size = v->size;
+    lease->data = v->rec + 1;
+    lease->len = v->len;
+    lease->seq = v->seq;
+    lease->timestamp_ns = v->timestamp_ns;
+    lease->publisher_id = v->pub_id;
     lease->flags = 0;
     lease->lost = 0;
     lease->opaque_[0] = (uint64_t)(uintptr_t)s;
@@ -644,15 +692,15 @@ static int shm_sub_peek(void *state, dmaq_lease *lease, int64_t timeout_ns)
     if (s->token)
         return dmaq_error_set(DMAQ_EBUSY, "subscriber on '%s' already holds a lease; release it first",
                               s->ch.name);
-    struct shm_record *r;
+    struct rec_view v;
     uint64_t pos, lost = 0;
     size_t unused;
-    int rc = next_message(s, &r, &pos, timeout_ns, &lost, 0, &unused);
+    int rc = next_message(s, &v, &pos, timeout_ns, &lost, 0, &unused);
     if (rc == DMAQ_ELOST)
         lease->lost = lost;
     if (rc < 0)
         return rc;
-    fill_read_lease(s, lease, r, pos);
+    fill_read_lease(s, lease, &v, pos);
     return 0;
 }
 
@@ -709,18 +757,17 @@ static int shm_sub_recv(void *state, void *buf, size_t cap, size_t *len, int64_t
         return dmaq_error_set(DMAQ_EBUSY, "subscriber on '%s' holds a lease; release it before recv",
                               s->ch.name);
     for (;;) {
-        struct shm_record *r;
+        struct rec_view v;
         uint64_t pos, lost = 0;
         size_t too_long = 0;
-        int rc = next_message(s, &r, &pos, timeout_ns, &lost, cap + 1, &too_long);
+        int rc = next_message(s, &v, &pos, timeout_ns, &lost, cap + 1, &too_long);
         if (rc == DMAQ_ELOST)
             *len = lost;
         if (rc == DMAQ_EMSGSIZE)
             *len = too_long;
         if (rc < 0)
             return rc;
-        uint32_t n = r->len;
-        uint64_t seq = r->seq;
+        uint32_t n = v.len;
         if (n > cap) { /* broadcast: checked here, before anything moves */
             bool validate = pos < s->validate_below;
             if (!validate || intact(s, pos)) {
@@ -730,11 +777,11 @@ static int shm_sub_recv(void *state, void *buf, size_t cap, size_t *len, int64_t
             }
             continue; /* overrun while we looked: broadcast_next reports the lap */
         }
-        memcpy(buf, r + 1, n);
+        memcpy(buf, v.rec + 1, n);
         s->token = 1; /* finish_read ends the claim */
         s->lease_pos = pos;
-        s->lease_size = r->size;
-        rc = finish_read(s, seq);
+        s->lease_size = v.size;
+        rc = finish_read(s, v.seq);
         if (rc == DMAQ_EOVERWRITTEN) {
             /* The copy is garbage: report it as the one message lost. */
             *len = 1;

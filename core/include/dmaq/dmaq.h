@@ -167,7 +167,7 @@ typedef struct dmaq_stat {
     uint64_t capacity;      /* ring bytes */
     uint64_t max_message;   /* largest payload */
     uint64_t bytes_used;    /* ring bytes not yet consumed by the slowest reader */
-    uint64_t published;     /* messages published since creation */
+    uint64_t published;     /* messages committed since creation */
     uint32_t publishers;    /* publishers attached now */
     uint32_t subscribers;   /* subscribers attached now */
     int32_t creator_pid;    /* process that created the channel */

@@ -1,0 +1,103 @@
+/* Helpers for tests that run real processes. */
+#ifndef DMAQ_TEST_HARNESS_H
+#define DMAQ_TEST_HARNESS_H
+
+#include <dmaq/dmaq.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* A channel name unique to this process and call. */
+static inline const char *unique_uri(char *buf, size_t cap, const char *what)
+{
+    static unsigned counter;
+    snprintf(buf, cap, "shm://test-%s-%d-%u", what, (int)getpid(), counter++);
+    return buf;
+}
+
+static inline uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static inline pid_t spawn(char *const argv[])
+{
+    pid_t pid;
+    if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0)
+        return -1;
+    return pid;
+}
+
+/* Wait for all `n` children until `deadline_s` seconds from now; kill the
+ * rest with SIGKILL after that. Returns true if all exited 0 in time. */
+static inline bool wait_all(pid_t *pids, int n, int deadline_s)
+{
+    uint64_t deadline = mono_ns() + (uint64_t)deadline_s * 1000000000u;
+    int left = n;
+    bool ok = true;
+    while (left > 0) {
+        for (int i = 0; i < n; i++) {
+            int status;
+            if (pids[i] <= 0)
+                continue;
+            if (waitpid(pids[i], &status, WNOHANG) == pids[i]) {
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                    fprintf(stderr, "child %d ended with status 0x%x\n", (int)pids[i], status);
+                    ok = false;
+                }
+                pids[i] = 0;
+                left--;
+            }
+        }
+        if (left && mono_ns() > deadline) {
+            fprintf(stderr, "%d children still running at the deadline: killing them\n", left);
+            for (int i = 0; i < n; i++)
+                if (pids[i] > 0) {
+                    kill(pids[i], SIGKILL);
+                    waitpid(pids[i], NULL, 0);
+                }
+            return false;
+        }
+        if (left)
+            sleep_ms(5);
+    }
+    return ok;
+}
+
+/* Wait until the channel has `n` subscribers attached. */
+static inline bool wait_subscribers(const char *uri, unsigned n, int deadline_s)
+{
+    uint64_t deadline = mono_ns() + (uint64_t)deadline_s * 1000000000u;
+    dmaq_stat st = {.size = sizeof st};
+    while (mono_ns() < deadline) {
+        if (dmaq_channel_stat(uri, &st, NULL, 0) >= 0 && st.subscribers >= n)
+            return true;
+        sleep_ms(2);
+    }
+    return false;
+}
+
+/* Messages per topology in the stress tests: DMAQ_TEST_MESSAGES or 1e6. */
+static inline long test_messages(void)
+{
+    const char *e = getenv("DMAQ_TEST_MESSAGES");
+    return e && atol(e) > 0 ? atol(e) : 1000000;
+}
+
+#endif

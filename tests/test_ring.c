@@ -1,0 +1,228 @@
+/*
+ * One process, one publisher, one subscriber: record placement at every
+ * ring offset (records that would straddle a segment end are padded), zero
+ * and maximum lengths, both the zero-copy and the copying paths, for every
+ * kind. Cross-process behaviour is in test_stress.c and test_wait.c.
+ */
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+#define CAPACITY 4096u
+#define MAX_MSG (CAPACITY / 2 - DMAQ_RECORD_HEADER)
+
+static void fill(unsigned char *p, size_t len, uint64_t n)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = (unsigned char)(n * 131 + i * 7);
+}
+
+static bool same(const unsigned char *p, size_t len, uint64_t n)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != (unsigned char)(n * 131 + i * 7))
+            return false;
+    return true;
+}
+
+static void open_pair(uint32_t kind, uint32_t policy, dmaq_pub **pub, dmaq_sub **sub, char *uri, size_t cap)
+{
+    unique_uri(uri, cap, "ring");
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.kind = kind;
+    o.policy = policy;
+    o.capacity = CAPACITY;
+    o.max_message = MAX_MSG;
+    cr_assert_eq(dmaq_pub_open(uri, &o, pub), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_sub_open(uri, &o, sub), 0, "%s", dmaq_last_error());
+}
+
+static void wraparound(uint32_t kind, uint32_t policy)
+{
+    char uri[128];
+    dmaq_pub *pub;
+    dmaq_sub *sub;
+    open_pair(kind, policy, &pub, &sub, uri, sizeof uri);
+    /* Which 8-byte offsets of the ring a record started at, learnt from the
+     * payload address (the ring is page-aligned in a page-aligned map). */
+    bool seen[CAPACITY / 8] = {false};
+    unsigned char buf[MAX_MSG];
+    uint64_t rng = 7;
+    for (uint64_t n = 0; n < 100000; n++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        size_t len = (rng >> 33) % (n & 4 ? 64 : 600);
+        if (n % 97 == 0)
+            len = MAX_MSG;
+        if (n % 89 == 0)
+            len = 0;
+        dmaq_lease w;
+        if (n & 1) {
+            cr_assert_eq(dmaq_pub_reserve(pub, len, &w, 0), 0, "message %llu: %s", (unsigned long long)n,
+                         dmaq_last_error());
+            cr_assert_eq(w.len, len);
+            fill(w.data, len, n);
+            cr_assert_eq(dmaq_pub_commit(pub, &w, len), 0);
+        } else {
+            fill(buf, len, n);
+            cr_assert_eq(dmaq_pub_send(pub, buf, len, 0), 0, "message %llu: %s", (unsigned long long)n,
+                         dmaq_last_error());
+        }
+        if (n % 4) {
+            dmaq_lease r;
+            cr_assert_eq(dmaq_sub_peek(sub, &r, 0), 0, "message %llu: %s", (unsigned long long)n,
+                         dmaq_last_error());
+            cr_assert_eq(r.len, len);
+            cr_assert(same(r.data, len, n), "payload %llu damaged", (unsigned long long)n);
+            cr_assert_eq(r.seq, n, "message %llu has sequence %llu", (unsigned long long)n,
+                         (unsigned long long)r.seq);
+            cr_assert_eq(r.publisher_id, dmaq_pub_id(pub));
+            cr_assert_neq(r.timestamp_ns, 0);
+            seen[(((uintptr_t)r.data - DMAQ_RECORD_HEADER) & (CAPACITY - 1)) / 8] = true;
+            cr_assert_eq(dmaq_sub_release(sub, &r), 0);
+        } else {
+            size_t got = 12345;
+            cr_assert_eq(dmaq_sub_recv(sub, buf, sizeof buf, &got, 0), 0, "message %llu: %s",
+                         (unsigned long long)n, dmaq_last_error());
+            cr_assert_eq(got, len);
+            cr_assert(same(buf, len, n), "payload %llu damaged", (unsigned long long)n);
+        }
+        size_t nothing;
+        cr_assert_eq(dmaq_sub_recv(sub, buf, sizeof buf, &nothing, 0), DMAQ_EAGAIN, "a message appeared twice");
+    }
+    /* Every offset a record can start at: each half's start, and anything
+     * from one header past it to the last place a header fits (the rest of
+     * a half is a gap skipped by rule). */
+    for (unsigned i = 0; i < CAPACITY / 8; i++) {
+        unsigned off = i * 8, in_half = off % (CAPACITY / 2);
+        bool reachable = in_half == 0 || (in_half >= DMAQ_RECORD_HEADER &&
+                                          in_half + DMAQ_RECORD_HEADER <= CAPACITY / 2);
+        if (reachable)
+            cr_expect(seen[i], "no record ever started at offset %u", off);
+    }
+    dmaq_sub_close(sub);
+    dmaq_pub_close(pub);
+    dmaq_channel_unlink(uri);
+}
+
+Test(wraparound, queue) { wraparound(DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK); }
+Test(wraparound, broadcast_block) { wraparound(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK); }
+Test(wraparound, broadcast_overwrite) { wraparound(DMAQ_KIND_BROADCAST, DMAQ_POLICY_OVERWRITE); }
+
+Test(ring, full_ring_blocks_and_aborts_are_invisible)
+{
+    char uri[128];
+    dmaq_pub *pub;
+    dmaq_sub *sub;
+    open_pair(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, &pub, &sub, uri, sizeof uri);
+    unsigned char buf[MAX_MSG] = {0};
+    int sent = 0;
+    while (dmaq_pub_send(pub, buf, 100, 0) == 0)
+        sent++;
+    cr_assert_eq(dmaq_pub_send(pub, buf, 100, 0), DMAQ_EAGAIN);
+    cr_assert_eq(dmaq_pub_send(pub, buf, 100, 1000000), DMAQ_ETIMEDOUT);
+    cr_assert_gt(sent, 20);
+    cr_assert_leq(sent, (int)(CAPACITY / (DMAQ_RECORD_HEADER + 100)));
+    size_t len;
+    cr_assert_eq(dmaq_sub_recv(sub, buf, sizeof buf, &len, 0), 0);
+    dmaq_lease w;
+    cr_assert_eq(dmaq_pub_reserve(pub, 50, &w, 0), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_pub_abort(pub, &w), 0);
+    for (int i = 1; i < sent; i++)
+        cr_assert_eq(dmaq_sub_recv(sub, buf, sizeof buf, &len, 0), 0);
+    cr_assert_eq(dmaq_sub_recv(sub, buf, sizeof buf, &len, 0), DMAQ_EAGAIN, "the aborted message was delivered");
+    dmaq_stat st = {.size = sizeof st};
+    cr_assert_eq(dmaq_channel_stat(uri, &st, NULL, 0), 1);
+    cr_assert_eq(st.published, (uint64_t)sent);
+    dmaq_sub_close(sub);
+    dmaq_pub_close(pub);
+    dmaq_channel_unlink(uri);
+}
+
+Test(ring, overwrite_reports_exact_losses_and_overwritten_leases)
+{
+    char uri[128];
+    dmaq_pub *pub;
+    dmaq_sub *sub;
+    open_pair(DMAQ_KIND_BROADCAST, DMAQ_POLICY_OVERWRITE, &pub, &sub, uri, sizeof uri);
+    unsigned char buf[64] = {0};
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(dmaq_pub_send(pub, buf, 64, 0), 0, "the overwrite policy never waits");
+    dmaq_lease r;
+    cr_assert_eq(dmaq_sub_peek(sub, &r, 0), DMAQ_ELOST);
+    cr_assert_eq(r.lost, 1000, "lost %llu", (unsigned long long)r.lost);
+    cr_assert_eq(dmaq_sub_peek(sub, &r, 0), DMAQ_EAGAIN, "resumes at the newest");
+    /* A lease held while the ring laps it is reported at release. */
+    cr_assert_eq(dmaq_pub_send(pub, "x", 1, 0), 0);
+    cr_assert_eq(dmaq_sub_peek(sub, &r, 0), 0);
+    for (int i = 0; i < 100; i++)
+        dmaq_pub_send(pub, buf, 64, 0);
+    cr_assert_eq(dmaq_sub_release(sub, &r), DMAQ_EOVERWRITTEN);
+    size_t len;
+    cr_assert_eq(dmaq_sub_recv(sub, buf, sizeof buf, &len, 0), DMAQ_ELOST);
+    cr_assert_eq(len, 100, "lost %zu", len);
+    dmaq_sub_stat ss;
+    dmaq_stat st = {.size = sizeof st};
+    cr_assert_eq(dmaq_channel_stat(uri, &st, &ss, 1), 1);
+    cr_assert_eq(ss.lost, 1101);
+    cr_assert_eq(ss.received, 0);
+    cr_assert_eq(st.published, 1101);
+    dmaq_sub_close(sub);
+    dmaq_pub_close(pub);
+    dmaq_channel_unlink(uri);
+}
+
+Test(ring, broadcast_late_subscriber_oldest_and_newest)
+{
+    char uri[128];
+    dmaq_pub *pub;
+    dmaq_sub *first;
+    open_pair(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, &pub, &first, uri, sizeof uri);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(dmaq_pub_send(pub, &i, sizeof i, 0), 0);
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    dmaq_sub *newest, *oldest;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &newest), 0);
+    o.start = DMAQ_START_OLDEST;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &oldest), 0);
+    int v = 99;
+    size_t len;
+    cr_assert_eq(dmaq_pub_send(pub, &v, sizeof v, 0), 0);
+    cr_assert_eq(dmaq_sub_recv(newest, &v, sizeof v, &len, 0), 0);
+    cr_assert_eq(v, 99, "a newest-start subscriber sees only what follows its join");
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(dmaq_sub_recv(oldest, &v, sizeof v, &len, 0), 0);
+        cr_assert_eq(v, i, "an oldest-start subscriber sees the retained history");
+    }
+    cr_assert_eq(dmaq_sub_recv(oldest, &v, sizeof v, &len, 0), 0);
+    cr_assert_eq(v, 99);
+    dmaq_sub_close(oldest);
+    dmaq_sub_close(newest);
+    dmaq_sub_close(first);
+    dmaq_pub_close(pub);
+    dmaq_channel_unlink(uri);
+}
+
+Test(ring, queue_delivers_each_message_once)
+{
+    char uri[128];
+    dmaq_pub *pub;
+    dmaq_sub *a;
+    open_pair(DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK, &pub, &a, uri, sizeof uri);
+    dmaq_sub *b;
+    cr_assert_eq(dmaq_sub_open(uri, NULL, &b), 0);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(dmaq_pub_send(pub, &i, sizeof i, 0), 0);
+    int seen = 0, v;
+    size_t len;
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(dmaq_sub_recv(i & 1 ? a : b, &v, sizeof v, &len, 0), 0);
+        cr_assert_eq(v, i);
+        seen++;
+    }
+    cr_assert_eq(dmaq_sub_recv(a, &v, sizeof v, &len, 0), DMAQ_EAGAIN);
+    cr_assert_eq(dmaq_sub_recv(b, &v, sizeof v, &len, 0), DMAQ_EAGAIN);
+    dmaq_sub_close(a);
+    dmaq_sub_close(b);
+    dmaq_pub_close(pub);
+    dmaq_channel_unlink(uri);
+}
