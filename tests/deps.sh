@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the Debian packages dmaq builds and tests with, if any is missing.
+# Sourced by examples/run-demo.sh, tests/run-all.sh and bench/run.sh.
+dmaq_install_deps() {
+    local want=(cmake gcc make pkg-config libxxhash-dev libcriterion-dev valgrind "$@")
+    local missing=()
+    for p in "${want[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing: ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo=sudo
+        $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
