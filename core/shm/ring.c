@@ -75,6 +75,8 @@ static int wait_begin(struct waiter *w, int64_t timeout_ns, int64_t spin_ns)
 /* Spin a little; returns 1 while still in the spinning phase. */
 static int wait_spin(struct waiter *w)
 {
+    if (w->spin_ns == 0)
+        return 0; /* sleep at once: even one round of pauses costs microseconds */
     for (int i = 0; i < 16; i++)
         dmaq__cpu_relax();
     /* Read the clock only every 64 rounds: it costs more than a round. */
