@@ -1,7 +1,11 @@
 /* Every bad input gets its documented code and a message saying what was
  * wrong; none crashes. Corrupt channel files included. */
+#define _GNU_SOURCE /* unshare */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -271,4 +275,44 @@ Test(errors, names_versions_and_sizes)
     cr_expect(strstr(dmaq_last_error(), "rdma") != NULL);
     dmaq_stat st = {.size = 4};
     expect_error(dmaq_channel_stat("shm://x", &st, NULL, 0), DMAQ_EINVAL, "stat.size");
+}
+
+/* Docker gives containers a 64 MiB /dev/shm. A channel that does not fit
+ * must fail at open with DMAQ_ENOSPC and leave no file behind, never SIGBUS
+ * at first touch; one that fits must work to its last page. The test mounts
+ * such a /dev/shm in a private mount namespace (Criterion runs each test in
+ * its own process, so nothing leaks to the host). */
+Test(errors, channel_bigger_than_a_64_mib_dev_shm)
+{
+    if (unshare(CLONE_NEWNS) < 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=64m") < 0)
+        cr_skip_test("needs CAP_SYS_ADMIN to mount a small /dev/shm: %s", strerror(errno));
+    char path[256];
+    dmaq_options big = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, 128u << 20);
+    dmaq_pub *pub;
+    expect_error(dmaq_pub_open("shm://too-big", &big, &pub), DMAQ_ENOSPC, "/dev/shm has no room");
+    cr_expect_neq(access(shm_file("shm://too-big", path, sizeof path), F_OK), 0, "a failed create left %s",
+                  path);
+
+    /* 32 MiB fits once; a second one no longer does. */
+    dmaq_options fits = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, 32u << 20);
+    fits.max_message = 1u << 20;
+    cr_assert_eq(dmaq_pub_open("shm://fits", &fits, &pub), 0, "%s", dmaq_last_error());
+    dmaq_pub *second;
+    expect_error(dmaq_pub_open("shm://no-room-left", &fits, &second), DMAQ_ENOSPC, "/dev/shm has no room");
+
+    /* Write every byte of the ring: the pages exist, so nothing faults. */
+    dmaq_sub *sub;
+    cr_assert_eq(dmaq_sub_open("shm://fits", &fits, &sub), 0, "%s", dmaq_last_error());
+    static unsigned char block[1u << 20];
+    for (int i = 0; i < 40; i++) {
+        memset(block, i, sizeof block);
+        cr_assert_eq(dmaq_pub_send(pub, block, sizeof block, 0), 0, "send %d: %s", i, dmaq_last_error());
+        size_t len;
+        cr_assert_eq(dmaq_sub_recv(sub, block, sizeof block, &len, 0), 0, "recv %d: %s", i, dmaq_last_error());
+        cr_expect(len == sizeof block && block[0] == i && block[sizeof block - 1] == i);
+    }
+    dmaq_sub_close(sub);
+    dmaq_pub_close(pub);
+    cr_expect_eq(dmaq_channel_unlink("shm://fits"), 0);
 }
