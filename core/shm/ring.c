@@ -77,10 +77,11 @@ static int wait_spin(struct waiter *w)
 {
     if (w->spin_ns == 0)
         return 0; /* sleep at once: even one round of pauses costs microseconds */
-    for (int i = 0; i < 16; i++)
-        dmaq__cpu_relax();
-    /* Read the clock only every 64 rounds: it costs more than a round. */
-    if ((++w->spins & 63) != 0)
+    /* One pause per look: on some CPUs a pause takes ~100 cycles, and every
+     * one between the data's arrival and our next look is added latency. */
+    dmaq__cpu_relax();
+    /* Read the clock only every 256 looks: it costs more than a look. */
+    if ((++w->spins & 255) != 0)
         return 1;
     return dmaq__mono_ns() < w->spin_until;
 }
