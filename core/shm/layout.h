@@ -28,7 +28,7 @@
 #include "dmaq/dmaq.h"
 
 #define SHM_MAGIC 0x314e4843514d4444ull /* "DDMQCHN1" */
-#define SHM_LAYOUT_VERSION 1u
+#define SHM_LAYOUT_VERSION 2u
 #define SHM_PREFIX "dmaq."
 #define SHM_HEADER_BYTES 4096u
 #define SHM_SLOT_BYTES 128u
@@ -80,27 +80,44 @@ struct shm_header {
     _Atomic uint32_t pub_hwm; /* slots at or above these indexes were never used */
     _Atomic uint32_t sub_hwm;
     _Atomic uint64_t aborted; /* reservations aborted: sequence numbers with no message */
+    _Atomic uint32_t redeliver; /* queue: records waiting in REC_REDELIVER */
 };
 
+/* Slot states. A slot whose process died is taken over for recovery with
+ * SLOT_RECOVERING | the recoverer's pid, so that a recoverer that dies too is
+ * itself recognised and replaced. */
 enum { SLOT_FREE = 0, SLOT_CLAIMING = 1, SLOT_ACTIVE = 2 };
+#define SLOT_RECOVERING 0x80000000u
+
+/* shm_slot.sleeping bits: which sleeper count this handle is in. */
+#define SLEEP_DATA 0x1u
+#define SLEEP_SPACE 0x2u
 
 /* One publisher or subscriber, on its own cache lines. */
 struct shm_slot {
     _Atomic uint32_t state;
     uint32_t id; /* publisher id */
     int32_t pid;
-    uint32_t pad_;
+    _Atomic uint32_t sleeping;     /* SLEEP_* */
     uint64_t start_time;           /* with pid: which process */
-    _Atomic uint64_t pos;          /* subscriber: next position to read */
+    /* subscriber: next position to read (queue: the record it claims or
+     * claimed last); publisher: where its current claim starts from
+     * (UINT64_MAX when not writing) */
+    _Atomic uint64_t pos;
     _Atomic uint64_t next_seq;     /* subscriber: sequence it expects next */
     _Atomic uint64_t count;        /* published / received */
     _Atomic uint64_t lost;         /* subscriber: lost to overwriting */
+    /* publisher: the claim announced at `pos`, so that others can finish
+     * it if this process dies holding it (see reap.c) */
+    _Atomic uint64_t claim_start, claim_end, claim_seq;
+    _Atomic uint32_t claim_owned; /* the claim's compare-and-swap succeeded */
 } __attribute__((aligned(128)));
 
 #define REC_PAD 0x1u     /* skip it */
 #define REC_ABORTED 0x2u /* a padding record that consumed a sequence number */
 
-enum { REC_UNCLAIMED = 0, REC_RELEASED = 0xffffffffu }; /* queue: else 1 + claimer's slot */
+/* Queue claim states of a record; else 1 + the claiming subscriber's slot. */
+enum { REC_UNCLAIMED = 0, REC_REDELIVER = 0xfffffffeu, REC_RELEASED = 0xffffffffu };
 
 /*
  * A record: this header, then `len` payload bytes, `size` bytes in all

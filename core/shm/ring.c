@@ -16,6 +16,11 @@
 #include "shm.h"
 
 #define DEFAULT_SPIN_NS 50000 /* hides a wake-up while traffic is steady */
+/* A wait that lasts this long looks for dead peers (a live one is seldom
+ * that slow), then again every REAP_EVERY_NS, which also bounds each sleep:
+ * nobody wakes a sleeper for a peer that died. */
+#define REAP_AFTER_NS 10000000
+#define REAP_EVERY_NS 50000000
 
 struct shm_pub {
     struct shm_chan ch;
@@ -54,6 +59,7 @@ struct shm_sub {
 struct waiter {
     uint64_t deadline; /* 0 = not started */
     uint64_t spin_until;
+    uint64_t next_reap; /* when to look for dead peers next */
     int64_t timeout_ns;
     int64_t spin_ns;
     uint32_t spins;
@@ -67,6 +73,7 @@ static int wait_begin(struct waiter *w, int64_t timeout_ns, int64_t spin_ns)
     w->timeout_ns = timeout_ns;
     w->deadline = timeout_ns < 0 ? UINT64_MAX : now + (uint64_t)timeout_ns;
     w->spin_until = now + (uint64_t)spin_ns;
+    w->next_reap = now + REAP_AFTER_NS;
     w->spin_ns = spin_ns;
     w->spins = 0;
     return 0;
@@ -105,6 +112,44 @@ static inline void bump(_Atomic uint64_t *counter, uint64_t by)
     atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + by, memory_order_relaxed);
 }
 
+/* Look for dead peers if this wait is due to; returns true if any were
+ * reaped (the caller's condition may have changed). */
+static bool reap_if_due(struct shm_chan *ch, struct waiter *w)
+{
+    uint64_t now = dmaq__mono_ns();
+    if (now < w->next_reap)
+        return false;
+    w->next_reap = now + REAP_EVERY_NS;
+    return shm_reap(ch) > 0;
+}
+
+/* Count ourselves among `sleepers` (and, for the reaper, in our slot's
+ * `sleeping` bits) before the last check of the condition. */
+static void sleep_announce(_Atomic uint32_t *sleepers, struct shm_slot *slot, uint32_t bit)
+{
+    atomic_fetch_add(sleepers, 1);
+    atomic_store_explicit(&slot->sleeping, atomic_load_explicit(&slot->sleeping, memory_order_relaxed) | bit,
+                          memory_order_relaxed);
+}
+
+static void sleep_withdraw(_Atomic uint32_t *sleepers, struct shm_slot *slot, uint32_t bit)
+{
+    atomic_store_explicit(&slot->sleeping, atomic_load_explicit(&slot->sleeping, memory_order_relaxed) & ~bit,
+                          memory_order_relaxed);
+    atomic_fetch_sub(sleepers, 1);
+}
+
+/* Sleep while *futex == v, at most `remaining` ns and never past the next
+ * reap: nobody wakes a sleeper for a peer that died. */
+static void nap(_Atomic uint32_t *futex, uint32_t v, struct waiter *w, uint64_t remaining)
+{
+    uint64_t now = dmaq__mono_ns();
+    if (w->next_reap <= now) /* due, but there was nothing to look for */
+        w->next_reap = now + REAP_EVERY_NS;
+    uint64_t until_reap = w->next_reap - now;
+    dmaq__futex_wait((uint32_t *)futex, v, (int64_t)(remaining < until_reap ? remaining : until_reap));
+}
+
 static void wake_if_sleeping(_Atomic uint32_t *sleepers, _Atomic uint32_t *futex)
 {
     if (atomic_load(sleepers)) {
@@ -131,7 +176,8 @@ static uint64_t compute_limit(struct shm_chan *ch, uint64_t write_pos)
     uint32_t hwm = atomic_load(&h->pub_hwm);
     for (uint32_t i = 0; i < hwm && i < DMAQ_MAX_PUBLISHERS; i++) {
         uint64_t p = atomic_load(&ps[i].pos);
-        if (atomic_load(&ps[i].state) == SLOT_ACTIVE && p < min)
+        uint32_t st = atomic_load(&ps[i].state);
+        if ((st == SLOT_ACTIVE || (st & SLOT_RECOVERING)) && p < min)
             min = p;
     }
     if (ch->policy == DMAQ_POLICY_BLOCK) {
@@ -202,22 +248,6 @@ static int shm_pub_open(void *state, const char *address, const dmaq_options *op
 
 static uint32_t shm_pub_id(const void *state) { return ((const struct shm_pub *)state)->id; }
 
-/* Write a padding record (or nothing, for a gap too small for a header). */
-static void write_padding(struct shm_chan *ch, uint64_t pos, uint64_t size)
-{
-    if (size < DMAQ_RECORD_HEADER)
-        return;
-    struct shm_record *r = shm_rec(ch, pos);
-    r->seq = 0;
-    r->timestamp_ns = 0;
-    r->size = (uint32_t)size;
-    r->len = 0;
-    r->pub_id = 0;
-    r->flags = REC_PAD;
-    atomic_store_explicit(&r->state, REC_RELEASED, memory_order_relaxed);
-    atomic_store_explicit(&r->tag, pos ^ ch->salt, memory_order_release);
-}
-
 static int lease_check(const dmaq_lease *lease, const void *owner, uint64_t token, const char *what)
 {
     if (token == 0 || lease->opaque_[0] != (uint64_t)(uintptr_t)owner || lease->opaque_[1] != token)
@@ -253,8 +283,7 @@ static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t t
         if (end > p->limit) {
             /* Withdraw an announcement left by a failed claim: we are not
              * writing, and must not gate anyone (ourselves included). */
-            if (ch->kind == DMAQ_KIND_BROADCAST)
-                atomic_store(&p->slot->pos, UINT64_MAX);
+            atomic_store(&p->slot->pos, UINT64_MAX);
             if (ch->kind == DMAQ_KIND_QUEUE)
                 queue_advance_tail(ch);
             p->limit = compute_limit(ch, cur.pos);
@@ -266,33 +295,39 @@ static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t t
                 if ((rc = wait_timed_out(&w, &remaining)) < 0)
                     return dmaq_error_set(rc, "channel '%s' stayed full for %lld ns", ch->name,
                                           (long long)timeout_ns);
-                if (!wait_spin(&w)) {
-                    atomic_fetch_add(&h->space_sleepers, 1);
+                if (!wait_spin(&w) && !reap_if_due(ch, &w)) {
+                    sleep_announce(&h->space_sleepers, p->slot, SLEEP_SPACE);
                     uint32_t v = atomic_load(&h->space_futex);
                     if (ch->kind == DMAQ_KIND_QUEUE)
                         queue_advance_tail(ch);
                     if (end > compute_limit(ch, cur.pos))
-                        dmaq__futex_wait((uint32_t *)&h->space_futex, v,
-                                         remaining > 100000000 ? 100000000 : (int64_t)remaining);
-                    atomic_fetch_sub(&h->space_sleepers, 1);
+                        nap(&h->space_futex, v, &w, remaining);
+                    sleep_withdraw(&h->space_sleepers, p->slot, SLEEP_SPACE);
                 }
                 cur.pos = __atomic_load_n(&h->write.pos, __ATOMIC_RELAXED);
                 cur.seq = __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED);
                 continue;
             }
         }
-        /* Announce where we claim from before claiming. The CAS is a full
-         * barrier, so a publisher whose limit scan missed this store read
-         * the write position before our claim, and its limit stays at most
-         * a lap past our record. */
-        if (ch->kind == DMAQ_KIND_BROADCAST)
-            atomic_store_explicit(&p->slot->pos, cur.pos, memory_order_relaxed);
+        /* Announce the claim before making it. The CAS is a full barrier,
+         * so a publisher whose limit scan missed this store read the write
+         * position before our claim, and its limit stays at most a lap past
+         * our record; and if we die holding the claim, the reaper knows
+         * what to finish (reap.c). */
+        struct shm_slot *slot = p->slot;
+        atomic_store_explicit(&slot->claim_owned, 0, memory_order_relaxed);
+        atomic_store_explicit(&slot->pos, cur.pos, memory_order_relaxed);
+        atomic_store_explicit(&slot->claim_start, start, memory_order_relaxed);
+        atomic_store_explicit(&slot->claim_end, end, memory_order_relaxed);
+        atomic_store_explicit(&slot->claim_seq, cur.seq, memory_order_relaxed);
         struct shm_write next = {end, cur.seq + 1};
-        if (shm_write_cas(h, &cur, next))
+        if (shm_write_cas(h, &cur, next)) {
+            atomic_store_explicit(&slot->claim_owned, 1, memory_order_relaxed);
             break;
+        }
     }
     if (start != cur.pos)
-        write_padding(ch, cur.pos, start - cur.pos);
+        shm_write_pad(ch, cur.pos, start - cur.pos, 0, REC_PAD);
     struct shm_record *r = shm_rec(ch, start);
     r->seq = cur.seq;
     r->size = (uint32_t)need;
@@ -330,11 +365,11 @@ static void publish_record(struct shm_pub *p, struct shm_record *r, bool is_mess
         bump(&p->slot->count, 1);
     p->token = 0;
     wake_if_sleeping(&h->data_sleepers, &h->data_futex);
-    if (p->ch.kind == DMAQ_KIND_BROADCAST) {
-        /* No longer writing: a publisher gated on us may go on. */
-        atomic_store(&p->slot->pos, UINT64_MAX);
+    /* No longer writing: a publisher gated on us may go on. */
+    atomic_store_explicit(&p->slot->claim_owned, 0, memory_order_relaxed);
+    atomic_store(&p->slot->pos, UINT64_MAX);
+    if (p->ch.kind == DMAQ_KIND_BROADCAST)
         wake_if_sleeping(&h->space_sleepers, &h->space_futex);
-    }
 }
 
 static int shm_pub_commit(void *state, dmaq_lease *lease, size_t used_len)
@@ -514,6 +549,7 @@ struct rec_view {
     struct shm_record *rec;
     uint64_t seq, timestamp_ns;
     uint32_t size, len, pub_id, flags;
+    bool redelivered; /* queue: taken back from a subscriber that died */
 };
 
 static void view_record(struct shm_record *r, struct rec_view *v)
@@ -525,6 +561,7 @@ static void view_record(struct shm_record *r, struct rec_view *v)
     v->len = r->len;
     v->pub_id = r->pub_id;
     v->flags = r->flags;
+    v->redelivered = false;
 }
 
 /* Broadcast: find the next message at s->pos without consuming it. Skips
@@ -570,6 +607,31 @@ static int broadcast_next(struct shm_sub *s, struct rec_view *v, uint64_t *lost)
     }
 }
 
+/* Queue: take a message that a dead subscriber had claimed (see reap.c),
+ * before anything new. */
+static int queue_take_redelivery(struct shm_sub *s, struct rec_view *v, uint64_t *pos_out, size_t fit)
+{
+    struct shm_chan *ch = &s->ch;
+    struct shm_header *h = ch->hdr;
+    if (atomic_load_explicit(&h->redeliver, memory_order_relaxed) == 0)
+        return EMPTY;
+    uint64_t claim = atomic_load(&h->rd_claim);
+    uint32_t size;
+    struct shm_record *r;
+    for (uint64_t t = atomic_load(&h->tail); (r = shm_handed_out_at(ch, &t, claim, &size)); t += size) {
+        uint32_t state = REC_REDELIVER;
+        if (atomic_load(&r->state) == REC_REDELIVER && (!fit || r->len <= fit - 1) &&
+            atomic_compare_exchange_strong(&r->state, &state, 1 + s->slot_index)) {
+            atomic_fetch_sub(&h->redeliver, 1);
+            view_record(r, v);
+            v->redelivered = true;
+            *pos_out = t;
+            return FOUND;
+        }
+    }
+    return EMPTY;
+}
+
 /* Queue: claim the next message for this subscriber. Returns FOUND with *rec
  * and *pos set, EMPTY, or a DMAQ_E* code. With `fit` non-zero, a message
  * longer than `fit - 1` bytes is left unclaimed and reported as
@@ -578,6 +640,8 @@ static int queue_next(struct shm_sub *s, struct rec_view *v, uint64_t *pos_out, 
 {
     struct shm_chan *ch = &s->ch;
     struct shm_header *h = ch->hdr;
+    if (queue_take_redelivery(s, v, pos_out, fit) == FOUND)
+        return FOUND;
     uint64_t pos = atomic_load(&h->rd_claim);
     for (;;) {
         uint64_t seg_end = shm_segment_end(ch, pos);
@@ -617,6 +681,9 @@ static int queue_next(struct shm_sub *s, struct rec_view *v, uint64_t *pos_out, 
             }
             next = pos + size;
         }
+        /* Announce the claim first: if we die between the CAS and marking
+         * the record ours, the reaper finds it by this (reap.c). */
+        atomic_store_explicit(&s->slot->pos, pos, memory_order_relaxed);
         if (!atomic_compare_exchange_strong(&h->rd_claim, &pos, next))
             continue; /* pos now holds the current claim point */
         if (is_message) {
@@ -628,6 +695,19 @@ static int queue_next(struct shm_sub *s, struct rec_view *v, uint64_t *pos_out, 
         queue_advance_tail(ch); /* we passed padding: it may free space */
         pos = next;
     }
+}
+
+/* Could a dead peer be what we wait for? Broadcast: a record was claimed at
+ * our position but is not committed. Queue: the same at the claim point, or
+ * messages handed out and not released (their holder may have died). */
+static bool stuck_behind_peer(struct shm_sub *s)
+{
+    struct shm_header *h = s->ch.hdr;
+    uint64_t written = shm_write_pos(h);
+    if (s->ch.kind == DMAQ_KIND_BROADCAST)
+        return written > s->pos;
+    uint64_t claim = atomic_load(&h->rd_claim);
+    return written > claim || atomic_load(&h->tail) < claim;
 }
 
 /* Find (broadcast) or claim (queue) the next message, waiting up to
@@ -655,19 +735,21 @@ static int next_message(struct shm_sub *s, struct rec_view *v, uint64_t *pos, in
             return rc;
         if (wait_spin(&w))
             continue;
-        atomic_fetch_add(&h->data_sleepers, 1);
+        if (stuck_behind_peer(s) && reap_if_due(ch, &w))
+            continue;
+        sleep_announce(&h->data_sleepers, s->slot, SLEEP_DATA);
         uint32_t futex_val = atomic_load(&h->data_futex);
         /* Re-check after announcing ourselves: a publisher that committed
          * before our increment is seen here; one after it will wake us. */
         bool ready;
         uint64_t p = ch->kind == DMAQ_KIND_QUEUE ? atomic_load(&h->rd_claim) : s->pos;
-        ready = shm_segment_end(ch, p) - p < DMAQ_RECORD_HEADER ||
+        ready = (ch->kind == DMAQ_KIND_QUEUE && atomic_load(&h->redeliver) != 0) ||
+                shm_segment_end(ch, p) - p < DMAQ_RECORD_HEADER ||
                 atomic_load(&shm_rec(ch, p)->tag) == (p ^ ch->salt) ||
                 (p < s->validate_below && shm_write_pos(h) > p + ch->capacity);
         if (!ready)
-            dmaq__futex_wait((uint32_t *)&h->data_futex, futex_val,
-                             remaining == UINT64_MAX ? -1 : (int64_t)remaining);
-        atomic_fetch_sub(&h->data_sleepers, 1);
+            nap(&h->data_futex, futex_val, &w, remaining);
+        sleep_withdraw(&h->data_sleepers, s->slot, SLEEP_DATA);
     }
 }
 
@@ -683,7 +765,7 @@ static void fill_read_lease(struct shm_sub *s, dmaq_lease *lease, const struct r
     lease->seq = v->seq;
     lease->timestamp_ns = v->timestamp_ns;
     lease->publisher_id = v->pub_id;
-    lease->flags = 0;
+    lease->flags = v->redelivered ? DMAQ_LEASE_REDELIVERED : 0;
     lease->lost = 0;
     lease->opaque_[0] = (uint64_t)(uintptr_t)s;
     lease->opaque_[1] = s->token;

@@ -29,6 +29,16 @@ void shm_chan_close(struct shm_chan *ch);
 int shm_slot_claim(struct shm_slot *slots, unsigned n, _Atomic uint32_t *hwm, const char *what,
                    const char *name);
 
+/* Find publishers and subscribers whose process is gone; finish the record
+ * a dead publisher claimed (as an aborted one), put a dead queue
+ * subscriber's unreleased messages back for redelivery, and free their
+ * slots. Reads /proc: call it only when waiting. Returns how many slots were
+ * freed. Any thread. */
+int shm_reap(struct shm_chan *ch);
+
+/* True if any slot of the channel belongs to a live process. */
+bool shm_has_live_peer(struct shm_chan *ch);
+
 int shm_channel_stat(const char *address, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap);
 int shm_channel_unlink(const char *address);
 
@@ -43,6 +53,49 @@ static inline uint64_t shm_segment_end(const struct shm_chan *ch, uint64_t pos)
 static inline struct shm_record *shm_rec(const struct shm_chan *ch, uint64_t pos)
 {
     return (struct shm_record *)(ch->ring + (pos & ch->mask));
+}
+
+/* Queue: the record at or after *pos and before `end` (the gap at a
+ * segment's end is skipped and *pos moved past it), with its size in *size.
+ * NULL at `end`, when the record there is no longer the one committed at
+ * *pos (the tail passed it and a publisher reused the space), or when its
+ * size is malformed. Meant for walking [tail, rd_claim): records there that
+ * are not released are pinned, so their fields are stable. */
+static inline struct shm_record *shm_handed_out_at(const struct shm_chan *ch, uint64_t *pos, uint64_t end,
+                                                   uint32_t *size)
+{
+    uint64_t seg_end = shm_segment_end(ch, *pos);
+    if (seg_end - *pos < DMAQ_RECORD_HEADER)
+        *pos = seg_end;
+    if (*pos >= end)
+        return NULL;
+    struct shm_record *r = shm_rec(ch, *pos);
+    if (atomic_load_explicit(&r->tag, memory_order_acquire) != (*pos ^ ch->salt))
+        return NULL;
+    *size = r->size;
+    if (*size < DMAQ_RECORD_HEADER || (*size & 7) || *pos + *size > shm_segment_end(ch, *pos))
+        return NULL;
+    return r;
+}
+
+/* Commit a padding record of `size` bytes at `pos`: nothing for a gap
+ * smaller than a record header (everyone skips those by rule). Padding is
+ * born released, so a queue's tail passes it. Writing the same padding
+ * twice is harmless. */
+static inline void shm_write_pad(const struct shm_chan *ch, uint64_t pos, uint64_t size, uint64_t seq,
+                                 uint32_t flags)
+{
+    if (size < DMAQ_RECORD_HEADER)
+        return;
+    struct shm_record *r = shm_rec(ch, pos);
+    r->seq = seq;
+    r->timestamp_ns = 0;
+    r->size = (uint32_t)size;
+    r->len = 0;
+    r->pub_id = 0;
+    r->flags = flags;
+    atomic_store_explicit(&r->state, REC_RELEASED, memory_order_relaxed);
+    atomic_store_explicit(&r->tag, pos ^ ch->salt, memory_order_release);
 }
 
 /* Read the write position and sequence as one atomic pair. */

@@ -10,7 +10,8 @@
  * /proc/PID/stat), or 0 if it does not exist. */
 uint64_t dmaq__proc_start_time(pid_t pid);
 
-/* True if `pid` runs and started at `start_time` (0 = do not compare). */
+/* True if `pid` runs (a zombie does not) and started at `start_time`
+ * (0 = do not compare). Reads /proc: microseconds, not for hot paths. */
 bool dmaq__proc_alive(pid_t pid, uint64_t start_time);
 
 #endif

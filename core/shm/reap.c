@@ -1,0 +1,189 @@
+/*
+ * Dead peers. A process killed at any moment leaves its slots ACTIVE, and
+ * possibly a claimed record that will never be committed or a queue message
+ * it leased and will never release. Whoever waits on such a thing (a
+ * subscriber stuck at an uncommitted record, a publisher gated by a slot)
+ * calls shm_reap, which finds slots whose process is gone (pid plus start
+ * time, so a recycled pid is not mistaken for the dead process), finishes
+ * what they left and frees them.
+ *
+ * Nothing here takes a lock: a slot is taken over with one compare-and-swap
+ * to SLOT_RECOVERING | pid, and a recoverer that dies in turn is recognised
+ * by that pid and replaced. Every repair writes the same bytes whoever
+ * makes it, and positions being repaired are pinned: a dead publisher's
+ * announced claim gates every publisher until its slot is freed, and a queue
+ * record that is not released stops the tail.
+ */
+#include <stdio.h>
+#include <unistd.h>
+
+#include "../util/futex.h"
+#include "../util/proc.h"
+#include "shm.h"
+
+static bool committed(const struct shm_chan *ch, uint64_t pos)
+{
+    return atomic_load_explicit(&shm_rec(ch, pos)->tag, memory_order_acquire) == (pos ^ ch->salt);
+}
+
+/* Take slot `s` over if the process holding it (or recovering it) is gone.
+ * Slots still being claimed are left alone: their pid may be a previous
+ * owner's for a few instructions. */
+static bool take_over(struct shm_slot *s)
+{
+    uint32_t st = atomic_load(&s->state);
+    if (st & SLOT_RECOVERING) {
+        if (dmaq__proc_alive((pid_t)(st & ~SLOT_RECOVERING), 0))
+            return false;
+    } else if (st != SLOT_ACTIVE || dmaq__proc_alive(s->pid, s->start_time)) {
+        return false;
+    }
+    return atomic_compare_exchange_strong(&s->state, &st, SLOT_RECOVERING | (uint32_t)getpid());
+}
+
+/* Give a recovered slot back, taking its sleeper counts out of the header
+ * (a process killed while asleep would otherwise make every publisher pay a
+ * wake-up system call forever). */
+static void free_slot(struct shm_header *h, struct shm_slot *s)
+{
+    uint32_t sleeping = atomic_exchange(&s->sleeping, 0);
+    if (sleeping & SLEEP_DATA)
+        atomic_fetch_sub(&h->data_sleepers, 1);
+    if (sleeping & SLEEP_SPACE)
+        atomic_fetch_sub(&h->space_sleepers, 1);
+    atomic_store(&s->claim_owned, 0);
+    atomic_store(&s->pos, UINT64_MAX);
+    atomic_store(&s->state, SLOT_FREE);
+}
+
+/* Does a live publisher (other than slot `self`) claim from `from`? */
+static bool other_claims_from(struct shm_header *h, unsigned self, uint64_t from)
+{
+    struct shm_slot *ps = shm_pub_slots(h);
+    uint32_t hwm = atomic_load(&h->pub_hwm);
+    for (unsigned j = 0; j < hwm && j < DMAQ_MAX_PUBLISHERS; j++) {
+        if (j == self || atomic_load(&ps[j].pos) != from)
+            continue;
+        uint32_t st = atomic_load(&ps[j].state);
+        if (st == SLOT_ACTIVE && (atomic_load(&ps[j].claim_owned) || dmaq__proc_alive(ps[j].pid, ps[j].start_time)))
+            return true;
+    }
+    return false;
+}
+
+/* Finish the claim a dead publisher announced in slot `idx`: if it owns a
+ * record it never committed, turn that record (and the padding before it)
+ * into an aborted padding record, which every reader skips and which keeps
+ * its sequence number accounted for. */
+static void finish_dead_claim(struct shm_chan *ch, unsigned idx)
+{
+    struct shm_header *h = ch->hdr;
+    struct shm_slot *s = &shm_pub_slots(h)[idx];
+    uint64_t from = atomic_load(&s->pos);
+    uint64_t start = atomic_load(&s->claim_start), end = atomic_load(&s->claim_end);
+    uint64_t seq = atomic_load(&s->claim_seq);
+    if (from == UINT64_MAX)
+        return; /* it was not writing */
+    /* The announcement is read from shared memory: check its shape. */
+    if (!(start == from || start == shm_segment_end(ch, from)) || end <= start ||
+        end - start < DMAQ_RECORD_HEADER || end - start > ch->max_record || end > shm_segment_end(ch, start))
+        return;
+    if (shm_write_pos(h) < end || committed(ch, start))
+        return; /* its claim never happened, or its record is complete */
+    if (!atomic_load(&s->claim_owned)) {
+        /* It died between its compare-and-swap and marking the claim its
+         * own, or its compare-and-swap failed. It owns the record only if
+         * nobody alive claims from the same place and what lies at `from`
+         * is at most its own padding. */
+        if (other_claims_from(h, idx, from))
+            return;
+        if (start != from && committed(ch, from)) {
+            struct shm_record *pad = shm_rec(ch, from);
+            if (!(pad->flags & REC_PAD) || pad->size != start - from)
+                return;
+        }
+    }
+    if (start != from)
+        shm_write_pad(ch, from, start - from, 0, REC_PAD);
+    shm_write_pad(ch, start, end - start, seq, REC_PAD | REC_ABORTED);
+    atomic_fetch_add(&h->aborted, 1);
+}
+
+/* Queue: put back the messages a dead subscriber (slot `idx`) claimed and
+ * never released, for another subscriber to take with the redelivered flag.
+ * Returns how many. */
+static unsigned requeue_dead_leases(struct shm_chan *ch, unsigned idx)
+{
+    struct shm_header *h = ch->hdr;
+    struct shm_slot *ss = shm_sub_slots(h);
+    uint64_t announced = atomic_load(&ss[idx].pos);
+    uint64_t claim = atomic_load(&h->rd_claim);
+    unsigned n = 0;
+    /* Records in [tail, rd_claim) were all handed out. */
+    uint32_t size;
+    struct shm_record *r;
+    for (uint64_t t = atomic_load(&h->tail); (r = shm_handed_out_at(ch, &t, claim, &size)); t += size) {
+        uint32_t state = atomic_load(&r->state);
+        bool mine = state == 1 + idx;
+        /* Killed between claiming the record and marking it: the record is
+         * still unclaimed below rd_claim, where it announced its claim. */
+        if (state == REC_UNCLAIMED && t == announced && !(r->flags & REC_PAD)) {
+            mine = true;
+            for (unsigned j = 0; j < DMAQ_MAX_SUBSCRIBERS; j++)
+                if (j != idx && atomic_load(&ss[j].state) == SLOT_ACTIVE && atomic_load(&ss[j].pos) == t)
+                    mine = false; /* another subscriber may be about to mark it */
+        }
+        if (mine && atomic_compare_exchange_strong(&r->state, &state, REC_REDELIVER))
+            n++;
+    }
+    if (n)
+        atomic_fetch_add(&h->redeliver, n);
+    return n;
+}
+
+int shm_reap(struct shm_chan *ch)
+{
+    struct shm_header *h = ch->hdr;
+    int reaped = 0;
+    struct shm_slot *ps = shm_pub_slots(h), *ss = shm_sub_slots(h);
+    uint32_t hwm = atomic_load(&h->pub_hwm);
+    for (unsigned i = 0; i < hwm && i < DMAQ_MAX_PUBLISHERS; i++) {
+        if (!take_over(&ps[i]))
+            continue;
+        finish_dead_claim(ch, i);
+        free_slot(h, &ps[i]);
+        reaped++;
+    }
+    hwm = atomic_load(&h->sub_hwm);
+    for (unsigned i = 0; i < hwm && i < DMAQ_MAX_SUBSCRIBERS; i++) {
+        if (!take_over(&ss[i]))
+            continue;
+        if (ch->kind == DMAQ_KIND_QUEUE)
+            requeue_dead_leases(ch, i);
+        free_slot(h, &ss[i]);
+        reaped++;
+    }
+    if (reaped) {
+        /* Gates moved and records appeared: everyone asleep looks again. */
+        atomic_fetch_add(&h->data_futex, 1);
+        dmaq__futex_wake_all((uint32_t *)&h->data_futex);
+        atomic_fetch_add(&h->space_futex, 1);
+        dmaq__futex_wake_all((uint32_t *)&h->space_futex);
+    }
+    return reaped;
+}
+
+bool shm_has_live_peer(struct shm_chan *ch)
+{
+    struct shm_header *h = ch->hdr;
+    struct shm_slot *slots = shm_pub_slots(h); /* publishers, then subscribers */
+    for (unsigned i = 0; i < DMAQ_MAX_PUBLISHERS + DMAQ_MAX_SUBSCRIBERS; i++) {
+        uint32_t st = atomic_load(&slots[i].state);
+        if (st == SLOT_FREE)
+            continue;
+        pid_t pid = st & SLOT_RECOVERING ? (pid_t)(st & ~SLOT_RECOVERING) : slots[i].pid;
+        if (dmaq__proc_alive(pid, st & SLOT_RECOVERING ? 0 : slots[i].start_time))
+            return true;
+    }
+    return false;
+}
