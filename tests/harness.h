@@ -15,6 +15,16 @@
 
 extern char **environ;
 
+/* In Criterion tests: `call` returns `code` and dmaq_last_error() says
+ * `text`. */
+#define expect_error(call, code, text)                                                                       \
+    do {                                                                                                     \
+        int rc_ = (call);                                                                                    \
+        cr_expect_eq(rc_, (code), "%s returned %d (%s), expected %s", #call, rc_, dmaq_strerror(rc_), #code); \
+        cr_expect(strstr(dmaq_last_error(), (text)) != NULL, "%s: message '%s' lacks '%s'", #call,           \
+                  dmaq_last_error(), (text));                                                                \
+    } while (0)
+
 /* A channel name unique to this process and call. */
 static inline const char *unique_uri(char *buf, size_t cap, const char *what)
 {

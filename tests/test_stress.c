@@ -38,8 +38,8 @@ static void check_no_duplicates(char outs[][256], int subs)
     size_t n = 0, cap = 1 << 20;
     uint64_t *all = malloc(cap * sizeof *all);
     for (int i = 0; i < subs; i++) {
-        char path[512];
-        snprintf(path, sizeof path, "%s.keys", outs[i]);
+        char path[300];
+        snprintf(path, sizeof path, "%.250s.keys", outs[i]);
         FILE *f = fopen(path, "rb");
         cr_assert(f, "no keys file %s", path);
         uint64_t k;

@@ -1,10 +1,14 @@
 /* Creating, opening, validating, describing and removing shm channels. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,8 +20,15 @@
 #include "dmaq/transport.h"
 #include "shm.h"
 
-/* How long an opener waits for another process to finish creating. */
+/* How long an opener waits for a half-made channel file whose creator is
+ * unknown or alive before giving up on it. */
 #define CREATE_WAIT_NS 2000000000ull
+/* Files being created are made under this prefix and renamed into place
+ * when complete: "<dir>/.dmaq-tmp.<pid>.<start time>.<n>.<name>". */
+#define TMP_PREFIX ".dmaq-tmp."
+/* shm_chan_open's answer when the file it looked at went away or was
+ * replaced (or it removed it): look again. Not a DMAQ_E* code. */
+#define RETRY 1
 
 static const char *kind_name(uint32_t kind)
 {
@@ -51,23 +62,57 @@ static int check_name(const char *address)
     return 0;
 }
 
-static void shm_path(char *out, size_t cap, const char *name) { snprintf(out, cap, "/" SHM_PREFIX "%s", name); }
+/* Where the channel at `address` lives: "NAME" is in `dir` (the options'),
+ * else in $DMAQ_SHM_DIR, else in /dev/shm; "/DIR/NAME" names its directory.
+ * Fills ch->dir, ch->name and ch->path. */
+static int resolve_location(struct shm_chan *ch, const char *address, const char *dir)
+{
+    const char *name = address;
+    size_t dir_len;
+    if (address[0] == '/') {
+        name = strrchr(address, '/') + 1;
+        dir = address;
+        dir_len = name - 1 == address ? 1 : (size_t)(name - 1 - address);
+    } else {
+        if (!dir || !dir[0])
+            dir = secure_getenv("DMAQ_SHM_DIR");
+        if (!dir || !dir[0])
+            dir = "/dev/shm";
+        dir_len = strnlen(dir, SHM_DIR_MAX + 1);
+        if (dir[0] != '/')
+            return dmaq_error_set(DMAQ_EINVAL, "channel directory '%.100s' is not an absolute path", dir);
+    }
+    if (dir_len > SHM_DIR_MAX)
+        return dmaq_error_set(DMAQ_EINVAL, "channel directory '%.60s...' is longer than %u bytes", dir,
+                              SHM_DIR_MAX);
+    int rc = check_name(name);
+    if (rc < 0)
+        return rc;
+    memcpy(ch->dir, dir, dir_len);
+    ch->dir[dir_len] = 0;
+    strcpy(ch->name, name);
+    snprintf(ch->path, sizeof ch->path, "%s/" SHM_PREFIX "%s", strcmp(ch->dir, "/") ? ch->dir : "", name);
+    return 0;
+}
 
-static int errno_to_dmaq(int err, const char *what, const char *name)
+static int errno_to_dmaq(int err, const char *what, const struct shm_chan *ch)
 {
     switch (err) {
     case EACCES:
     case EPERM:
-        return dmaq_error_set(DMAQ_EACCES, "%s channel '%s': permission denied", what, name);
+        return dmaq_error_set(DMAQ_EACCES, "%s channel '%s': permission denied on %s", what, ch->name, ch->path);
     case ENOENT:
-        return dmaq_error_set(DMAQ_ENOENT, "channel '%s' does not exist", name);
+        return dmaq_error_set(DMAQ_ENOENT, "channel '%s' does not exist (no %s)", ch->name, ch->path);
+    case ELOOP:
+        return dmaq_error_set(DMAQ_ENOTCHAN, "%s is a symbolic link, not a dmaq channel; refusing to follow it",
+                              ch->path);
     case ENOSPC:
     case EFBIG:
-        return dmaq_error_set(DMAQ_ENOSPC, "%s channel '%s': no space left in /dev/shm", what, name);
+        return dmaq_error_set(DMAQ_ENOSPC, "%s channel '%s': no space left in %s", what, ch->name, ch->dir);
     case ENOMEM:
-        return dmaq_error_set(DMAQ_ENOMEM, "%s channel '%s': out of memory", what, name);
+        return dmaq_error_set(DMAQ_ENOMEM, "%s channel '%s': out of memory", what, ch->name);
     default:
-        return dmaq_error_set(DMAQ_ESYS, "%s channel '%s': %s", what, name, strerror(err));
+        return dmaq_error_set(DMAQ_ESYS, "%s channel '%s' (%s): %s", what, ch->name, ch->path, strerror(err));
     }
 }
 
@@ -114,10 +159,11 @@ static int resolve_create_options(const dmaq_options *in, dmaq_options *o, const
 static uint64_t meta_checksum(const struct shm_meta *m) { return XXH64(m, sizeof *m, 0); }
 
 /* Everything a mapping must satisfy before any other code touches it. */
-static int validate_meta(const struct shm_meta *m, uint64_t checksum, uint64_t file_size, const char *name)
+static int validate_meta(const struct shm_meta *m, uint64_t checksum, uint64_t file_size, const struct shm_chan *ch)
 {
+    const char *name = ch->name;
     if (m->magic != SHM_MAGIC)
-        return dmaq_error_set(DMAQ_ENOTCHAN, "/dev/shm/" SHM_PREFIX "%s is not a dmaq channel (bad magic)", name);
+        return dmaq_error_set(DMAQ_ENOTCHAN, "%s is not a dmaq channel (bad magic)", ch->path);
     if (m->layout_version != SHM_LAYOUT_VERSION)
         return dmaq_error_set(DMAQ_EVERSION, "channel '%s' has layout version %u; this library reads %u", name,
                               m->layout_version, SHM_LAYOUT_VERSION);
@@ -174,7 +220,7 @@ static int map_fd(struct shm_chan *ch, int fd, uint64_t file_size, uint32_t flag
 {
     void *p = mmap(NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (p == MAP_FAILED)
-        return errno_to_dmaq(errno, what, ch->name);
+        return errno_to_dmaq(errno, what, ch);
     if (flags & DMAQ_OPEN_HUGEPAGES)
         madvise(p, file_size, MADV_HUGEPAGE); /* advice: tmpfs may decline it */
     ch->hdr = p;
@@ -195,7 +241,50 @@ static void fill_view(struct shm_chan *ch, const struct shm_meta *m)
     ch->policy = m->policy;
 }
 
-static int create_channel(struct shm_chan *ch, int fd, const dmaq_options *o)
+/* Does `path` still name the file open as `fd`? */
+static bool same_file(int fd, const char *path)
+{
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Remove the files of channels whose creation a dead process left half done
+ * ("<dir>/.dmaq-tmp.<pid>.<start>.*"). Nobody else ever opens them, so a
+ * dead creator's are garbage: left alone, they would hold the space the
+ * next creation needs. Returns how many were removed. */
+static int sweep_dead_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int pid;
+        unsigned long long start;
+        if (strncmp(e->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0 ||
+            sscanf(e->d_name + strlen(TMP_PREFIX), "%d.%llu.", &pid, &start) != 2 ||
+            dmaq__proc_alive(pid, start))
+            continue;
+        removed += unlinkat(dirfd(d), e->d_name, 0) == 0;
+    }
+    closedir(d);
+    return removed;
+}
+
+static int no_room(const struct shm_chan *ch, uint64_t file_size, uint64_t capacity)
+{
+    struct statvfs v;
+    unsigned long long free_bytes = statvfs(ch->dir, &v) == 0 ? (unsigned long long)v.f_bavail * v.f_frsize : 0;
+    return dmaq_error_set(DMAQ_ENOSPC,
+                          "creating channel '%s': %s has %llu bytes free, the channel needs %llu (capacity "
+                          "%llu); use a smaller capacity or a bigger %s",
+                          ch->name, ch->dir, free_bytes, (unsigned long long)file_size,
+                          (unsigned long long)capacity, ch->dir);
+}
+
+/* Size, allocate, map and initialise a new channel file. */
+static int init_channel(struct shm_chan *ch, int fd, const dmaq_options *o)
 {
     struct shm_meta m = {
         .magic = SHM_MAGIC,
@@ -214,21 +303,19 @@ static int create_channel(struct shm_chan *ch, int fd, const dmaq_options *o)
         .creator_start = dmaq__proc_start_time(getpid()),
         .created_ns = dmaq__now_ns(CLOCK_REALTIME),
     };
-    /* shm_open applies the umask; the caller asked for exactly this mode. */
+    /* open() applies the umask; the caller asked for exactly this mode. */
     if (fchmod(fd, o->mode) < 0)
-        return errno_to_dmaq(errno, "creating", ch->name);
+        return errno_to_dmaq(errno, "creating", ch);
     if (ftruncate(fd, (off_t)m.file_size) < 0)
-        return errno_to_dmaq(errno, "creating", ch->name);
+        return errno == EFBIG || errno == ENOSPC ? no_room(ch, m.file_size, m.capacity)
+                                                 : errno_to_dmaq(errno, "creating", ch);
     /* Allocate every page now: on a full tmpfs (Docker's 64 MiB /dev/shm)
      * this fails with ENOSPC here, instead of a SIGBUS at first touch. */
     int err = posix_fallocate(fd, 0, (off_t)m.file_size);
     if (err == ENOSPC || err == EFBIG)
-        return dmaq_error_set(DMAQ_ENOSPC,
-                              "creating channel '%s': /dev/shm has no room for %llu bytes (capacity %llu); "
-                              "use a smaller capacity or a bigger /dev/shm",
-                              ch->name, (unsigned long long)m.file_size, (unsigned long long)m.capacity);
+        return no_room(ch, m.file_size, m.capacity);
     if (err && err != EOPNOTSUPP && err != EINVAL)
-        return errno_to_dmaq(err, "creating", ch->name);
+        return errno_to_dmaq(err, "creating", ch);
     int rc = map_fd(ch, fd, m.file_size, o->flags, "creating");
     if (rc < 0)
         return rc;
@@ -241,91 +328,165 @@ static int create_channel(struct shm_chan *ch, int fd, const dmaq_options *o)
     return 0;
 }
 
-/* Read and check the header of an existing channel, waiting a bounded time
- * for a concurrent creator to finish, then map it. */
-static int open_existing(struct shm_chan *ch, int fd, const dmaq_options *o)
+/* Create the channel: build it completely under a private name, then move
+ * it into place only if nobody else did meanwhile. So the channel's name
+ * never shows a half-made file, whenever the creator is killed. Returns 0
+ * (ch->fd set), RETRY if another process created it first, or an error. */
+static int create_channel(struct shm_chan *ch, const dmaq_options *o)
+{
+    static _Atomic unsigned tmp_counter; /* threads of one process creating at once */
+    sweep_dead_tmp(ch->dir);
+    pid_t pid = getpid();
+    char tmp[sizeof ch->path + 64];
+    snprintf(tmp, sizeof tmp, "%s/" TMP_PREFIX "%d.%llu.%u.%s", ch->dir, (int)pid,
+             (unsigned long long)dmaq__proc_start_time(pid), atomic_fetch_add(&tmp_counter, 1), ch->name);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, o->mode);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return dmaq_error_set(DMAQ_ENOENT, "creating channel '%s': directory %s does not exist", ch->name,
+                                  ch->dir);
+        return errno_to_dmaq(errno, "creating", ch);
+    }
+    int rc = init_channel(ch, fd, o);
+    if (rc == 0) {
+        /* In use from the moment it has its name (see dmaq_channel_gc). */
+        flock(fd, LOCK_SH);
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, ch->path, RENAME_NOREPLACE) == 0) {
+            ch->fd = fd;
+            return 0;
+        }
+        int err = errno;
+        if (err == EINVAL || err == ENOSYS) /* a file system without RENAME_NOREPLACE */
+            err = link(tmp, ch->path) == 0 ? 0 : errno;
+        rc = err == 0 ? 0 : err == EEXIST ? RETRY : errno_to_dmaq(err, "creating", ch);
+    }
+    unlink(tmp);
+    if (rc == 0) {
+        ch->fd = fd;
+        return 0;
+    }
+    close(fd);
+    shm_chan_close(ch);
+    return rc;
+}
+
+/* What a half-made channel file says about its creation. */
+enum creation { CREATOR_UNKNOWN, CREATOR_ALIVE, CREATOR_DEAD };
+
+static enum creation creation_of(const struct shm_header *h, ssize_t n)
+{
+    if ((size_t)n < offsetof(struct shm_meta, creator_start) + sizeof h->meta.creator_start ||
+        h->meta.magic != SHM_MAGIC || h->meta.creator_pid <= 0)
+        return CREATOR_UNKNOWN;
+    return dmaq__proc_alive(h->meta.creator_pid, h->meta.creator_start) ? CREATOR_ALIVE : CREATOR_DEAD;
+}
+
+/* Unlink the file open as `fd` if it is still the one at ch->path and nobody
+ * holds it. Returns RETRY. */
+static int remove_abandoned(struct shm_chan *ch, int fd)
+{
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && same_file(fd, ch->path))
+        unlink(ch->path);
+    return RETRY;
+}
+
+/* Read and check the header of an existing channel (waiting a bounded time
+ * for one whose creator is alive or unknown), lock it shared, and map it.
+ * A half-made file whose creator died is removed when the caller may create
+ * the channel. Returns 0, RETRY or an error. */
+static int open_existing(struct shm_chan *ch, int fd, const dmaq_options *o, bool may_create)
 {
     uint64_t deadline = dmaq__mono_ns() + CREATE_WAIT_NS;
     struct shm_header h;
     struct stat st;
     for (;;) {
         if (fstat(fd, &st) < 0)
-            return errno_to_dmaq(errno, "opening", ch->name);
+            return errno_to_dmaq(errno, "opening", ch);
+        if (!S_ISREG(st.st_mode))
+            return dmaq_error_set(DMAQ_ENOTCHAN, "%s is not a regular file, so not a dmaq channel", ch->path);
         ssize_t n = pread(fd, &h, sizeof h, 0);
         if (n < 0)
-            return errno_to_dmaq(errno, "opening", ch->name);
-        bool complete = (size_t)n == sizeof h && atomic_load(&h.state) == SHM_READY;
-        if (complete)
+            return errno_to_dmaq(errno, "opening", ch);
+        if ((size_t)n == sizeof h && atomic_load(&h.state) == SHM_READY)
             break;
         /* A non-zero wrong magic is somebody else's file, not a creation in
          * progress: say so at once. */
         if ((size_t)n >= sizeof(uint64_t) && h.meta.magic != 0 && h.meta.magic != SHM_MAGIC)
-            return validate_meta(&h.meta, h.checksum, (uint64_t)st.st_size, ch->name);
-        if (dmaq__mono_ns() > deadline) {
-            if ((size_t)n < sizeof h && n > 0 && h.meta.magic != SHM_MAGIC)
-                return dmaq_error_set(DMAQ_ENOTCHAN, "/dev/shm/" SHM_PREFIX "%s is not a dmaq channel", ch->name);
+            return validate_meta(&h.meta, h.checksum, (uint64_t)st.st_size, ch);
+        enum creation c = creation_of(&h, n);
+        bool waited = dmaq__mono_ns() > deadline;
+        if (c == CREATOR_DEAD || (c == CREATOR_UNKNOWN && waited)) {
+            if (may_create)
+                return remove_abandoned(ch, fd);
             return dmaq_error_set(DMAQ_ECORRUPT,
-                                  "channel '%s' was never completely created (%zd header bytes, state %u); "
-                                  "its creator may have died: remove it with dmaq_channel_unlink",
-                                  ch->name, n, (size_t)n == sizeof h ? atomic_load(&h.state) : 0u);
+                                  "channel '%s' was never completely created and its creator is gone; an "
+                                  "open that may create it will make it anew (or run dmaq gc)",
+                                  ch->name);
         }
+        if (waited)
+            return dmaq_error_set(DMAQ_ECORRUPT,
+                                  "channel '%s' was never completely created (%zd header bytes, state %u); its "
+                                  "creator (pid %d) is still running but has not finished in %llu s",
+                                  ch->name, n, (size_t)n == sizeof h ? atomic_load(&h.state) : 0u,
+                                  (int)h.meta.creator_pid, CREATE_WAIT_NS / 1000000000ull);
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
-    int rc = validate_meta(&h.meta, h.checksum, (uint64_t)st.st_size, ch->name);
+    int rc = validate_meta(&h.meta, h.checksum, (uint64_t)st.st_size, ch);
     if (rc == 0)
         rc = check_compatible(&h.meta, o, ch->name);
-    if (rc == 0)
-        rc = map_fd(ch, fd, h.meta.file_size, o->flags, "opening");
+    if (rc < 0)
+        return rc;
+    /* Held for the handle's life, so dmaq_channel_gc sees the channel in
+     * use; the kernel drops it when the process dies. */
+    if (flock(fd, LOCK_SH) < 0)
+        return errno_to_dmaq(errno, "opening", ch);
+    if (!same_file(fd, ch->path))
+        return RETRY; /* removed (dmaq gc, unlink) between our open and our lock */
+    rc = map_fd(ch, fd, h.meta.file_size, o->flags, "opening");
     if (rc < 0)
         return rc;
     /* Use the copy we validated, not the live header, from here on. */
     fill_view(ch, &h.meta);
+    ch->fd = fd;
     return 0;
 }
 
 int shm_chan_open(struct shm_chan *ch, const char *address, const dmaq_options *opts)
 {
-    int rc = check_name(address);
-    if (rc < 0)
-        return rc;
     memset(ch, 0, sizeof *ch);
-    strcpy(ch->name, address);
-    dmaq_options o;
-    rc = resolve_create_options(opts, &o, address);
+    ch->fd = -1;
+    int rc = resolve_location(ch, address, opts->shm_dir);
     if (rc < 0)
         return rc;
-    char path[DMAQ_NAME_MAX + 16];
-    shm_path(path, sizeof path, address);
-    for (int attempt = 0; attempt < 100; attempt++) {
-        if (!(o.flags & DMAQ_OPEN_NO_CREATE)) {
-            int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o.mode);
-            if (fd >= 0) {
-                rc = create_channel(ch, fd, &o);
-                close(fd);
-                if (rc < 0) {
-                    shm_unlink(path);
-                    shm_chan_close(ch);
-                }
-                return rc;
-            }
-            if (errno != EEXIST)
-                return errno_to_dmaq(errno, "creating", address);
-        }
-        int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
-        if (fd < 0) {
-            if (errno == ENOENT && !(o.flags & DMAQ_OPEN_NO_CREATE))
-                continue; /* removed between our two calls: try creating again */
-            return errno_to_dmaq(errno, "opening", address);
-        }
-        /* Compare against what the caller asked for, not the defaults. */
-        rc = open_existing(ch, fd, opts);
-        close(fd);
-        if (rc < 0)
-            shm_chan_close(ch);
+    dmaq_options o;
+    rc = resolve_create_options(opts, &o, ch->name);
+    if (rc < 0)
         return rc;
+    bool may_create = !(o.flags & DMAQ_OPEN_NO_CREATE);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        if (attempt > 1) {
+            struct timespec ts = {0, 1000000}; /* somebody else is removing or creating it */
+            nanosleep(&ts, NULL);
+        }
+        int fd = open(ch->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+            if (errno == ENOENT && may_create)
+                rc = create_channel(ch, &o);
+            else
+                rc = errno_to_dmaq(errno, "opening", ch);
+        } else {
+            /* Compare against what the caller asked for, not the defaults. */
+            rc = open_existing(ch, fd, opts, may_create);
+            if (rc != 0) {
+                close(fd);
+                shm_chan_close(ch);
+            }
+        }
+        if (rc != RETRY)
+            return rc;
     }
-    return dmaq_error_set(DMAQ_ESYS, "channel '%s' keeps disappearing while it is opened", address);
+    return dmaq_error_set(DMAQ_ESYS, "channel '%s' keeps disappearing while it is opened", ch->name);
 }
 
 void shm_chan_close(struct shm_chan *ch)
@@ -333,6 +494,9 @@ void shm_chan_close(struct shm_chan *ch)
     if (ch->hdr)
         munmap(ch->hdr, ch->map_len);
     ch->hdr = NULL;
+    if (ch->fd >= 0)
+        close(ch->fd);
+    ch->fd = -1;
 }
 
 int shm_slot_claim(struct shm_slot *slots, unsigned n, _Atomic uint32_t *hwm, const char *what, const char *name)
@@ -357,14 +521,64 @@ int shm_slot_claim(struct shm_slot *slots, unsigned n, _Atomic uint32_t *hwm, co
 
 int shm_channel_unlink(const char *address)
 {
-    int rc = check_name(address);
+    struct shm_chan ch = {.fd = -1};
+    int rc = resolve_location(&ch, address, NULL);
     if (rc < 0)
         return rc;
-    char path[DMAQ_NAME_MAX + 16];
-    shm_path(path, sizeof path, address);
-    if (shm_unlink(path) < 0)
-        return errno_to_dmaq(errno, "removing", address);
+    if (unlink(ch.path) < 0)
+        return errno_to_dmaq(errno, "removing", &ch);
     return 0;
+}
+
+/* Is the channel file `name` in `dir` garbage: complete with no handle open
+ * on it anywhere, or half made by a creator that is gone? Never for a file
+ * that is not a dmaq channel. Takes the file's lock, so that nobody can open
+ * it between the verdict and the unlink. */
+static bool gc_one(const char *dir, const char *name)
+{
+    struct shm_chan ch = {.fd = -1};
+    char address[SHM_DIR_MAX + DMAQ_NAME_MAX + 2];
+    snprintf(address, sizeof address, "%s/%s", dir, name);
+    if (resolve_location(&ch, address, NULL) < 0)
+        return false;
+    int fd = open(ch.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return false;
+    bool garbage = false;
+    struct shm_header h;
+    struct stat st;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && same_file(fd, ch.path) && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        ssize_t n = pread(fd, &h, sizeof h, 0);
+        if ((size_t)n == sizeof h && atomic_load(&h.state) == SHM_READY)
+            garbage = h.meta.magic == SHM_MAGIC; /* nobody holds the lock: no handle is open */
+        else if (n >= 0 && !((size_t)n >= sizeof(uint64_t) && h.meta.magic != 0 && h.meta.magic != SHM_MAGIC))
+            garbage = creation_of(&h, n) == CREATOR_DEAD ||
+                      (creation_of(&h, n) == CREATOR_UNKNOWN &&
+                       (uint64_t)(time(NULL) - st.st_mtime) * 1000000000ull > CREATE_WAIT_NS);
+        if (garbage)
+            garbage = unlink(ch.path) == 0;
+    }
+    close(fd);
+    return garbage;
+}
+
+DMAQ_API int dmaq_channel_gc(const char *shm_dir)
+{
+    struct shm_chan ch = {.fd = -1};
+    int rc = resolve_location(&ch, "gc", shm_dir); /* a placeholder name: only the directory is wanted */
+    if (rc < 0)
+        return rc;
+    DIR *d = opendir(ch.dir);
+    if (!d)
+        return errno == ENOENT ? dmaq_error_set(DMAQ_ENOENT, "directory %s does not exist", ch.dir)
+                               : errno_to_dmaq(errno, "collecting", &ch);
+    int removed = sweep_dead_tmp(ch.dir);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, SHM_PREFIX, strlen(SHM_PREFIX)) == 0)
+            removed += gc_one(ch.dir, e->d_name + strlen(SHM_PREFIX));
+    closedir(d);
+    return removed;
 }
 
 int shm_channel_stat(const char *address, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap)
@@ -385,6 +599,8 @@ int shm_channel_stat(const char *address, dmaq_stat *stat, dmaq_sub_stat *subs, 
     stat->max_message = ch.max_message;
     stat->published = w.seq - atomic_load(&h->aborted);
     stat->creator_pid = h->meta.creator_pid;
+    if (!shm_has_live_peer(&ch))
+        stat->flags |= DMAQ_STAT_STALE;
 
     uint32_t pub_hwm = atomic_load(&h->pub_hwm), sub_hwm = atomic_load(&h->sub_hwm);
     struct shm_slot *ps = shm_pub_slots(h), *ss = shm_sub_slots(h);

@@ -30,6 +30,7 @@
 #define SHM_MAGIC 0x314e4843514d4444ull /* "DDMQCHN1" */
 #define SHM_LAYOUT_VERSION 2u
 #define SHM_PREFIX "dmaq."
+#define SHM_DIR_MAX 256u /* bytes in the path of the directory holding channels */
 #define SHM_HEADER_BYTES 4096u
 #define SHM_SLOT_BYTES 128u
 #define SHM_RING_OFFSET (SHM_HEADER_BYTES + (DMAQ_MAX_PUBLISHERS + DMAQ_MAX_SUBSCRIBERS) * SHM_SLOT_BYTES)

@@ -15,12 +15,18 @@ struct shm_chan {
      * mapping, so a later scribble on the header cannot change them. */
     uint64_t capacity, mask, segment, max_message, salt, max_record;
     uint32_t kind, policy;
+    /* Open for the handle's life with a shared flock on it: while any
+     * handle is open, dmaq_channel_gc cannot take the channel away. */
+    int fd;
     char name[DMAQ_NAME_MAX + 1];
+    char dir[SHM_DIR_MAX + 1];                      /* the directory it lives in */
+    char path[SHM_DIR_MAX + DMAQ_NAME_MAX + 16]; /* dir + "/dmaq." + name */
 };
 
-/* Map the channel named by `address`, creating it from `opts` unless it
- * exists (or opts->flags has DMAQ_OPEN_NO_CREATE). Validates everything and
- * checks the caller's kind/policy/sizes against what exists. */
+/* Map the channel named by `address` ("NAME" or "/DIR/NAME"), creating it
+ * from `opts` unless it exists (or opts->flags has DMAQ_OPEN_NO_CREATE).
+ * Validates everything and checks the caller's kind/policy/sizes against
+ * what exists. A file left half-made by a creator that died is replaced. */
 int shm_chan_open(struct shm_chan *ch, const char *address, const dmaq_options *opts);
 void shm_chan_close(struct shm_chan *ch);
 

@@ -133,9 +133,12 @@ typedef struct dmaq_options {
     uint32_t start;       /* DMAQ_START_*; subscribers of broadcast channels */
     int64_t spin_ns;      /* how long a wait spins before it sleeps;
                              negative = default (50 us), 0 = sleep at once */
+    const char *shm_dir;  /* shm:// channels: the directory holding their
+                             files; NULL = $DMAQ_SHM_DIR, else /dev/shm.
+                             Only read during the open call. */
 } dmaq_options;
 
-#define DMAQ_OPTIONS_INIT {sizeof(dmaq_options), 0, 0, 0, 0, 0, 0, 0, -1}
+#define DMAQ_OPTIONS_INIT {sizeof(dmaq_options), 0, 0, 0, 0, 0, 0, 0, -1, NULL}
 
 /* dmaq_lease.flags */
 #define DMAQ_LEASE_REDELIVERED 0x1u /* queue: an earlier receiver died holding it */
@@ -171,8 +174,11 @@ typedef struct dmaq_stat {
     uint32_t publishers;    /* publishers attached now */
     uint32_t subscribers;   /* subscribers attached now */
     int32_t creator_pid;    /* process that created the channel */
-    uint32_t reserved_;
+    uint32_t flags;         /* DMAQ_STAT_* */
 } dmaq_stat;
+
+/* dmaq_stat.flags */
+#define DMAQ_STAT_STALE 0x1u /* no live process is attached: dmaq_channel_gc would remove it */
 
 /* One subscriber's figures from dmaq_channel_stat(). */
 typedef struct dmaq_sub_stat {
@@ -304,6 +310,16 @@ DMAQ_API int dmaq_channel_stat(const char *uri, dmaq_stat *stat, dmaq_sub_stat *
  * open creates a new channel. Returns 0, DMAQ_ENOENT, DMAQ_EACCES or another
  * DMAQ_E* code. Any thread. */
 DMAQ_API int dmaq_channel_unlink(const char *uri);
+
+/* Remove the stale shm channels in directory `shm_dir` (NULL = the
+ * default: $DMAQ_SHM_DIR, else /dev/shm): channel files no handle is open on
+ * in any process, and files whose creator died before finishing them.
+ * Files that are not dmaq channels, and channels in use, are left alone;
+ * every handle holds a shared lock on its channel's file, so a channel
+ * cannot be removed under a process opening it. Programs that own a
+ * directory of channels call it at start. Returns how many files it removed,
+ * DMAQ_ENOENT (no such directory), DMAQ_EACCES or DMAQ_ESYS. Any thread. */
+DMAQ_API int dmaq_channel_gc(const char *shm_dir);
 
 #ifdef __cplusplus
 }
