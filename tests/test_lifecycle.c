@@ -407,6 +407,65 @@ Test(lifecycle, permissions)
     remove_dir(dir);
 }
 
+/* Run the dmaq tool with `args`; its stdout into out. Returns its status. */
+static int run_tool(const char *args, char *out, size_t cap)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", DMAQ_TOOL, args);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The tool: ls marks a channel whose peers all died as stale, gc removes
+ * it, rm removes by name, and wrong arguments exit 2 with the usage. */
+Test(lifecycle, tool_ls_gc_rm)
+{
+    char dir[64], args[256], out[8192];
+    make_dir(dir, sizeof dir);
+    dmaq_options o = in_dir(dir, 1 << 16);
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_pub_open("shm://in-use", &o, &pub), 0);
+    pid_t dead = attached_child(dir, "orphan");
+    kill(dead, SIGKILL);
+    waitpid(dead, NULL, 0);
+
+    snprintf(args, sizeof args, "ls --dir %s", dir);
+    cr_assert_eq(run_tool(args, out, sizeof out), 0, "%s", out);
+    char *orphan = strstr(out, "orphan "), *in_use = strstr(out, "in-use ");
+    cr_assert(orphan && in_use, "%s", out);
+    cr_expect(strncmp(strchr(orphan, '\n') - 5, "stale", 5) == 0, "orphan not marked stale:\n%s", out);
+    cr_expect(strncmp(strchr(in_use, '\n') - 4, "live", 4) == 0, "in-use not marked live:\n%s", out);
+
+    snprintf(args, sizeof args, "gc --dir %s", dir);
+    cr_assert_eq(run_tool(args, out, sizeof out), 0, "%s", out);
+    cr_expect(strstr(out, "removed 1 stale file "), "%s", out);
+    cr_expect_eq(count_files(dir, "dmaq."), 1);
+
+    snprintf(args, sizeof args, "stat shm://%s/in-use", dir);
+    cr_assert_eq(run_tool(args, out, sizeof out), 0, "%s", out);
+    cr_expect(strstr(out, "publishers   1"), "%s", out);
+    dmaq_pub_close(pub);
+    snprintf(args, sizeof args, "rm shm://%s/in-use", dir);
+    cr_assert_eq(run_tool(args, out, sizeof out), 0, "%s", out);
+    cr_expect_eq(count_files(dir, "dmaq."), 0);
+    cr_expect_eq(run_tool(args, out, sizeof out), 1, "removing it twice fails");
+    cr_expect(strstr(out, "does not exist"), "%s", out);
+
+    cr_expect_eq(run_tool("frobnicate", out, sizeof out), 2);
+    cr_expect(strstr(out, "unknown command 'frobnicate'") && strstr(out, "usage:"), "%s", out);
+    cr_expect_eq(run_tool("ls --bogus", out, sizeof out), 2);
+    cr_expect(strstr(out, "unexpected argument '--bogus'"), "%s", out);
+    cr_expect_eq(run_tool("gc --dir /nonexistent/x", out, sizeof out), 1);
+    cr_expect(strstr(out, "does not exist"), "%s", out);
+    cr_expect_eq(run_tool("stat", out, sizeof out), 2);
+    cr_expect_eq(run_tool("gc --help", out, sizeof out), 0);
+    remove_dir(dir);
+}
+
 Test(lifecycle, names_cannot_escape_the_directory)
 {
     dmaq_pub *pub;
