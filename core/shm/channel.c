@@ -232,7 +232,10 @@ static void fill_view(struct shm_chan *ch, const struct shm_meta *m)
 {
     ch->ring = (unsigned char *)ch->hdr + m->ring_offset;
     ch->capacity = m->capacity;
-    ch->mask = m->capacity - 1;
+    /* Records start at multiples of 8. Masking the low bits as well keeps a
+     * position read from a scribbled header from making a misaligned
+     * record pointer; the record's tag then fails to match it. */
+    ch->mask = (m->capacity - 1) & ~7ull;
     ch->segment = m->capacity / 2;
     ch->max_message = m->max_message;
     ch->max_record = shm_align8(DMAQ_RECORD_HEADER + m->max_message);
