@@ -139,10 +139,16 @@ static void sleep_withdraw(_Atomic uint32_t *sleepers, struct shm_slot *slot, ui
     atomic_fetch_sub(sleepers, 1);
 }
 
-/* Sleep while *futex == v, at most `remaining` ns and never past the next
- * reap: nobody wakes a sleeper for a peer that died. */
-static void nap(_Atomic uint32_t *futex, uint32_t v, struct waiter *w, uint64_t remaining)
+/* Sleep while *futex == v, at most `remaining` ns; when what we wait for may
+ * be a peer that died (`stuck`), never past the next reap, since nobody
+ * wakes a sleeper for a dead peer. An idle waiter that is not stuck sleeps
+ * undisturbed: whatever changes that will wake it. */
+static void nap(_Atomic uint32_t *futex, uint32_t v, struct waiter *w, uint64_t remaining, bool stuck)
 {
+    if (!stuck) {
+        dmaq__futex_wait((uint32_t *)futex, v, (int64_t)remaining);
+        return;
+    }
     uint64_t now = dmaq__mono_ns();
     if (w->next_reap <= now) /* due, but there was nothing to look for */
         w->next_reap = now + REAP_EVERY_NS;
@@ -301,7 +307,7 @@ static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t t
                     if (ch->kind == DMAQ_KIND_QUEUE)
                         queue_advance_tail(ch);
                     if (end > compute_limit(ch, cur.pos))
-                        nap(&h->space_futex, v, &w, remaining);
+                        nap(&h->space_futex, v, &w, remaining, true);
                     sleep_withdraw(&h->space_sleepers, p->slot, SLEEP_SPACE);
                 }
                 cur.pos = __atomic_load_n(&h->write.pos, __ATOMIC_RELAXED);
@@ -735,7 +741,8 @@ static int next_message(struct shm_sub *s, struct rec_view *v, uint64_t *pos, in
             return rc;
         if (wait_spin(&w))
             continue;
-        if (stuck_behind_peer(s) && reap_if_due(ch, &w))
+        bool stuck = stuck_behind_peer(s);
+        if (stuck && reap_if_due(ch, &w))
             continue;
         sleep_announce(&h->data_sleepers, s->slot, SLEEP_DATA);
         uint32_t futex_val = atomic_load(&h->data_futex);
@@ -748,7 +755,7 @@ static int next_message(struct shm_sub *s, struct rec_view *v, uint64_t *pos, in
                 atomic_load(&shm_rec(ch, p)->tag) == (p ^ ch->salt) ||
                 (p < s->validate_below && shm_write_pos(h) > p + ch->capacity);
         if (!ready)
-            nap(&h->data_futex, futex_val, &w, remaining);
+            nap(&h->data_futex, futex_val, &w, remaining, stuck);
         sleep_withdraw(&h->data_sleepers, s->slot, SLEEP_DATA);
     }
 }
