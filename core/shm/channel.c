@@ -22,7 +22,9 @@
 
 /* How long an opener waits for a half-made channel file whose creator is
  * unknown or alive before giving up on it. */
+#ifndef CREATE_WAIT_NS /* the fuzz targets set 0 */
 #define CREATE_WAIT_NS 2000000000ull
+#endif
 /* Files being created are made under this prefix and renamed into place
  * when complete: "<dir>/.dmaq-tmp.<pid>.<start time>.<n>.<name>". */
 #define TMP_PREFIX ".dmaq-tmp."

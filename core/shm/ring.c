@@ -575,8 +575,14 @@ static void view_record(struct shm_record *r, struct rec_view *v)
 static int broadcast_next(struct shm_sub *s, struct rec_view *v, uint64_t *lost)
 {
     struct shm_chan *ch = &s->ch;
-    for (;;) {
+    /* One lap holds at most capacity / DMAQ_RECORD_HEADER records, and
+     * being lapped again and again within one call does not happen: more
+     * steps than that mean positions in the header were scribbled over
+     * (say, a write position so near 2^64 that every check overflows). */
+    for (uint64_t steps = 0;; steps++) {
         uint64_t pos = s->pos;
+        if (steps > ch->capacity / DMAQ_RECORD_HEADER + 64)
+            return corrupt_record(ch, pos, "is in a chain of records that never ends");
         uint64_t seg_end = shm_segment_end(ch, pos);
         if (seg_end - pos < DMAQ_RECORD_HEADER) {
             s->pos = seg_end;
