@@ -77,6 +77,14 @@ static unsigned long long own_start_time(void)
     return strtoull(p + 1, NULL, 10);
 }
 
+/* Which PID namespace we are in, as dmaq names it in temporary files. */
+static unsigned long long own_pid_ns(void)
+{
+    struct stat st;
+    cr_assert_eq(stat("/proc/self/ns/pid", &st), 0);
+    return (unsigned long long)st.st_ino;
+}
+
 /* A creator SIGKILLed at a random moment of creating a big channel never
  * leaves something later opens reject: the next open that may create finds
  * either the finished channel or nothing, and no half-made file survives. */
@@ -282,12 +290,18 @@ Test(lifecycle, gc_removes_only_stale_channels)
     FILE *f = fopen(path, "w");
     fputs("not a channel at all", f);
     fclose(f);
-    snprintf(path, sizeof path, "%s/.dmaq-tmp.%d.12345.0.gone", dir, (int)dead);
+    snprintf(path, sizeof path, "%s/.dmaq-tmp.%llu.%d.12345.0.gone", dir, own_pid_ns(), (int)dead);
     close(open(path, O_CREAT | O_RDWR, 0600));
     /* Our pid, but a start time that is not ours: a recycled pid. */
-    snprintf(path, sizeof path, "%s/.dmaq-tmp.%d.1.0.recycled", dir, (int)getpid());
+    snprintf(path, sizeof path, "%s/.dmaq-tmp.%llu.%d.1.0.recycled", dir, own_pid_ns(), (int)getpid());
     close(open(path, O_CREAT | O_RDWR, 0600));
-    snprintf(path, sizeof path, "%s/.dmaq-tmp.%d.%llu.0.in-progress", dir, (int)getpid(), own_start_time());
+    /* A creator in another PID namespace (a container sharing the
+     * directory): its pid means nothing here, so it is left alone. */
+    char other_ns[160];
+    snprintf(other_ns, sizeof other_ns, "%s/.dmaq-tmp.%llu.%d.1.0.elsewhere", dir, own_pid_ns() + 1, (int)dead);
+    close(open(other_ns, O_CREAT | O_RDWR, 0600));
+    snprintf(path, sizeof path, "%s/.dmaq-tmp.%llu.%d.%llu.0.in-progress", dir, own_pid_ns(), (int)getpid(),
+             own_start_time());
     close(open(path, O_CREAT | O_RDWR, 0600));
 
     dmaq_stat st = {.size = sizeof st};
@@ -302,14 +316,64 @@ Test(lifecycle, gc_removes_only_stale_channels)
     cr_expect_eq(removed, 4, "dead, closed and two dead creators' files: got %d (%s)", removed,
                  removed < 0 ? dmaq_last_error() : "");
     cr_expect_eq(count_files(dir, "dmaq."), 3, "live, child-live and junk are kept");
-    cr_expect_eq(count_files(dir, ".dmaq-tmp."), 1, "a live creator's file is kept");
+    cr_expect_eq(count_files(dir, ".dmaq-tmp."), 2, "a live creator's file and another namespace's are kept");
     unlink(path);
+    unlink(other_ns);
     round_trip(live_pub, live_sub);
     kill(alive, SIGKILL);
     waitpid(alive, NULL, 0);
     dmaq_sub_close(live_sub);
     dmaq_pub_close(live_pub);
     cr_expect_eq(dmaq_channel_gc(dir), 2, "live and child-live once their handles are gone");
+    remove_dir(dir);
+}
+
+/* A peer whose slot says it lives in another PID namespace cannot be judged
+ * from here: it counts as alive, never as stale, and is never reaped. */
+Test(lifecycle, peers_of_another_pid_namespace_are_not_judged)
+{
+    char dir[64], uri[160];
+    make_dir(dir, sizeof dir);
+    pid_t dead = attached_child(dir, "foreign");
+    kill(dead, SIGKILL);
+    waitpid(dead, NULL, 0);
+    snprintf(uri, sizeof uri, "shm://%s/foreign", dir);
+    dmaq_stat st = {.size = sizeof st};
+    dmaq_sub_stat sub;
+    cr_assert_eq(dmaq_channel_stat(uri, &st, &sub, 1), 1);
+    cr_expect_eq(sub.alive, 0, "in our namespace the dead subscriber is seen dead");
+
+    /* Move both its slots to another namespace. */
+    char path[160];
+    snprintf(path, sizeof path, "%s/dmaq.foreign", dir);
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    unsigned char *map = mmap(NULL, SHM_RING_OFFSET, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    cr_assert_neq(map, MAP_FAILED);
+    struct shm_slot *slots = (struct shm_slot *)(map + SHM_HEADER_BYTES);
+    for (unsigned i = 0; i < DMAQ_MAX_PUBLISHERS + DMAQ_MAX_SUBSCRIBERS; i++)
+        if (atomic_load(&slots[i].state) == SLOT_ACTIVE)
+            slots[i].pid_ns = own_pid_ns() + 1;
+    cr_assert_eq(dmaq_channel_stat(uri, &st, &sub, 1), 1);
+    cr_expect_eq(sub.alive, 1, "a peer of another namespace counts as alive");
+    cr_expect_eq(st.flags & DMAQ_STAT_STALE, 0);
+
+    /* A publisher here, gated by the foreign subscriber, waits and reaps
+     * (a subscriber of our own namespace would be freed): it must keep
+     * waiting until its timeout, and both foreign slots stay taken. */
+    dmaq_options o = in_dir(dir, 0);
+    dmaq_pub *mine;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &mine), 0, "%s", dmaq_last_error());
+    static unsigned char block[1024];
+    int rc = 0;
+    for (int i = 0; i < 200 && rc == 0; i++)
+        rc = dmaq_pub_send(mine, block, sizeof block, 300000000);
+    cr_expect_eq(rc, DMAQ_ETIMEDOUT, "the ring never filled: %s", dmaq_last_error());
+    cr_assert_eq(dmaq_channel_stat(uri, &st, NULL, 0), 1, "the foreign subscriber was reaped");
+    cr_expect_eq(st.publishers, 2, "the foreign publisher was reaped");
+    dmaq_pub_close(mine);
+    munmap(map, SHM_RING_OFFSET);
+    close(fd);
     remove_dir(dir);
 }
 

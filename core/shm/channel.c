@@ -26,7 +26,9 @@
 #define CREATE_WAIT_NS 2000000000ull
 #endif
 /* Files being created are made under this prefix and renamed into place
- * when complete: "<dir>/.dmaq-tmp.<pid>.<start time>.<n>.<name>". */
+ * when complete: "<dir>/.dmaq-tmp.<pid ns>.<pid>.<start time>.<n>.<name>".
+ * The PID namespace keeps containers that share the directory from taking
+ * each other's live creators for dead ones. */
 #define TMP_PREFIX ".dmaq-tmp."
 /* shm_chan_open's answer when the file it looked at went away or was
  * replaced (or it removed it): look again. Not a DMAQ_E* code. */
@@ -253,22 +255,22 @@ static bool same_file(int fd, const char *path)
     return fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
-/* Remove the files of channels whose creation a dead process left half done
- * ("<dir>/.dmaq-tmp.<pid>.<start>.*"). Nobody else ever opens them, so a
- * dead creator's are garbage: left alone, they would hold the space the
- * next creation needs. Returns how many were removed. */
+/* Remove the files of channels whose creation a dead process of our PID
+ * namespace left half done. Nobody else ever opens them, so a dead
+ * creator's are garbage: left alone, they would hold the space the next
+ * creation needs. Returns how many were removed. */
 static int sweep_dead_tmp(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d)
         return 0;
     int removed = 0;
+    unsigned long long own_ns = dmaq__pid_ns(), ns, start;
+    int pid;
     struct dirent *e;
     while ((e = readdir(d))) {
-        int pid;
-        unsigned long long start;
         if (strncmp(e->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0 ||
-            sscanf(e->d_name + strlen(TMP_PREFIX), "%d.%llu.", &pid, &start) != 2 ||
+            sscanf(e->d_name + strlen(TMP_PREFIX), "%llu.%d.%llu.", &ns, &pid, &start) != 3 || ns != own_ns ||
             dmaq__proc_alive(pid, start))
             continue;
         removed += unlinkat(dirfd(d), e->d_name, 0) == 0;
@@ -343,7 +345,7 @@ static int create_channel(struct shm_chan *ch, const dmaq_options *o)
     sweep_dead_tmp(ch->dir);
     pid_t pid = getpid();
     char tmp[sizeof ch->path + 64];
-    snprintf(tmp, sizeof tmp, "%s/" TMP_PREFIX "%d.%llu.%u.%s", ch->dir, (int)pid,
+    snprintf(tmp, sizeof tmp, "%s/" TMP_PREFIX "%llu.%d.%llu.%u.%s", ch->dir, (unsigned long long)dmaq__pid_ns(), (int)pid,
              (unsigned long long)dmaq__proc_start_time(pid), atomic_fetch_add(&tmp_counter, 1), ch->name);
     int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, o->mode);
     if (fd < 0) {
@@ -514,6 +516,7 @@ int shm_slot_claim(struct shm_slot *slots, unsigned n, _Atomic uint32_t *hwm, co
             continue;
         slots[i].pid = pid;
         slots[i].start_time = start;
+        slots[i].pid_ns = dmaq__pid_ns();
         atomic_store(&slots[i].count, 0);
         atomic_store(&slots[i].lost, 0);
         uint32_t h = atomic_load(hwm);
@@ -596,6 +599,7 @@ int shm_channel_stat(const char *address, dmaq_stat *stat, dmaq_sub_stat *subs, 
         return rc;
     struct shm_header *h = ch.hdr;
     struct shm_write w = shm_write_load(h);
+    uint64_t own_ns = dmaq__pid_ns();
     memset((char *)stat + sizeof stat->size, 0, sizeof *stat - sizeof stat->size);
     stat->kind = ch.kind;
     stat->policy = ch.policy;
@@ -633,7 +637,7 @@ int shm_channel_stat(const char *address, dmaq_stat *stat, dmaq_sub_stat *subs, 
             s->received = atomic_load(&ss[i].count);
             s->lost = atomic_load(&ss[i].lost);
             s->pid = ss[i].pid;
-            s->alive = dmaq__proc_alive(ss[i].pid, ss[i].start_time);
+            s->alive = shm_slot_alive(&ss[i], own_ns);
             if (ch.kind == DMAQ_KIND_QUEUE) {
                 s->lag = queued;
                 s->lag_bytes = w.pos - atomic_load(&h->rd_claim);

@@ -112,6 +112,7 @@ struct shm_slot {
      * it if this process dies holding it (see reap.c) */
     _Atomic uint64_t claim_start, claim_end, claim_seq;
     _Atomic uint32_t claim_owned; /* the claim's compare-and-swap succeeded */
+    uint64_t pid_ns;              /* with pid: in which PID namespace (see proc.h) */
 } __attribute__((aligned(128)));
 
 #define REC_PAD 0x1u     /* skip it */

@@ -26,16 +26,24 @@ static bool committed(const struct shm_chan *ch, uint64_t pos)
     return atomic_load_explicit(&shm_rec(ch, pos)->tag, memory_order_acquire) == (pos ^ ch->salt);
 }
 
+bool shm_slot_alive(const struct shm_slot *s, uint64_t own_ns)
+{
+    return s->pid_ns != own_ns || dmaq__proc_alive(s->pid, s->start_time);
+}
+
 /* Take slot `s` over if the process holding it (or recovering it) is gone.
  * Slots still being claimed are left alone: their pid may be a previous
- * owner's for a few instructions. */
-static bool take_over(struct shm_slot *s)
+ * owner's for a few instructions. Slots of another PID namespace are never
+ * judged; a recoverer is always of the slot's namespace. */
+static bool take_over(struct shm_slot *s, uint64_t own_ns)
 {
     uint32_t st = atomic_load(&s->state);
+    if (s->pid_ns != own_ns)
+        return false;
     if (st & SLOT_RECOVERING) {
         if (dmaq__proc_alive((pid_t)(st & ~SLOT_RECOVERING), 0))
             return false;
-    } else if (st != SLOT_ACTIVE || dmaq__proc_alive(s->pid, s->start_time)) {
+    } else if (st != SLOT_ACTIVE || shm_slot_alive(s, own_ns)) {
         return false;
     }
     return atomic_compare_exchange_strong(&s->state, &st, SLOT_RECOVERING | (uint32_t)getpid());
@@ -57,7 +65,7 @@ static void free_slot(struct shm_header *h, struct shm_slot *s)
 }
 
 /* Does a live publisher (other than slot `self`) claim from `from`? */
-static bool other_claims_from(struct shm_header *h, unsigned self, uint64_t from)
+static bool other_claims_from(struct shm_header *h, unsigned self, uint64_t from, uint64_t own_ns)
 {
     struct shm_slot *ps = shm_pub_slots(h);
     uint32_t hwm = atomic_load(&h->pub_hwm);
@@ -65,7 +73,7 @@ static bool other_claims_from(struct shm_header *h, unsigned self, uint64_t from
         if (j == self || atomic_load(&ps[j].pos) != from)
             continue;
         uint32_t st = atomic_load(&ps[j].state);
-        if (st == SLOT_ACTIVE && (atomic_load(&ps[j].claim_owned) || dmaq__proc_alive(ps[j].pid, ps[j].start_time)))
+        if (st == SLOT_ACTIVE && (atomic_load(&ps[j].claim_owned) || shm_slot_alive(&ps[j], own_ns)))
             return true;
     }
     return false;
@@ -75,7 +83,7 @@ static bool other_claims_from(struct shm_header *h, unsigned self, uint64_t from
  * record it never committed, turn that record (and the padding before it)
  * into an aborted padding record, which every reader skips and which keeps
  * its sequence number accounted for. */
-static void finish_dead_claim(struct shm_chan *ch, unsigned idx)
+static void finish_dead_claim(struct shm_chan *ch, unsigned idx, uint64_t own_ns)
 {
     struct shm_header *h = ch->hdr;
     struct shm_slot *s = &shm_pub_slots(h)[idx];
@@ -95,7 +103,7 @@ static void finish_dead_claim(struct shm_chan *ch, unsigned idx)
          * own, or its compare-and-swap failed. It owns the record only if
          * nobody alive claims from the same place and what lies at `from`
          * is at most its own padding. */
-        if (other_claims_from(h, idx, from))
+        if (other_claims_from(h, idx, from, own_ns))
             return;
         if (start != from && committed(ch, from)) {
             struct shm_record *pad = shm_rec(ch, from);
@@ -145,18 +153,19 @@ int shm_reap(struct shm_chan *ch)
 {
     struct shm_header *h = ch->hdr;
     int reaped = 0;
+    uint64_t own_ns = dmaq__pid_ns();
     struct shm_slot *ps = shm_pub_slots(h), *ss = shm_sub_slots(h);
     uint32_t hwm = atomic_load(&h->pub_hwm);
     for (unsigned i = 0; i < hwm && i < DMAQ_MAX_PUBLISHERS; i++) {
-        if (!take_over(&ps[i]))
+        if (!take_over(&ps[i], own_ns))
             continue;
-        finish_dead_claim(ch, i);
+        finish_dead_claim(ch, i, own_ns);
         free_slot(h, &ps[i]);
         reaped++;
     }
     hwm = atomic_load(&h->sub_hwm);
     for (unsigned i = 0; i < hwm && i < DMAQ_MAX_SUBSCRIBERS; i++) {
-        if (!take_over(&ss[i]))
+        if (!take_over(&ss[i], own_ns))
             continue;
         if (ch->kind == DMAQ_KIND_QUEUE)
             requeue_dead_leases(ch, i);
@@ -175,14 +184,15 @@ int shm_reap(struct shm_chan *ch)
 
 bool shm_has_live_peer(struct shm_chan *ch)
 {
-    struct shm_header *h = ch->hdr;
-    struct shm_slot *slots = shm_pub_slots(h); /* publishers, then subscribers */
+    uint64_t own_ns = dmaq__pid_ns();
+    struct shm_slot *slots = shm_pub_slots(ch->hdr); /* publishers, then subscribers */
     for (unsigned i = 0; i < DMAQ_MAX_PUBLISHERS + DMAQ_MAX_SUBSCRIBERS; i++) {
         uint32_t st = atomic_load(&slots[i].state);
         if (st == SLOT_FREE)
             continue;
-        pid_t pid = st & SLOT_RECOVERING ? (pid_t)(st & ~SLOT_RECOVERING) : slots[i].pid;
-        if (dmaq__proc_alive(pid, st & SLOT_RECOVERING ? 0 : slots[i].start_time))
+        if (st & SLOT_RECOVERING ? slots[i].pid_ns != own_ns ||
+                                       dmaq__proc_alive((pid_t)(st & ~SLOT_RECOVERING), 0)
+                                 : shm_slot_alive(&slots[i], own_ns))
             return true;
     }
     return false;

@@ -42,7 +42,12 @@ int shm_slot_claim(struct shm_slot *slots, unsigned n, _Atomic uint32_t *hwm, co
  * freed. Any thread. */
 int shm_reap(struct shm_chan *ch);
 
-/* True if any slot of the channel belongs to a live process. */
+/* True if the process holding slot `s` is alive, or is in another PID
+ * namespace than `own_ns` (dmaq__pid_ns()), where it cannot be judged. */
+bool shm_slot_alive(const struct shm_slot *s, uint64_t own_ns);
+
+/* True if any slot of the channel belongs to a live process (or one of
+ * another PID namespace). */
 bool shm_has_live_peer(struct shm_chan *ch);
 
 int shm_channel_stat(const char *address, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap);

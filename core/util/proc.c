@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Field 22 (start time) of /proc/PID/stat; 0 if there is no such process,
@@ -34,6 +35,12 @@ static uint64_t start_time_of(pid_t pid, bool living)
 }
 
 uint64_t dmaq__proc_start_time(pid_t pid) { return start_time_of(pid, false); }
+
+uint64_t dmaq__pid_ns(void)
+{
+    struct stat st;
+    return stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
 
 bool dmaq__proc_alive(pid_t pid, uint64_t start_time)
 {

@@ -14,4 +14,10 @@ uint64_t dmaq__proc_start_time(pid_t pid);
  * (0 = do not compare). Reads /proc: microseconds, not for hot paths. */
 bool dmaq__proc_alive(pid_t pid, uint64_t start_time);
 
+/* Which PID namespace this process is in (the inode of /proc/self/ns/pid),
+ * or 0 if that cannot be read. A pid means something only in its own
+ * namespace: peers in another one (containers sharing /dev/shm but not
+ * their process tree) cannot be judged alive or dead from here. */
+uint64_t dmaq__pid_ns(void);
+
 #endif
