@@ -18,41 +18,14 @@
 #include <string.h>
 #include <time.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include "fault_log.h"
+#include "payload.h"
 
-#define HEAD 16
-
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-static void fill(unsigned char *p, size_t len, uint32_t key, uint32_t index, uint64_t *rng)
-{
-    for (size_t i = HEAD; i < len; i++)
-        p[i] = (unsigned char)rng_next(rng);
-    uint64_t h = XXH64(p + HEAD, len - HEAD, (uint64_t)key << 32 | index);
-    memcpy(p, &key, 4);
-    memcpy(p + 4, &index, 4);
-    memcpy(p + 8, &h, 8);
-}
+#define HEAD PAYLOAD_HEAD
 
 static bool intact(const unsigned char *p, size_t len, uint32_t *key, uint32_t *index)
 {
-    if (len < HEAD)
-        return false;
-    uint64_t h;
-    memcpy(key, p, 4);
-    memcpy(index, p + 4, 4);
-    memcpy(&h, p + 8, 8);
-    return *key < FAULT_MAX_KEYS && *index < FAULT_MAX_MSGS &&
-           XXH64(p + HEAD, len - HEAD, (uint64_t)*key << 32 | *index) == h;
+    return payload_intact(p, len, key, index) && *key < FAULT_MAX_KEYS && *index < FAULT_MAX_MSGS;
 }
 
 static void pause_us(long us)
@@ -89,7 +62,7 @@ static int publisher(const char *uri, struct fault_log *log, uint32_t key, uint3
             if ((rc = dmaq_pub_reserve(pub, len, &lease, -1)) < 0)
                 goto fail;
         }
-        fill(lease.data, len, key, i, &rng);
+        payload_fill(lease.data, len, key, i, &rng);
         if (r % 40 == 3)
             pause_us(200); /* hold the reservation: a kill may land here */
         if ((rc = dmaq_pub_commit(pub, &lease, len)) < 0)

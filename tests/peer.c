@@ -21,19 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
+#include "payload.h"
 
 #define STOP_MSG "DMAQSTOP"
 #define MAX_PUB_IDS 4096
-
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
 
 static size_t pick_len(uint64_t *rng, size_t max)
 {
@@ -46,7 +37,7 @@ static size_t pick_len(uint64_t *rng, size_t max)
     return (size_t)(rng_next(rng) % (hi + 1));
 }
 
-#define HEAD 16
+#define HEAD PAYLOAD_HEAD
 #define SHORT_MSG UINT64_MAX
 
 static void fill(unsigned char *p, size_t len, uint32_t pub_index, uint32_t index, uint64_t *rng)
@@ -56,12 +47,7 @@ static void fill(unsigned char *p, size_t len, uint32_t pub_index, uint32_t inde
             p[i] = (unsigned char)(len * 31 + i);
         return;
     }
-    for (size_t i = HEAD; i < len; i++)
-        p[i] = (unsigned char)rng_next(rng);
-    uint64_t h = XXH64(p + HEAD, len - HEAD, (uint64_t)pub_index << 32 | index);
-    memcpy(p, &pub_index, 4);
-    memcpy(p + 4, &index, 4);
-    memcpy(p + 8, &h, 8);
+    payload_fill(p, len, pub_index, index, rng);
 }
 
 /* True if the payload is intact; *key = publisher index << 32 | index, or
@@ -76,12 +62,9 @@ static bool check(const unsigned char *p, size_t len, uint64_t *key)
         return true;
     }
     uint32_t pub_index, index;
-    uint64_t h;
-    memcpy(&pub_index, p, 4);
-    memcpy(&index, p + 4, 4);
-    memcpy(&h, p + 8, 8);
+    bool ok = payload_intact(p, len, &pub_index, &index);
     *key = (uint64_t)pub_index << 32 | index;
-    return XXH64(p + HEAD, len - HEAD, *key) == h;
+    return ok;
 }
 
 static int publisher(const char *uri, long count, uint32_t pub_index)

@@ -33,12 +33,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
+#include "payload.h"
 
 #define PUBS 4
 #define SUBS 4
-#define HEAD 16
+#define HEAD PAYLOAD_HEAD
 #define MAX_INDEX (1u << 26) /* per publisher: indexes the queue's duplicate check covers */
 #define DRAIN_IDLE_NS 5000000000ull
 /* Sanitizers keep shadow memory for every byte touched, the shared tables
@@ -94,21 +93,12 @@ static void fill(unsigned char *p, size_t len, uint32_t pub, uint32_t index)
 {
     for (size_t i = HEAD; i < len; i++)
         p[i] = (unsigned char)(index * 7 + i);
-    uint64_t h = XXH64(p + HEAD, len - HEAD, (uint64_t)pub << 32 | index);
-    memcpy(p, &pub, 4);
-    memcpy(p + 4, &index, 4);
-    memcpy(p + 8, &h, 8);
+    payload_seal(p, len, pub, index);
 }
 
 static bool intact(const unsigned char *p, size_t len, uint32_t *pub, uint32_t *index)
 {
-    if (len < HEAD)
-        return false;
-    uint64_t h;
-    memcpy(pub, p, 4);
-    memcpy(index, p + 4, 4);
-    memcpy(&h, p + 8, 8);
-    return *pub < PUBS && h == XXH64(p + HEAD, len - HEAD, (uint64_t)*pub << 32 | *index);
+    return payload_intact(p, len, pub, index) && *pub < PUBS;
 }
 
 static void wait_ready(void)

@@ -52,15 +52,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dmaq_lease r;
         for (int i = 0; i < 16; i++) {
             int rc = dmaq_sub_peek(sub, &r, 0);
-            if (rc == 0) {
-                volatile unsigned char sink = 0;
-                for (uint64_t b = 0; b < r.len; b++)
-                    sink ^= ((const unsigned char *)r.data)[b];
-                (void)sink;
-                dmaq_sub_release(sub, &r);
-            } else if (rc != DMAQ_ELOST) {
+            if (rc == 0)
+                fuzz_read_and_release(sub, &r);
+            else if (rc != DMAQ_ELOST)
                 break;
-            }
         }
         dmaq_sub_close(sub);
     }

@@ -62,13 +62,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int round = 0; round < 8; round++) {
         dmaq_lease r;
         int rc = dmaq_sub_peek(sub, &r, 0);
-        if (rc == 0) {
-            volatile unsigned char sink = 0;
-            for (uint64_t b = 0; b < r.len; b++)
-                sink ^= ((const unsigned char *)r.data)[b];
-            (void)sink;
-            dmaq_sub_release(sub, &r);
-        }
+        if (rc == 0)
+            fuzz_read_and_release(sub, &r);
         size_t len;
         dmaq_sub_recv(sub, buf, sizeof buf, &len, 0);
         dmaq_lease w;
