@@ -2,9 +2,12 @@
 # The whole test suite: builds dmaq three times and runs
 #   - every test in the plain build (the soak for 10 s per kind);
 #   - every test again with ASan+UBSan (shorter stress and soak);
-#   - the multi-threaded soak under ThreadSanitizer (Criterion itself cannot
-#     run under TSan: Snaipe/Criterion#274; the soak is where threads share
-#     channels and handles);
+#   - the multi-threaded soak under ThreadSanitizer. Criterion itself cannot
+#     run under TSan (Snaipe/Criterion#274), and TSan-built processes cannot
+#     share a channel with each other: TSan emulates 16-byte atomics (our
+#     write position and sequence) with a lock private to each process. So
+#     TSan checks what it can see, threads of one process sharing channels;
+#     the cross-process tests run plain, under ASan+UBSan and valgrind;
 #   - the tests, cross-process ones included, under valgrind memcheck in
 #     short mode, failing on any error or definite leak;
 #   - each libFuzzer target for DMAQ_FUZZ_SECONDS (default 60).
