@@ -7,6 +7,10 @@
 
 #include "layout.h"
 
+#ifdef __SANITIZE_THREAD__
+#include <sanitizer/tsan_interface.h>
+#endif
+
 struct shm_chan {
     struct shm_header *hdr;
     unsigned char *ring;
@@ -109,11 +113,32 @@ static inline void shm_write_pad(const struct shm_chan *ch, uint64_t pos, uint64
     atomic_store_explicit(&r->tag, pos ^ ch->salt, memory_order_release);
 }
 
+/* 16-byte compare-and-swap; returns what was there. */
+static inline unsigned __int128 shm_cas128(unsigned __int128 *p, unsigned __int128 expected,
+                                           unsigned __int128 desired)
+{
+#ifdef __SANITIZE_THREAD__
+    /* ThreadSanitizer emulates 16-byte atomics under a lock private to each
+     * process: no atomic at all against another process on the channel. So
+     * issue the instruction ourselves and tell TSan what it orders. */
+    uint64_t lo = (uint64_t)expected, hi = (uint64_t)(expected >> 64);
+    __tsan_release(p);
+    __asm__ __volatile__("lock cmpxchg16b %2"
+                         : "+a"(lo), "+d"(hi), "+m"(*p)
+                         : "b"((uint64_t)desired), "c"((uint64_t)(desired >> 64))
+                         : "memory", "cc");
+    __tsan_acquire(p);
+    return (unsigned __int128)hi << 64 | lo;
+#else
+    return __sync_val_compare_and_swap(p, expected, desired);
+#endif
+}
+
 /* Read the write position and sequence as one atomic pair. */
 static inline struct shm_write shm_write_load(struct shm_header *h)
 {
     unsigned __int128 *p = (unsigned __int128 *)&h->write;
-    unsigned __int128 v = __sync_val_compare_and_swap(p, (unsigned __int128)0, (unsigned __int128)0);
+    unsigned __int128 v = shm_cas128(p, 0, 0);
     struct shm_write w = {(uint64_t)v, (uint64_t)(v >> 64)};
     return w;
 }
@@ -123,7 +148,7 @@ static inline bool shm_write_cas(struct shm_header *h, struct shm_write *expecte
     unsigned __int128 *p = (unsigned __int128 *)&h->write;
     unsigned __int128 e = (unsigned __int128)expected->pos | ((unsigned __int128)expected->seq << 64);
     unsigned __int128 d = (unsigned __int128)desired.pos | ((unsigned __int128)desired.seq << 64);
-    unsigned __int128 seen = __sync_val_compare_and_swap(p, e, d);
+    unsigned __int128 seen = shm_cas128(p, e, d);
     if (seen == e)
         return true;
     expected->pos = (uint64_t)seen;
