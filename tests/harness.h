@@ -2,7 +2,9 @@
 #ifndef DMAQ_TEST_HARNESS_H
 #define DMAQ_TEST_HARNESS_H
 
+#include <dirent.h>
 #include <dmaq/dmaq.h>
+#include <errno.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -109,5 +111,73 @@ static inline long test_messages(void)
     const char *e = getenv("DMAQ_TEST_MESSAGES");
     return e && atol(e) > 0 ? atol(e) : 1000000;
 }
+
+/* ---- Helpers for the Criterion tests about channel files ---- */
+#ifdef cr_assert
+/* A fresh directory for channels, on tmpfs like /dev/shm. */
+static inline void make_dir(char *dir, size_t cap)
+{
+    snprintf(dir, cap, "/dev/shm/dmaq-test-dir-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+}
+
+static inline void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        unlinkat(dirfd(d), e->d_name, 0);
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* Files in `dir` whose name starts with `prefix`. */
+static inline int count_files(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+static inline dmaq_options in_dir(const char *dir, uint64_t capacity)
+{
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.capacity = capacity;
+    o.shm_dir = dir;
+    return o;
+}
+
+/* Open a publisher and a subscriber on `name` in `dir`, then wait to die. */
+static inline pid_t attached_child(const char *dir, const char *name)
+{
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char uri[160];
+        snprintf(uri, sizeof uri, "shm://%s", name);
+        dmaq_options o = in_dir(dir, 1 << 16);
+        dmaq_pub *pub;
+        dmaq_sub *sub;
+        if (dmaq_pub_open(uri, &o, &pub) < 0 || dmaq_sub_open(uri, &o, &sub) < 0)
+            _exit(3);
+        if (write(ready[1], "r", 1) != 1)
+            _exit(4);
+        pause();
+    }
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1, "child could not open %s", name);
+    close(ready[0]);
+    close(ready[1]);
+    return pid;
+}
+
+#endif
 
 #endif

@@ -14,45 +14,6 @@
 #include "../core/shm/layout.h"
 #include "harness.h"
 
-/* A fresh directory for channels, on tmpfs like /dev/shm. */
-static void make_dir(char *dir, size_t cap)
-{
-    snprintf(dir, cap, "/dev/shm/dmaq-test-dir-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-}
-
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        unlinkat(dirfd(d), e->d_name, 0);
-    if (d)
-        closedir(d);
-    rmdir(dir);
-}
-
-/* Files in `dir` whose name starts with `prefix`. */
-static int count_files(const char *dir, const char *prefix)
-{
-    DIR *d = opendir(dir);
-    cr_assert_not_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
-    closedir(d);
-    return n;
-}
-
-static dmaq_options in_dir(const char *dir, uint64_t capacity)
-{
-    dmaq_options o = DMAQ_OPTIONS_INIT;
-    o.capacity = capacity;
-    o.shm_dir = dir;
-    return o;
-}
-
 /* Send one message and read it back: the two handles share one channel. */
 static void round_trip(dmaq_pub *pub, dmaq_sub *sub)
 {
@@ -241,31 +202,6 @@ Test(lifecycle, small_directory_gives_enospc)
     dmaq_pub_close(pub);
     umount(dir);
     rmdir(dir);
-}
-
-/* Open a publisher and a subscriber on `name` in `dir`, then wait to die. */
-static pid_t attached_child(const char *dir, const char *name)
-{
-    int ready[2];
-    cr_assert_eq(pipe(ready), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        char uri[160];
-        snprintf(uri, sizeof uri, "shm://%s", name);
-        dmaq_options o = in_dir(dir, 1 << 16);
-        dmaq_pub *pub;
-        dmaq_sub *sub;
-        if (dmaq_pub_open(uri, &o, &pub) < 0 || dmaq_sub_open(uri, &o, &sub) < 0)
-            _exit(3);
-        if (write(ready[1], "r", 1) != 1)
-            _exit(4);
-        pause();
-    }
-    char c;
-    cr_assert_eq(read(ready[0], &c, 1), 1, "child could not open %s", name);
-    close(ready[0]);
-    close(ready[1]);
-    return pid;
 }
 
 /* gc removes channels no process is attached to, and the half-made files
@@ -468,65 +404,6 @@ Test(lifecycle, permissions)
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child as nobody: status 0x%x", status);
     dmaq_pub_close(priv);
     dmaq_pub_close(shared);
-    remove_dir(dir);
-}
-
-/* Run the dmaq tool with `args`; its stdout into out. Returns its status. */
-static int run_tool(const char *args, char *out, size_t cap)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", DMAQ_TOOL, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* The tool: ls marks a channel whose peers all died as stale, gc removes
- * it, rm removes by name, and wrong arguments exit 2 with the usage. */
-Test(lifecycle, tool_ls_gc_rm)
-{
-    char dir[64], args[256], out[8192];
-    make_dir(dir, sizeof dir);
-    dmaq_options o = in_dir(dir, 1 << 16);
-    dmaq_pub *pub;
-    cr_assert_eq(dmaq_pub_open("shm://in-use", &o, &pub), 0);
-    pid_t dead = attached_child(dir, "orphan");
-    kill(dead, SIGKILL);
-    waitpid(dead, NULL, 0);
-
-    snprintf(args, sizeof args, "ls --dir %s", dir);
-    cr_assert_eq(run_tool(args, out, sizeof out), 0, "%s", out);
-    char *orphan = strstr(out, "orphan "), *in_use = strstr(out, "in-use ");
-    cr_assert(orphan && in_use, "%s", out);
-    cr_expect(strncmp(strchr(orphan, '\n') - 5, "stale", 5) == 0, "orphan not marked stale:\n%s", out);
-    cr_expect(strncmp(strchr(in_use, '\n') - 4, "live", 4) == 0, "in-use not marked live:\n%s", out);
-
-    snprintf(args, sizeof args, "gc --dir %s", dir);
-    cr_assert_eq(run_tool(args, out, sizeof out), 0, "%s", out);
-    cr_expect(strstr(out, "removed 1 stale file "), "%s", out);
-    cr_expect_eq(count_files(dir, "dmaq."), 1);
-
-    snprintf(args, sizeof args, "stat shm://%s/in-use", dir);
-    cr_assert_eq(run_tool(args, out, sizeof out), 0, "%s", out);
-    cr_expect(strstr(out, "publishers   1"), "%s", out);
-    dmaq_pub_close(pub);
-    snprintf(args, sizeof args, "rm shm://%s/in-use", dir);
-    cr_assert_eq(run_tool(args, out, sizeof out), 0, "%s", out);
-    cr_expect_eq(count_files(dir, "dmaq."), 0);
-    cr_expect_eq(run_tool(args, out, sizeof out), 1, "removing it twice fails");
-    cr_expect(strstr(out, "does not exist"), "%s", out);
-
-    cr_expect_eq(run_tool("frobnicate", out, sizeof out), 2);
-    cr_expect(strstr(out, "unknown command 'frobnicate'") && strstr(out, "usage:"), "%s", out);
-    cr_expect_eq(run_tool("ls --bogus", out, sizeof out), 2);
-    cr_expect(strstr(out, "unexpected argument '--bogus'"), "%s", out);
-    cr_expect_eq(run_tool("gc --dir /nonexistent/x", out, sizeof out), 1);
-    cr_expect(strstr(out, "does not exist"), "%s", out);
-    cr_expect_eq(run_tool("stat", out, sizeof out), 2);
-    cr_expect_eq(run_tool("gc --help", out, sizeof out), 0);
     remove_dir(dir);
 }
 
