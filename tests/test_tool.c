@@ -99,7 +99,7 @@ Test(tool, pub_and_sub)
     unique_uri(uri, sizeof uri, "tool");
     /* A subscriber first (it creates the queue), then lines from a publisher. */
     snprintf(cmd, sizeof cmd,
-             "DMAQ sub %s --kind queue --count 3 --timeout 10 > /tmp/dmaq-tool-%d.out & sleep 0.3; "
+             "DMAQ sub %s --kind queue --count 3 --timeout 10 > /tmp/dmaq-tool-%d.out & "
              "printf 'one\\ntwo\\nthree\\n' | DMAQ pub %s --kind queue && wait $! && cat /tmp/dmaq-tool-%d.out",
              uri, (int)getpid(), uri, (int)getpid());
     cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
@@ -107,7 +107,7 @@ Test(tool, pub_and_sub)
 
     /* A whole file as one message, shown as hex. */
     snprintf(cmd, sizeof cmd,
-             "DMAQ sub %s --count 1 --timeout 10 --format hex > /tmp/dmaq-tool-%d.out & sleep 0.3; "
+             "DMAQ sub %s --count 1 --timeout 10 --format hex > /tmp/dmaq-tool-%d.out & "
              "printf 'AB\\001' > /tmp/dmaq-tool-%d.bin; DMAQ pub %s --file /tmp/dmaq-tool-%d.bin && wait $! && "
              "cat /tmp/dmaq-tool-%d.out",
              uri, (int)getpid(), (int)getpid(), uri, (int)getpid(), (int)getpid());
@@ -148,12 +148,13 @@ Test(tool, stat_json_and_watch)
     cr_expect(strstr(out, "\"published\":1,\"publishers\":1,\"subscribers\":1"), "%s", out);
     cr_expect(strstr(out, "\"subscriber\":[{\"pid\":") && strstr(out, "\"alive\":true,\"received\":0,\"lag\":1"),
               "%s", out);
-    snprintf(cmd, sizeof cmd, "timeout 1.5 DMAQ stat %s --watch --interval 0.4; true", uri);
+    snprintf(cmd, sizeof cmd, "DMAQ stat %s --watch --interval 0.05 --iterations 3", uri);
     cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
     int renders = 0;
     for (char *p = out; (p = strstr(p, "published    1")); p++)
         renders++;
-    cr_expect_geq(renders, 3, "--watch refreshed %d times in 1.5 s at 0.4 s:\n%s", renders, out);
+    cr_expect_eq(renders, 3, "--watch --iterations 3 printed %d times:\n%s", renders, out);
+    cr_expect_eq(sh("DMAQ stat x --watch --iterations -1", out, sizeof out), 2, "%s", out);
     dmaq_sub_close(sub);
     dmaq_pub_close(pub);
     dmaq_channel_unlink(uri);

@@ -277,6 +277,7 @@ static int cmd_stat(int argc, char **argv)
     const char *name = NULL;
     bool json = false, watch = false;
     double interval = 1;
+    unsigned long long iterations = 0; /* 0: until interrupted */
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i]))
             return printf("usage: dmaq %s", current->help), 0;
@@ -284,6 +285,14 @@ static int cmd_stat(int argc, char **argv)
             json = true;
         } else if (strcmp(argv[i], "--watch") == 0) {
             watch = true;
+        } else if (strcmp(argv[i], "--iterations") == 0) {
+            const char *v = value_of(argc, argv, &i);
+            if (!v)
+                return USAGE;
+            char *end;
+            iterations = strtoull(v, &end, 10);
+            if (*end || end == v || v[0] == '-' || iterations == 0)
+                return usage("--iterations wants a number above 0, not '%s'", v);
         } else if (strcmp(argv[i], "--interval") == 0) {
             const char *v = value_of(argc, argv, &i);
             if (!v)
@@ -298,7 +307,7 @@ static int cmd_stat(int argc, char **argv)
     if (channel_uri(name, uri, sizeof uri))
         return USAGE;
     bool tty = isatty(STDOUT_FILENO);
-    for (;;) {
+    for (unsigned long long round = 1;; round++) {
         dmaq_stat st = {.size = sizeof st};
         dmaq_sub_stat subs[DMAQ_MAX_SUBSCRIBERS];
         int n = dmaq_channel_stat(uri, &st, subs, DMAQ_MAX_SUBSCRIBERS);
@@ -313,7 +322,7 @@ static int cmd_stat(int argc, char **argv)
         else
             print_stat_text(uri, &st, subs, n);
         fflush(stdout);
-        if (!watch)
+        if (!watch || round == iterations)
             return 0;
         struct timespec ts = {(time_t)interval, (long)((interval - (time_t)interval) * 1e9)};
         nanosleep(&ts, NULL);
@@ -594,10 +603,10 @@ static const struct command commands[] = {
      "  capacity, fill, publishers, subscribers, file mode, owner, and STATE: live, stale\n"
      "  (no live process attached; `dmaq gc` removes it) or why it cannot be read.\n"},
     {"stat", cmd_stat,
-     "stat NAME|URI [--json] [--watch [--interval S]]\n"
+     "stat NAME|URI [--json] [--watch [--interval S] [--iterations N]]\n"
      "  One channel in detail, with every subscriber's lag, lost count and whether its\n"
      "  process is alive. --json prints one JSON object (a line each refresh); --watch\n"
-     "  refreshes every S seconds (default 1) until interrupted.\n"},
+     "  refreshes every S seconds (default 1), N times or until interrupted.\n"},
     {"pub", cmd_pub,
      "pub NAME|URI [--timeout S] [CREATE OPTIONS] [--file PATH...]\n"
      "  Send each line of standard input as a message (without its newline), or with --file\n"
