@@ -377,6 +377,13 @@ static int create_channel(struct shm_chan *ch, const dmaq_options *o)
     return rc;
 }
 
+/* A non-zero magic that is not ours: somebody else's file, not a creation
+ * in progress. */
+static bool foreign_magic(const struct shm_header *h, ssize_t n)
+{
+    return (size_t)n >= sizeof(uint64_t) && h->meta.magic != 0 && h->meta.magic != SHM_MAGIC;
+}
+
 /* What a half-made channel file says about its creation. */
 enum creation { CREATOR_UNKNOWN, CREATOR_ALIVE, CREATOR_DEAD };
 
@@ -418,7 +425,7 @@ static int open_existing(struct shm_chan *ch, int fd, const dmaq_options *o, boo
             break;
         /* A non-zero wrong magic is somebody else's file, not a creation in
          * progress: say so at once. */
-        if ((size_t)n >= sizeof(uint64_t) && h.meta.magic != 0 && h.meta.magic != SHM_MAGIC)
+        if (foreign_magic(&h, n))
             return validate_meta(&h.meta, h.checksum, (uint64_t)st.st_size, ch);
         enum creation c = creation_of(&h, n);
         bool waited = dmaq__mono_ns() > deadline;
@@ -559,10 +566,11 @@ static bool gc_one(const char *dir, const char *name)
         ssize_t n = pread(fd, &h, sizeof h, 0);
         if ((size_t)n == sizeof h && atomic_load(&h.state) == SHM_READY)
             garbage = h.meta.magic == SHM_MAGIC; /* nobody holds the lock: no handle is open */
-        else if (n >= 0 && !((size_t)n >= sizeof(uint64_t) && h.meta.magic != 0 && h.meta.magic != SHM_MAGIC))
-            garbage = creation_of(&h, n) == CREATOR_DEAD ||
-                      (creation_of(&h, n) == CREATOR_UNKNOWN &&
-                       (uint64_t)(time(NULL) - st.st_mtime) * 1000000000ull > CREATE_WAIT_NS);
+        else if (n >= 0 && !foreign_magic(&h, n)) {
+            enum creation c = creation_of(&h, n);
+            uint64_t age_ns = (uint64_t)(time(NULL) - st.st_mtime) * 1000000000ull;
+            garbage = c == CREATOR_DEAD || (c == CREATOR_UNKNOWN && age_ns > CREATE_WAIT_NS);
+        }
         if (garbage)
             garbage = unlink(ch.path) == 0;
     }
