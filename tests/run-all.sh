@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/deps.sh
-dmaq_install_deps clang-14 libclang-rt-14-dev
+dmaq_install_deps clang-14 libclang-rt-14-dev libzmq3-dev libnng-dev
 jobs=$(nproc)
 rm -rf /dev/shm/dmaq.test-* /dev/shm/dmaq-test-dir-* /dev/shm/dmaq-fuzz-* 2>/dev/null || true
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Build dmaq-bench, run it and draw the plots, installing what it needs from
+# Debian (ZeroMQ, NNG and gnuplot) first.
+#
+#   bench/run.sh           the full run (several minutes)
+#   bench/run.sh --quick   under a minute
+#
+# Writes bench/RESULTS.md, and bench/results/ (results.json, the plots'
+# tables, latency.png and throughput.png).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tests/deps.sh
+dmaq_install_deps libzmq3-dev libnng-dev gnuplot-nox
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" --target dmaq-bench >/dev/null
+out=bench/results
+mkdir -p "$out"
+status=0
+build/bench/dmaq-bench "$@" --command "bench/run.sh${*:+ $*}" --md bench/RESULTS.md --json "$out/results.json" \
+    --plot-data "$out" || status=$?
+gnuplot -e "dir='$out'" bench/plot.gp
+printf '\n## Plots\n\n![one-way latency per transport](results/latency.png)\n\n![throughput against message size](results/throughput.png)\n' \
+    >>bench/RESULTS.md
+echo "wrote bench/RESULTS.md, $out/results.json, $out/latency.png and $out/throughput.png"
+exit $status
