@@ -67,7 +67,8 @@ static struct {
     double memcpy_gbps[N_SIZES], bare[N_SIZES];
 } floors;
 
-static struct row wake[3]; /* busy-polling, the default spin, asleep */
+enum { WAKE_BUSY, WAKE_DEFAULT, WAKE_ASLEEP, WAKE_CROWD_DEFAULT, WAKE_CROWD_NO_SPIN, N_WAKE };
+static struct row wake[N_WAKE];
 static const struct transport **idle_ts;
 static double *idle_cpu;
 static size_t n_idle;
@@ -80,8 +81,14 @@ static int progress_on;
 static void progress(const char *what)
 {
     steps_done++;
-    if (!progress_on)
+    if (!progress_on) { /* a log: a line per tenth */
+        static size_t tenths;
+        if (steps_done * 10 / (steps_total ? steps_total : 1) > tenths) {
+            tenths = steps_done * 10 / (steps_total ? steps_total : 1);
+            fprintf(stderr, "dmaq-bench: %zu%% (%s)\n", tenths * 10, what);
+        }
         return;
+    }
     int width = 30, filled = (int)(width * steps_done / (steps_total ? steps_total : 1));
     fprintf(stderr, "\r[%.*s%*s] %3zu%% %-48.48s", filled, "##############################", width - filled, "",
             100 * steps_done / (steps_total ? steps_total : 1), what);
@@ -178,7 +185,7 @@ static void plan(void)
                 if (sizes[s] <= t->max_size)
                     rows[n_rows++] = (struct row){t, topologies[p][0], topologies[p][1], sizes[s], {0}, {0}};
     }
-    steps_total = 2 + 2 * N_SIZES + 3 + n_rows * (size_t)(1 + mode->reps) + 1;
+    steps_total = 2 + 2 * N_SIZES + N_WAKE + n_rows * (size_t)(1 + mode->reps) + 1;
 }
 
 static void measure_floors(void)
@@ -199,16 +206,28 @@ static void measure_floors(void)
     }
 }
 
+/* How a subscriber waits, and what that costs: 64 B, broadcast/block,
+ * zero-copy. The 1x4 rows show subscribers that outnumber the CPUs. */
+static const struct {
+    int64_t spin_ns;
+    int subs;
+    double gap_ns;
+    const char *name, *key;
+} wake_kinds[N_WAKE] = {
+    [WAKE_BUSY] = {INT64_MAX, 1, 0, "busy-polling (spin_ns = max), 1x1", "dmaq-busy"},
+    [WAKE_DEFAULT] = {-1, 1, 0, "default (spins 50 us, then sleeps), 1x1", "dmaq-default"},
+    [WAKE_ASLEEP] = {0, 1, WAKE_GAP_NS, "asleep (spin_ns = 0, 50 us between messages), 1x1", "dmaq-asleep"},
+    [WAKE_CROWD_DEFAULT] = {-1, 4, 0, "default, 1x4", "dmaq-default-1x4"},
+    [WAKE_CROWD_NO_SPIN] = {0, 4, 0, "spin_ns = 0, 1x4", "dmaq-no-spin-1x4"},
+};
+
 static void measure_wakeup(void)
 {
-    static struct transport busy, spin, asleep;
-    busy = bench_dmaq_with_spin(INT64_MAX, "dmaq busy-polling (spin_ns = max)", "dmaq-busy");
-    spin = bench_dmaq_with_spin(-1, "dmaq default (spins 50 us, then sleeps)", "dmaq-default");
-    asleep = bench_dmaq_with_spin(0, "dmaq asleep (spin_ns = 0, 50 us gaps)", "dmaq-asleep");
-    const struct transport *ts[] = {&busy, &spin, &asleep};
-    for (int i = 0; i < 3; i++) {
-        wake[i] = (struct row){ts[i], 1, 1, 64, {0}, {0}};
-        measure(&wake[i], i == 2 ? WAKE_GAP_NS : 0, 1);
+    static struct transport t[N_WAKE];
+    for (int i = 0; i < N_WAKE; i++) {
+        t[i] = bench_dmaq_with_spin(wake_kinds[i].spin_ns, wake_kinds[i].name, wake_kinds[i].key);
+        wake[i] = (struct row){&t[i], 1, wake_kinds[i].subs, 64, {0}, {0}};
+        measure(&wake[i], wake_kinds[i].gap_ns, 1);
     }
 }
 
@@ -322,13 +341,13 @@ static void write_markdown(FILE *md)
         fprintf(md, "| %s | %.2f | %s | %.2f |\n", size_name(sizes[s]), floors.memcpy_gbps[s], rate_name(floors.bare[s]),
                 floors.bare[s] * (double)sizes[s] / 1e9);
 
-    fprintf(md, "\n## Wake-up cost: 64 B, 1x1, broadcast/block, zero-copy\n\n"
+    fprintf(md, "\n## Wake-up cost: 64 B, broadcast/block, zero-copy\n\n"
                 "| subscriber | p50 | p90 | p99 | p99.9 | max | p50 / its floor | floor |\n"
                 "|---|---|---|---|---|---|---|---|\n");
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < N_WAKE; i++) {
         fprintf(md, "| %s ", wake[i].t->name);
-        md_lat_cells(md, &wake[i].lat, i == 2 ? floors.futex.p50 : floors.spin.p50);
-        fprintf(md, " %s |\n", i == 2 ? "futex wake-up" : "cache-line handoff");
+        md_lat_cells(md, &wake[i].lat, i == WAKE_ASLEEP ? floors.futex.p50 : floors.spin.p50);
+        fprintf(md, " %s |\n", i == WAKE_ASLEEP ? "futex wake-up" : "cache-line handoff");
     }
 
     const char *kinds[] = {"dmaq queue", "dmaq broadcast/block", "dmaq broadcast/overwrite"};
@@ -420,9 +439,9 @@ static void write_markdown(FILE *md)
         if (b && i % 2 && b->tput.msgs_per_s > best64k_zc)
             best64k_zc = b->tput.msgs_per_s;
     }
-    double busy50 = wake[0].lat.ns.p50 / floors.spin.p50, busy999 = wake[0].lat.ns.p999 / floors.spin.p50,
+    double busy50 = wake[WAKE_BUSY].lat.ns.p50 / floors.spin.p50, busy999 = wake[WAKE_BUSY].lat.ns.p999 / floors.spin.p50,
            spsc64 = best64 / floors.bare[size_index(64)], spsc64k = best64k_zc / floors.bare[size_index(65536)],
-           woken = wake[2].lat.ns.p50 / floors.futex.p50;
+           woken = wake[WAKE_ASLEEP].lat.ns.p50 / floors.futex.p50;
     fprintf(md, "\n## The core's targets (issue 3), from this run\n\n| target | measured | verdict |\n|---|---|---|\n");
     fprintf(md, "| busy-polling p50 <= 1.3x the cache-line floor | %.2fx | %s |\n", busy50, busy50 <= 1.3 ? "met" : "**missed**");
     fprintf(md, "| busy-polling p99.9 <= 5x the floor's p50 | %.2fx | %s |\n", busy999, busy999 <= 5 ? "met" : "**missed**");
@@ -468,7 +487,7 @@ static void write_json(FILE *j)
         fprintf(j, "%s{\"size\": %zu, \"memcpy_gb_per_s\": %.3f, \"bare_ring_msgs_per_s\": %.0f}", s ? ", " : "",
                 sizes[s], floors.memcpy_gbps[s], floors.bare[s]);
     fprintf(j, "]},\n  \"wakeup\": [");
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < N_WAKE; i++) {
         fprintf(j, "%s\n    ", i ? "," : "");
         json_row(j, &wake[i]);
     }
