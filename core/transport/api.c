@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "registry.h"
+#include "../util/clock.h"
 
 struct dmaq_pub {
     const dmaq_transport_ops *ops;
@@ -130,6 +131,34 @@ int dmaq_pub_send(dmaq_pub *pub, const void *data, size_t len, int64_t timeout_n
     return pub->ops->pub_commit(pub->state, &lease, len);
 }
 
+int dmaq_pub_send_many(dmaq_pub *pub, const void *data, const size_t *lens, size_t count, size_t *sent,
+                       int64_t timeout_ns)
+{
+    if (sent)
+        *sent = 0;
+    if (!pub || (!lens && count))
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_pub_send_many: %s is NULL", pub ? "lens" : "pub");
+    uint64_t deadline = dmaq__deadline(timeout_ns);
+    const unsigned char *p = data;
+    for (size_t i = 0; i < count; i++) {
+        if (!p && lens[i])
+            return dmaq_error_set(DMAQ_EINVAL, "dmaq_pub_send_many: data is NULL");
+        int64_t left = timeout_ns;
+        if (timeout_ns > 0) {
+            uint64_t now = dmaq__mono_ns();
+            left = now >= deadline ? 0 : (int64_t)(deadline - now);
+        }
+        int rc = dmaq_pub_send(pub, p, lens[i], left);
+        if (rc < 0)
+            return rc;
+        if (sent)
+            *sent = i + 1;
+        if (p)
+            p += lens[i];
+    }
+    return 0;
+}
+
 int dmaq_sub_open(const char *uri, const dmaq_options *opts, dmaq_sub **out)
 {
     if (!out)
@@ -184,6 +213,36 @@ int dmaq_sub_recv(dmaq_sub *sub, void *buf, size_t cap, size_t *len, int64_t tim
     if (!sub || !len || (!buf && cap))
         return dmaq_error_set(DMAQ_EINVAL, "dmaq_sub_recv: %s is NULL", !sub ? "sub" : !len ? "len" : "buf");
     return sub->ops->sub_recv(sub->state, buf, cap, len, timeout_ns);
+}
+
+int dmaq_sub_recv_many(dmaq_sub *sub, void *buf, size_t cap, size_t *lens, size_t max_count, size_t *count,
+                       int64_t timeout_ns)
+{
+    if (count)
+        *count = 0;
+    if (!sub || !lens || !count || (!buf && cap))
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_sub_recv_many: %s is NULL",
+                              !sub ? "sub" : !lens ? "lens" : !count ? "count" : "buf");
+    if (max_count == 0)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_sub_recv_many: max_count is 0");
+    unsigned char *p = buf;
+    size_t used = 0;
+    for (size_t n = 0; n < max_count; n++) {
+        size_t len = 0;
+        /* Only the first waits: a batch is what is there already. */
+        int rc = sub->ops->sub_recv(sub->state, p ? p + used : p, cap - used, &len, n ? 0 : timeout_ns);
+        if (rc < 0) {
+            if (n > 0 && (rc == DMAQ_EAGAIN || rc == DMAQ_ETIMEDOUT || rc == DMAQ_EMSGSIZE))
+                break; /* the batch ends; a message that did not fit stays for the next call */
+            if (n == 0 || rc == DMAQ_ELOST)
+                lens[n] = len;
+            return rc;
+        }
+        lens[n] = len;
+        used += len;
+        *count = n + 1;
+    }
+    return 0;
 }
 
 int dmaq_channel_stat(const char *uri, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap)

@@ -265,6 +265,16 @@ DMAQ_API int dmaq_pub_abort(dmaq_pub *pub, dmaq_lease *lease);
  * dmaq_pub_reserve. */
 DMAQ_API int dmaq_pub_send(dmaq_pub *pub, const void *data, size_t len, int64_t timeout_ns);
 
+/* Publish `count` messages in order, as `count` dmaq_pub_send calls would,
+ * in one call: for bindings, where each call across the language boundary
+ * costs more than a message. Message i is the lens[i] bytes that follow
+ * messages 0..i-1 in `data` (the messages packed back to back). Waits at
+ * most `timeout_ns` in all. Returns 0 when all are published; otherwise the
+ * first failure's code (as dmaq_pub_send), the messages before it published.
+ * Either way stores how many were published in *sent (sent may be NULL). */
+DMAQ_API int dmaq_pub_send_many(dmaq_pub *pub, const void *data, const size_t *lens, size_t count, size_t *sent,
+                                int64_t timeout_ns);
+
 /* ---- Subscribers -------------------------------------------------------- */
 
 /* Open a subscriber on the channel at `uri`, creating it from `opts` if it
@@ -297,6 +307,20 @@ DMAQ_API int dmaq_sub_release(dmaq_sub *sub, dmaq_lease *lease);
  * needed length in *len and leaves the message unread. On DMAQ_ELOST stores
  * the number of lost messages in *len. Other codes as dmaq_sub_peek. */
 DMAQ_API int dmaq_sub_recv(dmaq_sub *sub, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
+
+/* Copy up to `max_count` messages in one call (see dmaq_pub_send_many):
+ * waits up to `timeout_ns` for the first, then takes those already waiting
+ * while they fit, packing them back to back into buf[0..cap) with their
+ * lengths in lens[0..*count). Returns 0 with *count >= 1. With *count = 0:
+ * DMAQ_EAGAIN or DMAQ_ETIMEDOUT if none came; DMAQ_EMSGSIZE if the first
+ * does not fit (lens[0] = its length; it stays unread). DMAQ_ELOST
+ * (overwrite policy): the ring lapped this subscriber after the *count
+ * messages delivered, and lens[*count] holds how many were lost (lens has
+ * room: *count < max_count). Other codes as dmaq_sub_recv, after *count
+ * messages. lens holds max_count entries. Same thread rules as
+ * dmaq_sub_recv. */
+DMAQ_API int dmaq_sub_recv_many(dmaq_sub *sub, void *buf, size_t cap, size_t *lens, size_t max_count, size_t *count,
+                                int64_t timeout_ns);
 
 /* ---- Channels ----------------------------------------------------------- */
 
