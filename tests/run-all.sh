@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: builds dmaq three times and runs
 #   - every test in the plain build (the soak for 10 s per kind);
+#   - the Python binding's tests, from a wheel pip builds, against C peers;
 #   - every test again with ASan+UBSan (shorter stress and soak);
 #   - every test again under ThreadSanitizer. Criterion cannot run under
 #     TSan (Snaipe/Criterion#274), so that build compiles the same test files
@@ -11,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/deps.sh
-dmaq_install_deps clang-14 libclang-rt-14-dev libzmq3-dev libnng-dev
+dmaq_install_deps clang-14 libclang-rt-14-dev libzmq3-dev libnng-dev python3-venv python3-numpy
 jobs=$(nproc)
 rm -rf /dev/shm/dmaq.test-* /dev/shm/dmaq-test-dir-* /dev/shm/dmaq-fuzz-* 2>/dev/null || true
 
@@ -19,6 +20,9 @@ echo "== plain build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs" >/dev/null
 (cd build && ctest --output-on-failure)
+
+echo "== Python binding (a wheel built by pip, installed in a venv, against C peers)"
+bindings/python/run-tests.sh build
 
 echo "== ASan + UBSan build"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDMAQ_SANITIZE=address -DDMAQ_BUILD_BENCH=OFF >/dev/null

@@ -1,0 +1,83 @@
+/*
+ * dmaq-call-bench: what each hot call costs from C, in one process, for
+ * 64-byte messages: the baseline bench/python_bench.py compares Python's
+ * calls with, in the same run. Prints "name messages-per-second" lines.
+ *
+ *   dmaq-call-bench [MESSAGES]
+ */
+#define _GNU_SOURCE
+#include <dmaq/dmaq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ROUND 1000 /* messages per round: they fit the ring, so nothing waits */
+#define SIZE 64
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void check(int rc, const char *what)
+{
+    if (rc < 0) {
+        fprintf(stderr, "dmaq-call-bench: %s: %s\n", what, dmaq_last_error());
+        exit(1);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? atol(argv[1]) : 1000000;
+    char uri[64];
+    snprintf(uri, sizeof uri, "shm://call-bench-%d", (int)getpid());
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.capacity = 1 << 20;
+    dmaq_pub *pub;
+    dmaq_sub *sub;
+    check(dmaq_pub_open(uri, &o, &pub), "open");
+    check(dmaq_sub_open(uri, &o, &sub), "open");
+    unsigned char msg[SIZE] = {1}, buf[SIZE];
+    double t_send = 0, t_recv = 0, t_reserve = 0, t_peek = 0;
+    volatile unsigned sink = 0;
+    for (long done = 0; done < n; done += ROUND) {
+        double t0 = now_s();
+        for (int i = 0; i < ROUND; i++)
+            check(dmaq_pub_send(pub, msg, SIZE, -1), "send");
+        double t1 = now_s();
+        for (int i = 0; i < ROUND; i++) {
+            size_t len;
+            check(dmaq_sub_recv(sub, buf, sizeof buf, &len, -1), "recv");
+        }
+        double t2 = now_s();
+        for (int i = 0; i < ROUND; i++) {
+            dmaq_lease w;
+            check(dmaq_pub_reserve(pub, SIZE, &w, -1), "reserve");
+            memcpy(w.data, msg, SIZE);
+            check(dmaq_pub_commit(pub, &w, SIZE), "commit");
+        }
+        double t3 = now_s();
+        for (int i = 0; i < ROUND; i++) {
+            dmaq_lease r;
+            check(dmaq_sub_peek(sub, &r, -1), "peek");
+            sink += ((const unsigned char *)r.data)[0];
+            check(dmaq_sub_release(sub, &r), "release");
+        }
+        double t4 = now_s();
+        t_send += t1 - t0;
+        t_recv += t2 - t1;
+        t_reserve += t3 - t2;
+        t_peek += t4 - t3;
+    }
+    printf("send %.0f\nrecv %.0f\nreserve+commit %.0f\npeek+release %.0f\n", n / t_send, n / t_recv, n / t_reserve,
+           n / t_peek);
+    dmaq_pub_close(pub);
+    dmaq_sub_close(sub);
+    dmaq_channel_unlink(uri);
+    return 0;
+}

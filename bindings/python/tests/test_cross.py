@@ -1,0 +1,86 @@
+"""Python and C peers on one channel, in separate processes, on every kind:
+a Python publisher with C subscribers and a C publisher with Python
+subscribers, every message checksummed and checked on arrival."""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import dmaq
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+C_PEER = os.environ.get("DMAQ_TEST_PEER") or os.path.join(REPO, "build", "tests", "dmaq-test-peer")
+PY_PEER = [sys.executable, os.path.join(HERE, "peer.py")]
+COUNT = 3000
+SUBSCRIBERS = 2
+
+
+def peer(lang, *args):
+    cmd = ([C_PEER] if lang == "c" else PY_PEER) + [str(a) for a in args]
+    return subprocess.Popen(cmd)
+
+
+@unittest.skipUnless(os.path.exists(C_PEER) or "DMAQ_TEST_PEER" in os.environ,
+                     f"the C peer is not built ({C_PEER}); set DMAQ_TEST_PEER")
+class CrossLanguage(unittest.TestCase):
+    serial = 0
+
+    def run_case(self, kind, policy, pub_lang, sub_lang):
+        CrossLanguage.serial += 1
+        uri = f"shm://pytest-cross-{os.getpid()}-{CrossLanguage.serial}"
+        # A small ring makes the blocking kinds wait and wrap; an overwriting
+        # one holds the whole stream, since a C publisher can lap a Python
+        # subscriber before it reads anything at all.
+        capacity = 1 << 20 if policy == dmaq.OVERWRITE else 1 << 16
+        dmaq.Publisher(uri, kind=kind, policy=policy, capacity=capacity, max_message=2048).close()
+        self.addCleanup(dmaq.unlink, uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            outs = [os.path.join(tmp, f"sub{i}") for i in range(SUBSCRIBERS)]
+            subs = [peer(sub_lang, "sub", uri, COUNT, out) for out in outs]
+            deadline = time.monotonic() + 20
+            while dmaq.stat(uri).subscribers < SUBSCRIBERS:  # broadcast subscribers see what comes after they join
+                self.assertLess(time.monotonic(), deadline, "subscribers did not attach")
+                time.sleep(0.01)
+            pub = peer(pub_lang, "pub", uri, COUNT, 1)
+            self.assertEqual(pub.wait(timeout=120), 0, f"{pub_lang} publisher failed")
+            if kind == dmaq.QUEUE:
+                with dmaq.Publisher(uri) as stopper:
+                    for _ in subs:
+                        stopper.send(b"DMAQSTOP")
+            for s in subs:
+                self.assertEqual(s.wait(timeout=120), 0, f"{sub_lang} subscriber failed")
+            results = []
+            for out in outs:
+                with open(out) as f:
+                    results.append(dict(kv.split("=") for kv in f.read().split()))
+        results = [{k: int(v) for k, v in r.items()} for r in results]
+        for r in results:
+            self.assertEqual(r["bad"], 0, f"corrupt messages: {results}")
+            self.assertEqual(r["order"], 0, f"out of order: {results}")
+        if kind == dmaq.QUEUE:
+            self.assertEqual(sum(r["received"] for r in results), COUNT, f"each message once: {results}")
+        else:
+            for r in results:
+                self.assertEqual(r["received"] + r["lost"], COUNT, f"every message accounted for: {results}")
+                self.assertGreater(r["received"], 0, f"messages arrived: {results}")
+                if policy == dmaq.BLOCK:
+                    self.assertEqual(r["lost"], 0, f"block loses nothing: {results}")
+
+
+def _add_cases():
+    kinds = {"queue": (dmaq.QUEUE, dmaq.BLOCK), "broadcast_block": (dmaq.BROADCAST, dmaq.BLOCK),
+             "broadcast_overwrite": (dmaq.BROADCAST, dmaq.OVERWRITE)}
+    for name, (kind, policy) in kinds.items():
+        for pub_lang, sub_lang in (("py", "c"), ("c", "py")):
+            def case(self, kind=kind, policy=policy, pub_lang=pub_lang, sub_lang=sub_lang):
+                self.run_case(kind, policy, pub_lang, sub_lang)
+            setattr(CrossLanguage, f"test_{name}_{pub_lang}_publisher_{sub_lang}_subscribers", case)
+
+
+_add_cases()
+
+if __name__ == "__main__":
+    unittest.main()
