@@ -27,7 +27,6 @@ from __future__ import annotations
 import ctypes
 import enum
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, List, Optional, Union
@@ -215,28 +214,39 @@ class _Handle:
 
     def __init__(self) -> None:
         self._ptr: Optional[int] = None
-        self._lock = threading.Lock()
-        self._users = 0
+        # Without a lock (a lock costs as much as the call it guards): list
+        # append and pop are atomic under the GIL, so a call registers in
+        # _inflight before it looks at _closing, and whoever leaves the
+        # handle closing and unused destroys it, once (_alive holds one token).
+        self._inflight: list = []
+        self._alive: list = []
         self._closing = False
         self._lease: Optional[_LeaseBase] = None
 
+    def _opened(self, ptr: int) -> None:
+        self._ptr = ptr
+        self._alive.append(ptr)
+
     def _enter(self) -> int:
-        with self._lock:
-            if self._ptr is None or self._closing:
-                raise Closed(f"{type(self).__name__} on {self.uri!r} is closed")
-            self._users += 1
-            return self._ptr
+        self._inflight.append(None)
+        ptr = self._ptr
+        if self._closing or ptr is None:
+            self._leave()
+            raise Closed(f"{type(self).__name__} on {self.uri!r} is closed")
+        return ptr
 
     def _leave(self) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._closing and self._users == 0:
-                self._destroy()
+        self._inflight.pop()
+        if self._closing and not self._inflight:
+            self._destroy()
 
     def _destroy(self) -> None:
-        if self._ptr is not None:
-            type(self)._close_fn(self._ptr)
-            self._ptr = None
+        try:
+            ptr = self._alive.pop()
+        except IndexError:  # destroyed already
+            return
+        self._ptr = None
+        type(self)._close_fn(ptr)
 
     def _wait(self, fn, args: tuple, timeout: Optional[float]) -> int:
         """Call fn(*args, timeout_ns) in slices until it returns something
@@ -266,14 +276,11 @@ class _Handle:
         are alive. Any thread; a call blocked in another thread ends with
         Closed within 0.1 s. Closing twice does nothing."""
         lease = self._lease
-        if lease is not None:
+        if lease is not None and not self._closing:
             lease._end_for_close()
-        with self._lock:
-            if self._ptr is None:
-                return
-            self._closing = True
-            if self._users == 0:
-                self._destroy()
+        self._closing = True
+        if not self._inflight:
+            self._destroy()
 
     @property
     def closed(self) -> bool:
@@ -335,8 +342,8 @@ class Publisher(_Handle):
                  spin_ns: Optional[int] = None, shm_dir: Optional[str] = None, create: bool = True) -> None:
         super().__init__()
         self.uri = uri
-        self._ptr = _open(_lib.dmaq_pub_open, uri,
-                          _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create))
+        self._opened(_open(_lib.dmaq_pub_open, uri,
+                           _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create)))
         self._lens_cache: Optional[ctypes.Array] = None
 
     @property
@@ -418,15 +425,15 @@ class Subscriber(_Handle):
                  spin_ns: Optional[int] = None, shm_dir: Optional[str] = None, create: bool = True) -> None:
         super().__init__()
         self.uri = uri
-        self._ptr = _open(_lib.dmaq_sub_open, uri,
-                          _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create))
+        self._opened(_open(_lib.dmaq_sub_open, uri,
+                           _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create)))
         st = _Stat()
         st.size = ctypes.sizeof(_Stat)
         rc = _lib.dmaq_channel_stat(uri.encode(), ctypes.byref(st), None, 0)
         if rc < 0:
             e = _error(rc)
-            _lib.dmaq_sub_close(self._ptr)
-            self._ptr = None
+            self._closing = True
+            self._destroy()
             raise e
         self.max_message: int = st.max_message
         self._buf = ctypes.create_string_buffer(max(st.max_message, 1))
