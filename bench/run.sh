@@ -5,8 +5,8 @@
 #   bench/run.sh           the full run (several minutes)
 #   bench/run.sh --quick   under a minute
 #
-# Writes bench/RESULTS.md (dmaq-bench's report, then bench/python_bench.py's:
-# the Python binding's per-call cost against C), and bench/results/
+# Writes bench/RESULTS.md (dmaq-bench's report, then the Python and Rust
+# bindings' per-call cost against C's), and bench/results/
 # (results.json, the plots' tables, latency.png and throughput.png).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,9 @@ python3 -m venv --system-site-packages build/bench-venv
 DMAQ_LIBRARY=build/libdmaq.so build/bench-venv/bin/pip install -q --no-build-isolation ./bindings/python
 build/bench-venv/bin/python bench/python_bench.py --c-bench build/bench/dmaq-call-bench --md bench/RESULTS.md \
     ${quick:+--messages 50000} || status=$?
+# The Rust binding's zero-copy calls against C.
+(cd bindings/rust && CARGO_TARGET_DIR="$PWD/../../build/rust" cargo run --offline -q --release --example callbench -- \
+    "$PWD/../../build/bench/dmaq-call-bench" ${quick:+500000}) >>bench/RESULTS.md || status=$?
 gnuplot -e "dir='$out'" bench/plot.gp
 printf '\n## Plots\n\n![one-way latency per transport](results/latency.png)\n\n![throughput against message size](results/throughput.png)\n' \
     >>bench/RESULTS.md

@@ -2,6 +2,7 @@
 # The whole test suite: builds dmaq three times and runs
 #   - every test in the plain build (the soak for 10 s per kind);
 #   - the Python binding's tests, from a wheel pip builds, against C peers;
+#   - the Rust crate's tests (cargo test), against C peers too;
 #   - every test again with ASan+UBSan (shorter stress and soak);
 #   - every test again under ThreadSanitizer. Criterion cannot run under
 #     TSan (Snaipe/Criterion#274), so that build compiles the same test files
@@ -23,6 +24,11 @@ cmake --build build -j"$jobs" >/dev/null
 
 echo "== Python binding (a wheel built by pip, installed in a venv, against C peers)"
 bindings/python/run-tests.sh build
+
+echo "== Rust binding (cargo test; the crate builds the C core itself, offline)"
+command -v cargo >/dev/null || dmaq_install_deps cargo
+(cd bindings/rust && DMAQ_TEST_PEER="$PWD/../../build/tests/dmaq-test-peer" CARGO_TARGET_DIR="$PWD/../../build/rust" \
+    cargo test --offline -q)
 
 echo "== ASan + UBSan build"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDMAQ_SANITIZE=address -DDMAQ_BUILD_BENCH=OFF >/dev/null

@@ -1,0 +1,52 @@
+//! Builds the C core (libdmaq.a) with cmake from the repository this crate
+//! lives in, or links the libdmaq in `DMAQ_LIB_DIR` when that is set. No
+//! downloads: everything comes from the source tree and Debian's packages
+//! (cmake, gcc, libxxhash-dev).
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn run(cmd: &mut Command) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("dmaq build: cannot run {:?}: {}", cmd, e));
+    assert!(status.success(), "dmaq build: {:?} failed ({})", cmd, status);
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=DMAQ_LIB_DIR");
+    if let Ok(dir) = env::var("DMAQ_LIB_DIR") {
+        let dir = PathBuf::from(dir);
+        println!("cargo:rustc-link-search=native={}", dir.display());
+        if dir.join("libdmaq.a").exists() {
+            println!("cargo:rustc-link-lib=static=dmaq");
+        } else {
+            println!("cargo:rustc-link-lib=dylib=dmaq");
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
+        }
+        return;
+    }
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let source = manifest.join("..").join("..");
+    assert!(
+        source.join("core").join("include").join("dmaq").join("dmaq.h").exists(),
+        "dmaq build: the C sources are not at {}; set DMAQ_LIB_DIR to a built libdmaq",
+        source.display()
+    );
+    for dir in ["core", "CMakeLists.txt"] {
+        println!("cargo:rerun-if-changed={}", source.join(dir).display());
+    }
+    let build = PathBuf::from(env::var("OUT_DIR").unwrap()).join("cmake-build");
+    run(Command::new("cmake").arg("-S").arg(&source).arg("-B").arg(&build).args([
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DDMAQ_BUILD_TESTS=OFF",
+        "-DDMAQ_BUILD_BENCH=OFF",
+        "-DDMAQ_BUILD_EXAMPLES=OFF",
+    ]));
+    let jobs = env::var("NUM_JOBS").unwrap_or_else(|_| "1".into());
+    run(Command::new("cmake").arg("--build").arg(&build).args(["--target", "dmaq_static", "-j", &jobs]));
+    link_static(&build);
+}
+
+fn link_static(dir: &Path) {
+    println!("cargo:rustc-link-search=native={}", dir.display());
+    println!("cargo:rustc-link-lib=static=dmaq");
+}

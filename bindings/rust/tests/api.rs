@@ -1,0 +1,196 @@
+//! Every call of the safe API and every error it maps.
+mod common;
+use common::{fresh_uri, Cleanup};
+use dmaq::{Error, Kind, Options, Policy, Publisher, Subscriber};
+use std::time::{Duration, Instant};
+
+const SHORT: Option<Duration> = Some(Duration::from_millis(50));
+const SECOND: Option<Duration> = Some(Duration::from_secs(1));
+
+fn pair(opts: &Options) -> (Publisher, Subscriber, Cleanup) {
+    let uri = fresh_uri("api");
+    let sub = Subscriber::open(&uri, opts).unwrap();
+    let publisher = Publisher::open(&uri, opts).unwrap();
+    (publisher, sub, Cleanup(uri))
+}
+
+#[test]
+fn version_matches_the_crate() {
+    assert_eq!(dmaq::version(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn send_recv_and_recv_into() {
+    let (mut p, mut s, _c) = pair(&Options::broadcast().capacity(1 << 16).max_message(1024));
+    assert_eq!(s.max_message(), 1024);
+    p.send(b"hello", None).unwrap();
+    p.send(b"", None).unwrap();
+    assert_eq!(s.recv(SECOND).unwrap(), b"hello");
+    assert_eq!(s.recv(SECOND).unwrap(), b"");
+    p.send(&[7u8; 100], None).unwrap();
+    let mut small = [0u8; 10];
+    match s.recv_into(&mut small, SECOND) {
+        Err(Error::MessageTooLarge { needed, .. }) => assert_eq!(needed, Some(100)),
+        other => panic!("{:?}", other),
+    }
+    let mut buf = [0u8; 200];
+    assert_eq!(s.recv_into(&mut buf, SECOND).unwrap(), 100, "the message stayed unread");
+    assert_eq!(&buf[..100], &[7u8; 100][..]);
+}
+
+#[test]
+fn zero_copy_write_and_read() {
+    let (mut p, mut s, _c) = pair(&Options::broadcast());
+    let mut w = p.reserve(8, None).unwrap();
+    assert_eq!(w.len(), 8);
+    w.copy_from_slice(b"abcdefgh");
+    w.commit(5).unwrap();
+    let r = s.peek(SECOND).unwrap();
+    assert_eq!(&*r, b"abcde");
+    assert_eq!(r.publisher_id(), p.id());
+    assert!(r.timestamp_ns() > 0);
+    assert!(!r.redelivered());
+    let seq = r.seq();
+    r.release().unwrap();
+    p.send(b"next", None).unwrap();
+    let r = s.peek(SECOND).unwrap();
+    assert_eq!(r.seq(), seq + 1);
+}
+
+#[test]
+fn a_dropped_reservation_is_aborted() {
+    let (mut p, mut s, _c) = pair(&Options::broadcast());
+    {
+        let mut w = p.reserve(4, None).unwrap();
+        w.copy_from_slice(b"lost");
+    }
+    p.reserve(1, None).unwrap().abort().unwrap();
+    p.send(b"kept", None).unwrap();
+    assert_eq!(s.recv(SECOND).unwrap(), b"kept", "nobody saw the aborted ones");
+    let w = p.reserve(4, None).unwrap();
+    assert!(matches!(w.commit(5), Err(Error::MessageTooLarge { .. })));
+}
+
+#[test]
+fn a_dropped_read_lease_is_released() {
+    let (mut p, mut s, _c) = pair(&Options::queue());
+    p.send(b"one", None).unwrap();
+    p.send(b"two", None).unwrap();
+    {
+        let r = s.peek(SECOND).unwrap();
+        assert_eq!(&*r, b"one");
+    }
+    assert_eq!(s.recv(SECOND).unwrap(), b"two");
+}
+
+#[test]
+fn timeouts() {
+    let (mut p, mut s, _c) = pair(&Options::broadcast().capacity(4096).max_message(1000));
+    let t0 = Instant::now();
+    let e = s.recv(SHORT).unwrap_err();
+    assert!(matches!(e, Error::TimedOut(_)), "{:?}", e);
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    assert!(e.is_timeout());
+    assert_eq!(e.code(), -7);
+    assert!(matches!(s.peek(Some(Duration::ZERO)), Err(Error::WouldBlock(_))));
+    while p.send(&[0u8; 1000], Some(Duration::ZERO)).is_ok() {}
+    assert!(p.send(&[0u8; 1000], SHORT).unwrap_err().is_timeout());
+    assert!(p.reserve(1000, SHORT).unwrap_err().is_timeout());
+}
+
+#[test]
+fn a_lapped_subscriber_learns_how_many_it_lost() {
+    let (mut p, mut s, _c) = pair(&Options::broadcast().overwrite().capacity(4096).max_message(256));
+    for i in 0..200u8 {
+        p.send(&[i; 64], None).unwrap();
+    }
+    let lost = match s.recv(SECOND) {
+        Err(Error::Lost { lost, .. }) => lost,
+        other => panic!("{:?}", other),
+    };
+    assert!(lost > 0);
+    let mut received = 0;
+    while s.recv(Some(Duration::ZERO)).is_ok() {
+        received += 1;
+    }
+    assert_eq!(lost + received, 200);
+    for i in 0..200u8 {
+        p.send(&[i; 64], None).unwrap();
+    }
+    assert!(matches!(s.peek(SECOND), Err(Error::Lost { lost, .. }) if lost > 0));
+}
+
+#[test]
+fn a_lease_overwritten_while_held() {
+    let (mut p, mut s, _c) = pair(&Options::broadcast().overwrite().capacity(4096).max_message(256));
+    p.send(b"first", None).unwrap();
+    let r = s.peek(SECOND).unwrap();
+    // The lease borrows the subscriber, not the publisher: keep publishing.
+    for i in 0..200u8 {
+        p.send(&[i; 64], None).unwrap();
+    }
+    assert!(matches!(r.release(), Err(Error::Overwritten(_))));
+}
+
+#[test]
+fn errors_carry_the_library_detail() {
+    let e = Publisher::open("shm://", &Options::new()).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)));
+    assert!(e.detail().contains("empty"), "{}", e);
+    let e = Subscriber::open("carrier-pigeon://x", &Options::new()).unwrap_err();
+    assert!(matches!(e, Error::Scheme(_)));
+    assert!(e.to_string().contains("carrier-pigeon"));
+    let uri = fresh_uri("err");
+    assert!(matches!(Subscriber::open(&uri, &Options::new().no_create()), Err(Error::NotFound(_))));
+    assert!(matches!(dmaq::stat(&uri), Err(Error::NotFound(_))));
+    assert!(matches!(dmaq::unlink(&uri), Err(Error::NotFound(_))));
+    let _p = Publisher::open(&uri, &Options::queue()).unwrap();
+    let _c = Cleanup(uri.clone());
+    let e = Subscriber::open(&uri, &Options::broadcast()).unwrap_err();
+    assert!(matches!(e, Error::Incompatible(_)));
+    assert!(matches!(Publisher::open(&fresh_uri("err"), &Options::new().capacity(1000)), Err(Error::InvalidArgument(_))));
+    assert!(matches!(Publisher::open(&fresh_uri("err"), &Options::queue().overwrite()), Err(Error::InvalidArgument(_))));
+    assert!(matches!(Publisher::open("shm://nul\0name", &Options::new()), Err(Error::InvalidArgument(_))));
+    let mut p = Publisher::open(&uri, &Options::new()).unwrap();
+    assert!(matches!(p.send(&vec![0u8; 1 << 20], None), Err(Error::MessageTooLarge { .. })));
+}
+
+#[test]
+fn every_code_has_its_own_text() {
+    for code in -19..=-1 {
+        assert_ne!(dmaq::strerror(code), dmaq::strerror(-1000), "code {} has its own text", code);
+    }
+}
+
+#[test]
+fn too_many_subscribers() {
+    let uri = fresh_uri("limit");
+    let _c = Cleanup(uri.clone());
+    let subs: Vec<_> = (0..64).map(|_| Subscriber::open(&uri, &Options::new()).unwrap()).collect();
+    assert!(matches!(Subscriber::open(&uri, &Options::new()), Err(Error::Limit(_))));
+    drop(subs);
+}
+
+#[test]
+fn stat_and_gc() {
+    let dir = std::env::temp_dir().join(format!("rust-gc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    let uri = format!("shm://{}/chan", d);
+    {
+        let mut p = Publisher::open(&uri, &Options::broadcast().capacity(1 << 16)).unwrap();
+        let _s = Subscriber::open(&uri, &Options::new()).unwrap();
+        p.send(b"x", None).unwrap();
+        let st = dmaq::stat(&uri).unwrap();
+        assert_eq!((st.kind, st.policy, st.capacity), (Kind::Broadcast, Policy::Block, 1 << 16));
+        assert_eq!((st.publishers, st.subscribers, st.published), (1, 1, 1));
+        assert_eq!(st.subscriber_stats[0].pid, std::process::id() as i32);
+        assert!(st.subscriber_stats[0].alive);
+        assert_eq!(st.subscriber_stats[0].lag, 1);
+        assert!(!st.stale);
+        assert_eq!(dmaq::gc(Some(d)).unwrap(), 0, "a channel in use is not stale");
+    }
+    assert!(dmaq::stat(&uri).unwrap().stale);
+    assert_eq!(dmaq::gc(Some(d)).unwrap(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
