@@ -35,6 +35,8 @@ from ._native import Lease as _Lease
 from ._native import Options as _Options
 from ._native import Stat as _Stat
 from ._native import SubStat as _SubStat
+from ._native import fast as _fast
+from ._native import ffi as _ffi
 from ._native import lib as _lib
 
 try:
@@ -226,6 +228,7 @@ class _Handle:
     def _opened(self, ptr: int) -> None:
         self._ptr = ptr
         self._alive.append(ptr)
+        self._cptr = _ffi.cast("void *", ptr) if _ffi else None  # the same handle, for the cffi calls
 
     def _enter(self) -> int:
         self._inflight.append(None)
@@ -360,11 +363,15 @@ class Publisher(_Handle):
         Waits up to `timeout` for space (None: forever); raises Timeout."""
         ptr = self._enter()
         try:
-            if type(data) is not bytes:
-                view = memoryview(data)
-                data = (ctypes.c_char * view.nbytes).from_buffer(view) if not view.readonly else bytes(view)
-            size = len(data)
-            rc = self._wait(_lib.dmaq_pub_send, (ptr, data, size), timeout)
+            if _fast:
+                if type(data) is not bytes:
+                    data = _ffi.from_buffer(data)
+                rc = self._wait(_fast.dmaq_pub_send, (self._cptr, data, len(data)), timeout)
+            else:
+                if type(data) is not bytes:
+                    view = memoryview(data)
+                    data = (ctypes.c_char * view.nbytes).from_buffer(view) if not view.readonly else bytes(view)
+                rc = self._wait(_lib.dmaq_pub_send, (ptr, data, len(data)), timeout)
             if rc < 0:
                 raise _error(rc)
         finally:
@@ -387,16 +394,21 @@ class Publisher(_Handle):
         `e.sent` set to how many were published before the failure."""
         items = messages if isinstance(messages, (list, tuple)) else list(messages)
         data = b"".join(items)
-        lens = (ctypes.c_size_t * len(items))(*map(len, items))
-        sent = ctypes.c_size_t()
         ptr = self._enter()
         try:
-            rc = _lib.dmaq_pub_send_many(ptr, data, lens, len(items), ctypes.byref(sent), _ns(timeout))
+            if _fast:
+                lens, sent = _ffi.new("size_t[]", [len(m) for m in items]), _ffi.new("size_t *")
+                rc = _fast.dmaq_pub_send_many(self._cptr, data, lens, len(items), sent, _ns(timeout))
+                done = sent[0]
+            else:
+                lens, sent = (ctypes.c_size_t * len(items))(*map(len, items)), ctypes.c_size_t()
+                rc = _lib.dmaq_pub_send_many(ptr, data, lens, len(items), ctypes.byref(sent), _ns(timeout))
+                done = sent.value
             if rc < 0:
                 e = _error(rc)
-                e.sent = sent.value
+                e.sent = done
                 raise e
-            return sent.value
+            return done
         finally:
             self._leave()
 
@@ -436,33 +448,41 @@ class Subscriber(_Handle):
             self._destroy()
             raise e
         self.max_message: int = st.max_message
-        self._buf = ctypes.create_string_buffer(max(st.max_message, 1))
-        self._len = ctypes.c_size_t()
-        self._len_ref = ctypes.byref(self._len)
-        self._batch_buf: Optional[ctypes.Array] = None
-        self._batch_lens: Optional[ctypes.Array] = None
+        if _fast:
+            self._buf = _ffi.new("char[]", max(st.max_message, 1))
+            self._len = _ffi.new("size_t *")
+        else:
+            self._buf = ctypes.create_string_buffer(max(st.max_message, 1))
+            self._len = ctypes.c_size_t()
+            self._len_ref = ctypes.byref(self._len)
+        self._batch_buf = None
+        self._batch_lens = self._batch_count = None
 
     def _recv_into_address(self, address, capacity: int, timeout: Optional[float]) -> int:
         ptr = self._enter()
         try:
-            length = self._len
-            rc = self._wait(_lib.dmaq_sub_recv, (ptr, address, capacity, self._len_ref), timeout)
+            if _fast:
+                rc = self._wait(_fast.dmaq_sub_recv, (self._cptr, address, capacity, self._len), timeout)
+                length = self._len[0]
+            else:
+                rc = self._wait(_lib.dmaq_sub_recv, (ptr, address, capacity, self._len_ref), timeout)
+                length = self._len.value
         finally:
             self._leave()
         if rc == 0:
-            return length.value
+            return length
         e = _error(rc)
         if rc == _ELOST:
-            e.lost = length.value
+            e.lost = length
         elif rc == _EMSGSIZE:
-            e.needed = length.value
+            e.needed = length
         raise e
 
     def recv(self, timeout: Optional[float] = None) -> bytes:
         """The next message, copied. Raises Timeout if none came in `timeout`
         seconds (None: wait forever), MessagesLost when lapped (overwrite)."""
         n = self._recv_into_address(self._buf, len(self._buf), timeout)
-        return ctypes.string_at(self._buf, n)
+        return _ffi.unpack(self._buf, n) if _fast else ctypes.string_at(self._buf, n)
 
     def try_recv(self) -> Optional[bytes]:
         """The next message if one is waiting, else None."""
@@ -481,8 +501,10 @@ class Subscriber(_Handle):
         view = memoryview(buffer)
         if view.readonly:
             raise InvalidArgument("recv_into needs a writable buffer")
-        target = (ctypes.c_char * view.nbytes).from_buffer(view)
-        return self._recv_into_address(target, view.nbytes, timeout)
+        if _fast:
+            return self._recv_into_address(_ffi.from_buffer("char[]", view, require_writable=True), view.nbytes,
+                                           timeout)
+        return self._recv_into_address((ctypes.c_char * view.nbytes).from_buffer(view), view.nbytes, timeout)
 
     def recv_many(self, max_count: int = 64, timeout: Optional[float] = None) -> List[bytes]:
         """Up to `max_count` messages with one call into the library: waits up
@@ -492,26 +514,37 @@ class Subscriber(_Handle):
         if max_count < 1:
             raise InvalidArgument("max_count must be at least 1")
         if self._batch_lens is None or len(self._batch_lens) < max_count:
-            self._batch_lens = (ctypes.c_size_t * max_count)()
+            self._batch_lens = _ffi.new("size_t[]", max_count) if _fast else (ctypes.c_size_t * max_count)()
+            self._batch_count = _ffi.new("size_t *") if _fast else ctypes.c_size_t()
         if self._batch_buf is None:
-            self._batch_buf = ctypes.create_string_buffer(max(self.max_message, 1 << 18))
-        buf, lens, count = self._batch_buf, self._batch_lens, ctypes.c_size_t()
+            size = max(self.max_message, 1 << 18)
+            self._batch_buf = _ffi.new("char[]", size) if _fast else ctypes.create_string_buffer(size)
+        buf, lens, count = self._batch_buf, self._batch_lens, self._batch_count
         ptr = self._enter()
         try:
-            rc = self._wait(_lib.dmaq_sub_recv_many, (ptr, buf, len(buf), lens, max_count, ctypes.byref(count)),
-                            timeout)
+            if _fast:
+                rc = self._wait(_fast.dmaq_sub_recv_many, (self._cptr, buf, len(buf), lens, max_count, count),
+                                timeout)
+                n = count[0]
+            else:
+                rc = self._wait(_lib.dmaq_sub_recv_many, (ptr, buf, len(buf), lens, max_count, ctypes.byref(count)),
+                                timeout)
+                n = count.value
         finally:
             self._leave()
-        raw = memoryview(buf)
+        raw = _ffi.buffer(buf) if _fast else memoryview(buf)
         out, off = [], 0
-        for i in range(count.value):
-            out.append(bytes(raw[off:off + lens[i]]))
-            off += lens[i]
-        raw.release()
+        for i in range(n):
+            end = off + lens[i]
+            out.append(raw[off:end])
+            off = end
+        if not _fast:
+            out = [bytes(m) for m in out]
+            raw.release()
         if rc < 0:
             e = _error(rc)
             if rc == _ELOST:
-                e.lost, e.messages = lens[count.value], out
+                e.lost, e.messages = lens[n], out
             raise e
         return out
 

@@ -76,3 +76,25 @@ for _which, _struct in ((1, Options), (2, Lease), (3, Stat), (4, SubStat)):
     if lib.dmaq_struct_size(_which) != ctypes.sizeof(_struct):
         raise ImportError(f"dmaq: {_struct.__name__} is {ctypes.sizeof(_struct)} bytes here but "
                           f"{lib.dmaq_struct_size(_which)} in {lib._name}: mismatched library")
+
+# The copying hot calls through cffi's ABI mode where cffi is importable
+# (Debian: python3-cffi): a call costs about a third of ctypes' (measured by
+# bench/python_bench.py). DMAQ_PYTHON_CTYPES=1 keeps to ctypes. Pointers
+# that ctypes hands out are cast for cffi, so one handle serves both.
+ffi = fast = None
+if not os.environ.get("DMAQ_PYTHON_CTYPES"):
+    try:
+        import cffi
+    except ImportError:
+        pass
+    else:
+        ffi = cffi.FFI()
+        ffi.cdef("""
+            int dmaq_pub_send(void *pub, const char *data, size_t len, int64_t timeout_ns);
+            int dmaq_pub_send_many(void *pub, const char *data, const size_t *lens, size_t count, size_t *sent,
+                                   int64_t timeout_ns);
+            int dmaq_sub_recv(void *sub, char *buf, size_t cap, size_t *len, int64_t timeout_ns);
+            int dmaq_sub_recv_many(void *sub, char *buf, size_t cap, size_t *lens, size_t max_count, size_t *count,
+                                   int64_t timeout_ns);
+        """)
+        fast = ffi.dlopen(lib._name)
