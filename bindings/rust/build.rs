@@ -36,7 +36,8 @@ fn main() {
     }
     let build = PathBuf::from(env::var("OUT_DIR").unwrap()).join("cmake-build");
     run(Command::new("cmake").arg("-S").arg(&source).arg("-B").arg(&build).args([
-        "-DCMAKE_BUILD_TYPE=Release",
+        // The project's default flags (-O2): its -O3 build measured 5-10% slower on peek.
+        "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
         "-DDMAQ_BUILD_TESTS=OFF",
         "-DDMAQ_BUILD_BENCH=OFF",
         "-DDMAQ_BUILD_EXAMPLES=OFF",

@@ -99,7 +99,7 @@ def _build_library(work):
     if not cmake:
         raise RuntimeError("building libdmaq.so needs cmake (apt-get install -y cmake gcc libxxhash-dev)")
     build = os.path.join(work, "cmake-build")
-    subprocess.run([cmake, "-S", _c_root(), "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DDMAQ_BUILD_TESTS=OFF",
+    subprocess.run([cmake, "-S", _c_root(), "-B", build, "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DDMAQ_BUILD_TESTS=OFF",
                     "-DDMAQ_BUILD_BENCH=OFF", "-DDMAQ_BUILD_EXAMPLES=OFF"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run([cmake, "--build", build, "--target", "dmaq", "-j", str(os.cpu_count() or 1)], check=True,
                    stdout=subprocess.DEVNULL)
