@@ -580,6 +580,23 @@ impl Drop for Subscriber {
 }
 
 /// A message read in place (from [`Subscriber::peek`]); derefs to `&[u8]`.
+///
+/// The lease borrows its subscriber, so the bytes cannot outlive it, nor be
+/// read after the next peek:
+///
+/// ```compile_fail,E0499
+/// # let mut sub = dmaq::Subscriber::open("shm://doc-borrow", &dmaq::Options::new()).unwrap();
+/// let first = sub.peek(None).unwrap();
+/// let second = sub.peek(None).unwrap(); // error: `sub` is still borrowed by `first`
+/// println!("{}", first[0]);
+/// ```
+///
+/// ```compile_fail,E0505
+/// # let mut sub = dmaq::Subscriber::open("shm://doc-borrow", &dmaq::Options::new()).unwrap();
+/// let msg = sub.peek(None).unwrap();
+/// drop(sub); // error: cannot move out of `sub` while `msg` borrows it
+/// println!("{}", msg[0]);
+/// ```
 pub struct ReadLease<'a> {
     subscriber: &'a mut Subscriber,
     done: bool,

@@ -1,8 +1,9 @@
 """dmaq: brokerless messaging between processes through shared memory.
 
-A thin layer over libdmaq.so (shipped inside this package) through ctypes:
-every call maps to one C call of core/include/dmaq/dmaq.h, so Python
-programs share channels with C, Rust and .NET programs.
+A thin layer over libdmaq.so (shipped inside this package) through ctypes,
+and cffi's ABI mode for the copying calls where cffi is importable: every
+call maps to one C call of core/include/dmaq/dmaq.h, so Python programs
+share channels with C, Rust and .NET programs.
 
     import dmaq
 
@@ -347,7 +348,6 @@ class Publisher(_Handle):
         self.uri = uri
         self._opened(_open(_lib.dmaq_pub_open, uri,
                            _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create)))
-        self._lens_cache: Optional[ctypes.Array] = None
 
     @property
     def id(self) -> int:
