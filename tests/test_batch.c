@@ -201,3 +201,208 @@ Test(batch, bad_arguments)
     dmaq_sub_close(sub);
     dmaq_channel_unlink(uri);
 }
+
+/* ---- zero-copy batches: dmaq_sub_peek_many / dmaq_sub_release_many ---- */
+
+static void publish_numbers(dmaq_pub *pub, uint32_t first, uint32_t n)
+{
+    for (uint32_t i = first; i < first + n; i++)
+        cr_assert_eq(dmaq_pub_send(pub, &i, sizeof i, 0), 0, "%s", dmaq_last_error());
+}
+
+static uint32_t number_in(const dmaq_lease *l)
+{
+    uint32_t v;
+    memcpy(&v, l->data, sizeof v);
+    return v;
+}
+
+Test(batch, leases_in_a_batch)
+{
+    char uri[96];
+    unique_uri(uri, sizeof uri, "peek-many");
+    dmaq_options o = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, 1 << 16, 0);
+    dmaq_sub *sub;
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0);
+    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0);
+    publish_numbers(pub, 0, 100);
+    static dmaq_lease leases[DMAQ_BATCH_MAX];
+    size_t n;
+    cr_assert_eq(dmaq_sub_peek_many(sub, leases, 64, &n, 0), 0, "%s", dmaq_last_error());
+    cr_expect_eq(n, 64);
+    for (size_t i = 0; i < n; i++) {
+        cr_expect_eq(number_in(&leases[i]), i, "in order");
+        cr_expect_eq(leases[i].len, 4);
+        if (i)
+            cr_expect_eq(leases[i].seq, leases[i - 1].seq + 1);
+    }
+    dmaq_lease one;
+    size_t len;
+    char buf[8];
+    expect_error(dmaq_sub_peek(sub, &one, 0), DMAQ_EBUSY, "release it first");
+    expect_error(dmaq_sub_recv(sub, buf, sizeof buf, &len, 0), DMAQ_EBUSY, "release it before recv");
+    expect_error(dmaq_sub_peek_many(sub, leases, 4, &n, 0), DMAQ_EBUSY, "release it first");
+    cr_expect_eq(n, 0);
+    expect_error(dmaq_sub_release(sub, &leases[0]), DMAQ_ELEASE, "dmaq_sub_release_many");
+    expect_error(dmaq_sub_release_many(sub, leases, 63), DMAQ_ELEASE, "64 leases");
+    cr_expect_eq(dmaq_sub_release_many(sub, leases, 64), 0, "%s", dmaq_last_error());
+    expect_error(dmaq_sub_release_many(sub, leases, 64), DMAQ_ELEASE, "no batch");
+    cr_assert_eq(dmaq_sub_peek_many(sub, leases, DMAQ_BATCH_MAX, &n, 0), 0);
+    cr_expect_eq(n, 36, "the rest");
+    cr_expect_eq(number_in(&leases[0]), 64);
+    cr_expect_eq(dmaq_sub_release_many(sub, leases, n), 0);
+    cr_expect_eq(dmaq_sub_peek_many(sub, leases, 8, &n, 10000000), DMAQ_ETIMEDOUT);
+    expect_error(dmaq_sub_peek_many(sub, leases, 0, &n, 0), DMAQ_EINVAL, "1 to 256");
+    expect_error(dmaq_sub_peek_many(sub, leases, DMAQ_BATCH_MAX + 1, &n, 0), DMAQ_EINVAL, "1 to 256");
+    expect_error(dmaq_sub_peek_many(sub, NULL, 8, &n, 0), DMAQ_EINVAL, "leases is NULL");
+    expect_error(dmaq_sub_release_many(sub, NULL, 8), DMAQ_EINVAL, "leases is NULL");
+    /* Single leases still work after batches, and the publisher was never held up. */
+    publish_numbers(pub, 100, 1);
+    cr_assert_eq(dmaq_sub_peek(sub, &one, 0), 0);
+    cr_expect_eq(number_in(&one), 100);
+    dmaq_sub_release(sub, &one);
+    dmaq_pub_close(pub);
+    dmaq_sub_close(sub);
+    dmaq_channel_unlink(uri);
+}
+
+Test(batch, queue_batches_across_processes)
+{
+    char uri[96];
+    unique_uri(uri, sizeof uri, "peek-many-q");
+    dmaq_options o = opts(DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK, 1 << 14, 512);
+    dmaq_sub *sub;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        dmaq_pub *pub;
+        if (dmaq_pub_open(uri, &o, &pub) < 0)
+            _exit(2);
+        unsigned char msg[400];
+        uint64_t rng = 3;
+        for (uint32_t i = 0; i < MESSAGES; i++) {
+            size_t len = PAYLOAD_HEAD + rng_next(&rng) % (sizeof msg - PAYLOAD_HEAD);
+            payload_fill(msg, len, 2, i, &rng);
+            if (dmaq_pub_send(pub, msg, len, -1) < 0)
+                _exit(3);
+        }
+        _exit(0);
+    }
+    static dmaq_lease leases[DMAQ_BATCH_MAX];
+    uint32_t expect = 0;
+    size_t calls = 0;
+    while (expect < MESSAGES) {
+        size_t n;
+        cr_assert_eq(dmaq_sub_peek_many(sub, leases, DMAQ_BATCH_MAX, &n, 10LL * 1000000000), 0, "%s",
+                     dmaq_last_error());
+        for (size_t i = 0; i < n; i++) {
+            uint32_t key, index;
+            cr_assert(payload_intact(leases[i].data, leases[i].len, &key, &index), "message %u is corrupt", expect);
+            cr_assert_eq(index, expect);
+            expect++;
+        }
+        cr_assert_eq(dmaq_sub_release_many(sub, leases, n), 0);
+        calls++;
+    }
+    int status;
+    waitpid(child, &status, 0);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cr_expect_lt(calls, MESSAGES);
+    dmaq_sub_close(sub);
+    dmaq_channel_unlink(uri);
+}
+
+Test(batch, a_killed_holder_of_a_queue_batch_loses_nothing)
+{
+    char uri[96];
+    unique_uri(uri, sizeof uri, "peek-many-kill");
+    dmaq_options o = opts(DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK, 1 << 16, 0);
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0);
+    publish_numbers(pub, 0, 100);
+    pid_t child = fork();
+    if (child == 0) { /* takes a batch and dies holding it */
+        dmaq_sub *sub;
+        static dmaq_lease leases[50];
+        size_t n;
+        if (dmaq_sub_open(uri, &o, &sub) < 0 || dmaq_sub_peek_many(sub, leases, 50, &n, 0) < 0 || n != 50)
+            _exit(2);
+        raise(SIGKILL);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    cr_assert(WIFSIGNALED(status), "the holder died: status 0x%x", status);
+    dmaq_sub *sub;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0);
+    bool seen[100] = {false};
+    unsigned redelivered = 0;
+    for (int got = 0; got < 100;) {
+        static dmaq_lease leases[DMAQ_BATCH_MAX];
+        size_t n;
+        cr_assert_eq(dmaq_sub_peek_many(sub, leases, DMAQ_BATCH_MAX, &n, 10LL * 1000000000), 0,
+                     "after %d of 100: %s", got, dmaq_last_error());
+        for (size_t i = 0; i < n; i++) {
+            uint32_t v = number_in(&leases[i]);
+            cr_assert(v < 100 && !seen[v], "message %u once", v);
+            seen[v] = true;
+            redelivered += (leases[i].flags & DMAQ_LEASE_REDELIVERED) != 0;
+        }
+        got += (int)n;
+        cr_assert_eq(dmaq_sub_release_many(sub, leases, n), 0);
+    }
+    cr_expect_eq(redelivered, 50, "the dead holder's 50 came back, marked");
+    dmaq_sub_close(sub);
+    dmaq_pub_close(pub);
+    dmaq_channel_unlink(uri);
+}
+
+Test(batch, a_batch_overwritten_while_held)
+{
+    char uri[96];
+    unique_uri(uri, sizeof uri, "peek-many-ow");
+    dmaq_options o = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_OVERWRITE, 4096, 0);
+    dmaq_sub *sub;
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0);
+    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0);
+    publish_numbers(pub, 0, 10);
+    static dmaq_lease leases[DMAQ_BATCH_MAX];
+    size_t n;
+    cr_assert_eq(dmaq_sub_peek_many(sub, leases, 10, &n, 0), 0);
+    cr_assert_eq(n, 10);
+    publish_numbers(pub, 10, 200); /* laps the ring under the held batch */
+    expect_error(dmaq_sub_release_many(sub, leases, n), DMAQ_EOVERWRITTEN, "were overwritten");
+    size_t flagged = 0;
+    for (size_t i = 0; i < n; i++)
+        flagged += (leases[i].flags & DMAQ_LEASE_OVERWRITTEN) != 0;
+    cr_expect_eq(flagged, 10);
+    dmaq_lease l;
+    cr_expect_eq(dmaq_sub_peek(sub, &l, 0), DMAQ_ELOST, "then the lap itself is reported");
+    cr_expect_gt(l.lost, 0);
+    dmaq_pub_close(pub);
+    dmaq_sub_close(sub);
+    dmaq_channel_unlink(uri);
+}
+
+Test(batch, closing_with_a_batch_frees_its_space)
+{
+    char uri[96];
+    unique_uri(uri, sizeof uri, "peek-many-close");
+    dmaq_options o = opts(DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK, 4096, 0);
+    dmaq_pub *pub;
+    dmaq_sub *sub;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0);
+    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0);
+    uint32_t sent = 0;
+    while (dmaq_pub_send(pub, &sent, sizeof sent, 0) == 0)
+        sent++; /* fill the ring */
+    static dmaq_lease leases[DMAQ_BATCH_MAX];
+    size_t n;
+    cr_assert_eq(dmaq_sub_peek_many(sub, leases, DMAQ_BATCH_MAX, &n, 0), 0);
+    cr_expect_eq(n, sent);
+    dmaq_sub_close(sub);
+    cr_expect_eq(dmaq_pub_send(pub, &sent, sizeof sent, 0), 0, "closing ended the batch and freed the ring");
+    dmaq_pub_close(pub);
+    dmaq_channel_unlink(uri);
+}

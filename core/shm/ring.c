@@ -47,6 +47,12 @@ struct shm_sub {
     uint64_t validate_below;
     uint64_t token, lease_pos;
     uint32_t lease_size;
+    /* The outstanding batch of dmaq_sub_peek_many (0 = none): where each of
+     * its records is, so that release and close can end every one. */
+    uint32_t batch;
+    uint64_t batch_last_seq;
+    uint32_t batch_size[DMAQ_BATCH_MAX];
+    uint64_t batch_pos[DMAQ_BATCH_MAX];
 };
 
 /* ---- Waiting ------------------------------------------------------------ */
@@ -784,18 +790,27 @@ static void fill_read_lease(struct shm_sub *s, dmaq_lease *lease, const struct r
     lease->opaque_[1] = s->token;
 }
 
-static int shm_sub_peek(void *state, dmaq_lease *lease, int64_t timeout_ns)
+/* The first (or only) message a peek leases: DMAQ_EBUSY while leases are
+ * held; DMAQ_ELOST with the count in lease->lost. */
+static int peek_first(struct shm_sub *s, struct rec_view *v, uint64_t *pos, dmaq_lease *lease, int64_t timeout_ns)
 {
-    struct shm_sub *s = state;
     if (s->token)
         return dmaq_error_set(DMAQ_EBUSY, "subscriber on '%s' already holds a lease; release it first",
                               s->ch.name);
-    struct rec_view v;
-    uint64_t pos, lost = 0;
+    uint64_t lost = 0;
     size_t unused;
-    int rc = next_message(s, &v, &pos, timeout_ns, &lost, 0, &unused);
+    int rc = next_message(s, v, pos, timeout_ns, &lost, 0, &unused);
     if (rc == DMAQ_ELOST)
         lease->lost = lost;
+    return rc;
+}
+
+static int shm_sub_peek(void *state, dmaq_lease *lease, int64_t timeout_ns)
+{
+    struct shm_sub *s = state;
+    struct rec_view v;
+    uint64_t pos;
+    int rc = peek_first(s, &v, &pos, lease, timeout_ns);
     if (rc < 0)
         return rc;
     fill_read_lease(s, lease, &v, pos);
@@ -844,6 +859,9 @@ static int shm_sub_release(void *state, dmaq_lease *lease)
     int rc = lease_check(lease, s, s->token, "release");
     if (rc < 0)
         return rc;
+    if (s->batch)
+        return dmaq_error_set(DMAQ_ELEASE, "lease on '%s' came from dmaq_sub_peek_many: end the batch with "
+                                           "dmaq_sub_release_many", s->ch.name);
     lease->opaque_[1] = 0;
     return finish_read(s, lease->seq);
 }
@@ -891,12 +909,131 @@ static int shm_sub_recv(void *state, void *buf, size_t cap, size_t *len, int64_t
     }
 }
 
+/* Broadcast: the next message at or after `pos`, without waiting and
+ * without moving anything. EMPTY also when the ring lapped us there or the
+ * record looks wrong: the next dmaq_sub_peek reports those. */
+static int broadcast_probe(struct shm_sub *s, uint64_t pos, struct rec_view *v, uint64_t *at)
+{
+    struct shm_chan *ch = &s->ch;
+    for (uint64_t steps = 0; steps <= ch->capacity / DMAQ_RECORD_HEADER; steps++) {
+        uint64_t seg_end = shm_segment_end(ch, pos);
+        if (seg_end - pos < DMAQ_RECORD_HEADER) {
+            pos = seg_end;
+            continue;
+        }
+        struct shm_record *r = shm_rec(ch, pos);
+        if (atomic_load_explicit(&r->tag, memory_order_acquire) != (pos ^ ch->salt))
+            return EMPTY;
+        view_record(r, v);
+        if (bad_record(ch, pos, v->size, v->len) || (pos < s->validate_below && !intact(s, pos)))
+            return EMPTY;
+        if (!(v->flags & REC_PAD)) {
+            *at = pos;
+            return FOUND;
+        }
+        pos += v->size;
+    }
+    return EMPTY;
+}
+
+static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, size_t *count, int64_t timeout_ns)
+{
+    struct shm_sub *s = state;
+    struct rec_view v;
+    uint64_t pos;
+    size_t unused;
+    int rc = peek_first(s, &v, &pos, &leases[0], timeout_ns);
+    if (rc < 0)
+        return rc;
+    size_t n = 0;
+    for (;;) {
+        fill_read_lease(s, &leases[n], &v, pos); /* the token settles below */
+        s->batch_pos[n] = pos;
+        s->batch_size[n] = v.size;
+        s->batch_last_seq = v.seq;
+        if (++n == max_count)
+            break;
+        /* Only what is already there: a queue claims each record, a
+         * broadcast looks past the one before. */
+        if (s->ch.kind == DMAQ_KIND_QUEUE)
+            rc = queue_next(s, &v, &pos, 0, &unused);
+        else
+            rc = broadcast_probe(s, pos + v.size, &v, &pos);
+        if (rc != FOUND)
+            break;
+    }
+    for (size_t i = 0; i < n; i++)
+        leases[i].opaque_[1] = s->token;
+    s->batch = (uint32_t)n;
+    *count = n;
+    return 0;
+}
+
+/* End the outstanding batch; `leases` (may be NULL on close) get
+ * DMAQ_LEASE_OVERWRITTEN where they were overrun. Returns how many were. */
+static size_t finish_batch(struct shm_sub *s, dmaq_lease *leases)
+{
+    struct shm_chan *ch = &s->ch;
+    struct shm_header *h = ch->hdr;
+    uint32_t n = s->batch;
+    s->batch = 0;
+    s->token = 0;
+    if (ch->kind == DMAQ_KIND_QUEUE) {
+        for (uint32_t i = 0; i < n; i++)
+            atomic_store(&shm_rec(ch, s->batch_pos[i])->state, REC_RELEASED);
+        bump(&s->slot->count, n);
+        queue_advance_tail(ch);
+        wake_if_sleeping(&h->space_sleepers, &h->space_futex);
+        return 0;
+    }
+    size_t overrun = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (s->batch_pos[i] < s->validate_below && !intact(s, s->batch_pos[i])) {
+            overrun++;
+            if (leases)
+                leases[i].flags |= DMAQ_LEASE_OVERWRITTEN;
+        }
+    s->pos = s->batch_pos[n - 1] + s->batch_size[n - 1];
+    if (s->batch_last_seq >= s->next_seq)
+        s->next_seq = s->batch_last_seq + 1;
+    atomic_store_explicit(&s->slot->next_seq, s->next_seq, memory_order_relaxed);
+    bump(&s->slot->lost, overrun);
+    bump(&s->slot->count, n - overrun);
+    atomic_store(&s->slot->pos, s->pos); /* seq_cst: see finish_read */
+    if (ch->policy == DMAQ_POLICY_BLOCK)
+        wake_if_sleeping(&h->space_sleepers, &h->space_futex);
+    return overrun;
+}
+
+static int shm_sub_release_many(void *state, dmaq_lease *leases, size_t count)
+{
+    struct shm_sub *s = state;
+    if (!s->batch || count != s->batch)
+        return dmaq_error_set(DMAQ_ELEASE, "subscriber on '%s' holds %s; release_many takes the %u leases of the "
+                                           "last dmaq_sub_peek_many", s->ch.name,
+                              s->batch ? "a batch" : "no batch", s->batch);
+    for (size_t i = 0; i < count; i++) {
+        int rc = lease_check(&leases[i], s, s->token, "release_many");
+        if (rc < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < count; i++)
+        leases[i].opaque_[1] = 0;
+    size_t overrun = finish_batch(s, leases);
+    if (overrun)
+        return dmaq_error_set(DMAQ_EOVERWRITTEN, "%zu of the %zu messages leased on '%s' were overwritten while "
+                                                 "held", overrun, count, s->ch.name);
+    return 0;
+}
+
 static void shm_sub_close(void *state)
 {
     struct shm_sub *s = state;
     if (!s->ch.hdr)
         return;
-    if (s->token)
+    if (s->batch)
+        finish_batch(s, NULL);
+    else if (s->token)
         finish_read(s, s->next_seq);
     atomic_store(&s->slot->state, SLOT_FREE);
     /* The gate may have moved: let blocked publishers look again. */
@@ -927,4 +1064,6 @@ const dmaq_transport_ops dmaq__shm_transport = {
     .sub_recv = shm_sub_recv,
     .channel_stat = shm_channel_stat,
     .channel_unlink = shm_channel_unlink,
+    .sub_peek_many = shm_sub_peek_many,
+    .sub_release_many = shm_sub_release_many,
 };

@@ -215,6 +215,34 @@ int dmaq_sub_recv(dmaq_sub *sub, void *buf, size_t cap, size_t *len, int64_t tim
     return sub->ops->sub_recv(sub->state, buf, cap, len, timeout_ns);
 }
 
+int dmaq_sub_peek_many(dmaq_sub *sub, dmaq_lease *leases, size_t max_count, size_t *count, int64_t timeout_ns)
+{
+    if (count)
+        *count = 0;
+    if (!sub || !leases || !count)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_sub_peek_many: %s is NULL", !sub ? "sub" : !leases ? "leases" : "count");
+    if (max_count == 0 || max_count > DMAQ_BATCH_MAX)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_sub_peek_many: max_count is %zu; it must be 1 to %u", max_count,
+                              DMAQ_BATCH_MAX);
+    if (sub->ops->sub_peek_many)
+        return sub->ops->sub_peek_many(sub->state, leases, max_count, count, timeout_ns);
+    int rc = sub->ops->sub_peek(sub->state, leases, timeout_ns);
+    if (rc == 0)
+        *count = 1;
+    return rc;
+}
+
+int dmaq_sub_release_many(dmaq_sub *sub, dmaq_lease *leases, size_t count)
+{
+    if (!sub || !leases)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_sub_release_many: %s is NULL", sub ? "leases" : "sub");
+    if (sub->ops->sub_release_many)
+        return sub->ops->sub_release_many(sub->state, leases, count);
+    if (count != 1)
+        return dmaq_error_set(DMAQ_ELEASE, "dmaq_sub_release_many: this transport hands out batches of one lease");
+    return sub->ops->sub_release(sub->state, leases);
+}
+
 int dmaq_sub_recv_many(dmaq_sub *sub, void *buf, size_t cap, size_t *lens, size_t max_count, size_t *count,
                        int64_t timeout_ns)
 {

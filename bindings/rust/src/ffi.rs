@@ -37,6 +37,8 @@ pub const DMAQ_START_OLDEST: u32 = 1;
 pub const DMAQ_OPEN_NO_CREATE: u32 = 0x1;
 pub const DMAQ_OPEN_HUGEPAGES: u32 = 0x2;
 pub const DMAQ_LEASE_REDELIVERED: u32 = 0x1;
+pub const DMAQ_LEASE_OVERWRITTEN: u32 = 0x2;
+pub const DMAQ_BATCH_MAX: usize = 256;
 pub const DMAQ_STAT_STALE: u32 = 0x1;
 pub const DMAQ_RECORD_HEADER: u64 = 48;
 pub const DMAQ_STRUCT_OPTIONS: c_int = 1;
@@ -142,6 +144,14 @@ extern "C" {
     pub fn dmaq_sub_release(sub: *mut dmaq_sub, lease: *mut dmaq_lease) -> c_int;
     pub fn dmaq_sub_recv(sub: *mut dmaq_sub, buf: *mut c_void, cap: usize, len: *mut usize, timeout_ns: i64)
         -> c_int;
+    pub fn dmaq_sub_peek_many(
+        sub: *mut dmaq_sub,
+        leases: *mut dmaq_lease,
+        max_count: usize,
+        count: *mut usize,
+        timeout_ns: i64,
+    ) -> c_int;
+    pub fn dmaq_sub_release_many(sub: *mut dmaq_sub, leases: *mut dmaq_lease, count: usize) -> c_int;
     pub fn dmaq_sub_recv_many(
         sub: *mut dmaq_sub,
         buf: *mut c_void,

@@ -112,6 +112,7 @@ enum {
 #define DMAQ_CAPACITY_MIN 4096u         /* smallest ring, bytes */
 #define DMAQ_CAPACITY_DEFAULT (1u << 20)
 #define DMAQ_RECORD_HEADER 48u          /* bytes of ring used per message, besides its payload */
+#define DMAQ_BATCH_MAX 256u             /* leases one dmaq_sub_peek_many call may hand out */
 
 /*
  * Options for dmaq_pub_open() and dmaq_sub_open(). Start from
@@ -142,6 +143,7 @@ typedef struct dmaq_options {
 
 /* dmaq_lease.flags */
 #define DMAQ_LEASE_REDELIVERED 0x1u /* queue: an earlier receiver died holding it */
+#define DMAQ_LEASE_OVERWRITTEN 0x2u /* set by dmaq_sub_release_many: overwritten while held */
 
 /*
  * A zero-copy lease on bytes inside a channel's ring. The caller owns the
@@ -307,6 +309,25 @@ DMAQ_API int dmaq_sub_release(dmaq_sub *sub, dmaq_lease *lease);
  * needed length in *len and leaves the message unread. On DMAQ_ELOST stores
  * the number of lost messages in *len. Other codes as dmaq_sub_peek. */
 DMAQ_API int dmaq_sub_recv(dmaq_sub *sub, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
+
+/* Lease up to `max_count` (at most DMAQ_BATCH_MAX) messages in place at
+ * once, for bindings where each call costs more than a message: waits up to
+ * `timeout_ns` for the first, then takes those already waiting, filling
+ * leases[0..*count) in order. They all end together, in one
+ * dmaq_sub_release_many; until then the subscriber holds them (peek and
+ * recv return DMAQ_EBUSY). Returns 0 with *count >= 1; with *count = 0,
+ * DMAQ_EAGAIN or DMAQ_ETIMEDOUT if none came, DMAQ_ELOST (overwrite policy;
+ * leases[0].lost says how many), or as dmaq_sub_peek. A transport without
+ * batches hands out one lease per call. Same thread rules as peek. */
+DMAQ_API int dmaq_sub_peek_many(dmaq_sub *sub, dmaq_lease *leases, size_t max_count, size_t *count,
+                                int64_t timeout_ns);
+
+/* End the `count` leases of the last dmaq_sub_peek_many (the same array and
+ * count). Returns 0; DMAQ_EOVERWRITTEN (overwrite policy) if some were
+ * overwritten while held: each of those has DMAQ_LEASE_OVERWRITTEN in its
+ * flags, and what was read from it must be discarded; DMAQ_ELEASE if these
+ * are not the subscriber's outstanding batch. */
+DMAQ_API int dmaq_sub_release_many(dmaq_sub *sub, dmaq_lease *leases, size_t count);
 
 /* Copy up to `max_count` messages in one call (see dmaq_pub_send_many):
  * waits up to `timeout_ns` for the first, then takes those already waiting

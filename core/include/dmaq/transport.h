@@ -51,6 +51,11 @@ typedef struct dmaq_transport_ops {
 
     int (*channel_stat)(const char *address, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap);
     int (*channel_unlink)(const char *address);
+
+    /* May be NULL: the core then hands out one lease per batch. max_count
+     * is at most DMAQ_BATCH_MAX; count is that of the outstanding batch. */
+    int (*sub_peek_many)(void *state, dmaq_lease *leases, size_t max_count, size_t *count, int64_t timeout_ns);
+    int (*sub_release_many)(void *state, dmaq_lease *leases, size_t count);
 } dmaq_transport_ops;
 
 /* Make `ops` handle its scheme from now on. The table must outlive the
