@@ -272,6 +272,52 @@ class Leases(Channel):
         self.assertTrue(self.sub.closed)
 
 
+class Batches(Channel):
+    """peek_many: many leases per call, released together."""
+
+    def test_a_batch_of_views(self):
+        self.pub.send_many([bytes([i]) * 8 for i in range(100)])
+        with self.sub.peek_many(64, timeout=1) as views:
+            self.assertEqual(len(views), 64)
+            self.assertEqual([bytes(v) for v in views], [bytes([i]) * 8 for i in range(64)])
+            self.assertTrue(all(v.readonly for v in views))
+            with self.assertRaises(dmaq.Busy):
+                self.sub.peek(timeout=0)
+        with self.assertRaises(ValueError):
+            views[0][0]  # released with the batch
+        batch = self.sub.peek_many(timeout=1)
+        self.assertEqual(len(batch), 36)
+        seq, stamp, publisher, redelivered = batch.info(0)
+        self.assertEqual((publisher, redelivered), (self.pub.id, False))
+        self.assertEqual(batch.info(1)[0], seq + 1)
+        batch.release()
+        with self.assertRaises(dmaq.LeaseError):
+            batch.release()
+        with self.assertRaises(dmaq.Timeout):
+            self.sub.peek_many(timeout=0.05)
+        for bad in (0, dmaq.BATCH_MAX + 1):
+            with self.assertRaises(dmaq.InvalidArgument):
+                self.sub.peek_many(bad)
+
+    def test_a_slice_alive_keeps_the_batch(self):
+        self.pub.send_many([b"abcd", b"efgh"])
+        batch = self.sub.peek_many(timeout=1)
+        part = batch.views[1][1:3]
+        with self.assertRaises(dmaq.LeaseInUse):
+            batch.release()
+        self.assertEqual(bytes(part), b"fg", "the memory stays mapped and leased")
+        del part
+        batch.release()
+
+    def test_closing_ends_the_batch(self):
+        self.pub.send(b"x")
+        batch = self.sub.peek_many(timeout=1)
+        self.sub.close()
+        self.assertTrue(self.sub.closed)
+        with self.assertRaises(ValueError):
+            batch.views[0][0]
+
+
 class Overwrite(Channel):
     policy, capacity, max_message = dmaq.OVERWRITE, 4096, 256
 
@@ -295,6 +341,15 @@ class Overwrite(Channel):
             self.sub.recv_many(500, timeout=1)
         self.assertEqual(cm.exception.messages, [])
         self.assertGreater(cm.exception.lost, 0)
+
+    def test_a_batch_overwritten_while_held(self):
+        self.pub.send_many([b"m" * 32] * 5)
+        batch = self.sub.peek_many(timeout=1)
+        self.assertEqual(len(batch), 5)
+        self.pub.send_many([b"n" * 64] * 200)
+        with self.assertRaises(dmaq.Overwritten) as cm:
+            batch.release()
+        self.assertEqual(cm.exception.overwritten, [0, 1, 2, 3, 4])
 
     def test_a_lease_overwritten_while_held(self):
         self.pub.send(b"first" * 10)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -182,6 +183,9 @@ class LeaseInUse(DmaqError, BufferError):
 
 _BY_CODE = {cls.code: cls for cls in DmaqError.__subclasses__() if cls.code}
 _EAGAIN, _ETIMEDOUT, _ELOST, _EOVERWRITTEN, _EMSGSIZE = -6, -7, -8, -9, -5
+BATCH_MAX = 256  # DMAQ_BATCH_MAX: leases one peek_many may hand out
+# data, len, seq, timestamp_ns, publisher_id, flags, lost (then dmaq's own 32 bytes)
+_LEASE_FIELDS = struct.Struct("=QQQQIIQ32x")
 
 
 def _error(rc: int) -> DmaqError:
@@ -457,6 +461,7 @@ class Subscriber(_Handle):
             self._len_ref = ctypes.byref(self._len)
         self._batch_buf = None
         self._batch_lens = self._batch_count = None
+        self._batch_leases: Optional[ctypes.Array] = None
 
     def _recv_into_address(self, address, capacity: int, timeout: Optional[float]) -> int:
         ptr = self._enter()
@@ -563,6 +568,31 @@ class Subscriber(_Handle):
                     e.lost = lease.lost
                 raise e
             return ReadLease(self, lease)
+        finally:
+            self._leave()
+
+    def peek_many(self, max_count: int = BATCH_MAX, timeout: Optional[float] = None) -> "ReadBatch":
+        """Up to `max_count` (at most 256) messages in place, with one call
+        into the library: waits up to `timeout` for the first, then takes
+        those already waiting. `with sub.peek_many() as views:` gives a list
+        of read-only memoryviews, all released when the block ends (the way
+        to read at more than a million messages a second from Python).
+        Raises as peek()."""
+        if not 1 <= max_count <= BATCH_MAX:
+            raise InvalidArgument(f"max_count is {max_count}; it must be 1 to {BATCH_MAX}")
+        if self._batch_leases is None:
+            self._batch_leases = (_Lease * BATCH_MAX)()
+            self._batch_got = ctypes.c_size_t()
+        leases, got = self._batch_leases, self._batch_got
+        ptr = self._enter()
+        try:
+            rc = self._wait(_lib.dmaq_sub_peek_many, (ptr, leases, max_count, ctypes.byref(got)), timeout)
+            if rc < 0:
+                e = _error(rc)
+                if rc == _ELOST:
+                    e.lost = leases[0].lost
+                raise e
+            return ReadBatch(self, leases, got.value)
         finally:
             self._leave()
 
@@ -693,6 +723,94 @@ class WriteLease(_LeaseBase):
             self.abort()
 
 
+class ReadBatch:
+    """Messages read in place (from Subscriber.peek_many). `views` is a list
+    of read-only memoryviews, valid until release(); `with` releases them.
+    Views of their memory must not outlive the batch (LeaseInUse)."""
+
+    def __init__(self, sub: Subscriber, leases: ctypes.Array, count: int) -> None:
+        self._handle, self._leases, self._count, self._done = sub, leases, count, False
+        raw = memoryview(leases).cast("B")
+        self._fields = list(_LEASE_FIELDS.iter_unpack(raw[:count * _LEASE_FIELDS.size]))
+        raw.release()
+        # One exporter per run of messages at rising addresses (the ring
+        # wraps at most once in a batch), sliced per message: a slice costs
+        # far less than an exporter of its own.
+        self._arrays: list = []
+        self._refs: list = []
+        self._spans: list = []
+        views = []
+        fields, i = self._fields, 0
+        while i < count:
+            base, end, j = fields[i][0], fields[i][0] + fields[i][1], i + 1
+            while j < count and fields[j][0] >= end:
+                end = fields[j][0] + fields[j][1]
+                j += 1
+            self._arrays.append((ctypes.c_char * max(end - base, 1)).from_address(base))
+            self._refs.append(sys.getrefcount(self._arrays[-1]))
+            span = memoryview(self._arrays[-1]).cast("B").toreadonly()
+            self._spans.append(span)
+            views += [span[f[0] - base:f[0] - base + f[1]] for f in fields[i:j]]
+            i = j
+        self.views: List[memoryview] = views
+        sub._lease = self
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[memoryview]:
+        return iter(self.views)
+
+    def info(self, i: int) -> tuple:
+        """(seq, timestamp_ns, publisher_id, redelivered) of message i."""
+        f = self._fields[i]
+        return f[2], f[3], f[4], bool(f[5] & 0x1)
+
+    def release(self) -> None:
+        """End every lease of the batch. Raises Overwritten (with
+        `overwritten`, the indexes overrun while held) under the overwrite
+        policy, LeaseInUse if views of the memory are still alive, LeaseError
+        if it already ended."""
+        if self._done:
+            raise LeaseError("the batch has already ended")
+        try:
+            for v in self.views:
+                v.release()
+        except BufferError:
+            raise LeaseInUse("a view of the batch's memory is still in use (a numpy array or other buffer "
+                             "taken from it); drop it before the batch ends") from None
+        for span in self._spans:
+            span.release()
+        if any(sys.getrefcount(self._arrays[k]) > self._refs[k] for k in range(len(self._arrays))):
+            raise LeaseInUse("views of the batch's memory (slices of its views, or numpy arrays made from them) "
+                             "are still alive; drop them, then release again")
+        ptr = self._handle._enter()
+        try:
+            self._done = True
+            self._handle._lease = None
+            rc = _lib.dmaq_sub_release_many(ptr, self._leases, self._count)
+        finally:
+            self._handle._leave()
+        if rc < 0:
+            e = _error(rc)
+            if rc == _EOVERWRITTEN:
+                e.overwritten = [i for i in range(self._count) if self._leases[i].flags & 0x2]
+            raise e
+
+    def _end_for_close(self) -> None:
+        if not self._done:
+            try:
+                self.release()
+            except Overwritten:
+                pass
+
+    def __enter__(self) -> List[memoryview]:
+        return self.views
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 # ---- channels -----------------------------------------------------------------
 
 
@@ -784,7 +902,7 @@ class QueueFactory:
 
 
 __all__ = [
-    "Publisher", "Subscriber", "ReadLease", "WriteLease", "Kind", "Policy", "Start", "QUEUE", "BROADCAST", "BLOCK",
+    "Publisher", "Subscriber", "ReadLease", "WriteLease", "ReadBatch", "BATCH_MAX", "Kind", "Policy", "Start", "QUEUE", "BROADCAST", "BLOCK",
     "OVERWRITE", "NEWEST", "OLDEST", "stat", "unlink", "gc", "version", "strerror", "ChannelStat", "SubscriberStat",
     "QueueOptions", "QueueFactory", "DmaqError", "InvalidArgument", "SchemeError", "ChannelNotFound",
     "IncompatibleChannel", "MessageTooLarge", "WouldBlock", "Timeout", "MessagesLost", "Overwritten",

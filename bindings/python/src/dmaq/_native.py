@@ -62,6 +62,8 @@ _SIGNATURES = {
     "dmaq_sub_recv": (c_int, [_P, c_void_p, c_size_t, POINTER(c_size_t), c_int64]),
     "dmaq_sub_recv_many": (c_int, [_P, c_void_p, c_size_t, POINTER(c_size_t), c_size_t, POINTER(c_size_t),
                                    c_int64]),
+    "dmaq_sub_peek_many": (c_int, [_P, POINTER(Lease), c_size_t, POINTER(c_size_t), c_int64]),
+    "dmaq_sub_release_many": (c_int, [_P, POINTER(Lease), c_size_t]),
     "dmaq_channel_stat": (c_int, [c_char_p, POINTER(Stat), POINTER(SubStat), c_size_t]),
     "dmaq_channel_unlink": (c_int, [c_char_p]),
     "dmaq_channel_gc": (c_int, [c_char_p]),
