@@ -2,6 +2,7 @@
 # The whole test suite: builds dmaq three times and runs
 #   - every test in the plain build (the soak for 10 s per kind);
 #   - the Python binding's tests, from a wheel pip builds, against C peers;
+#   - the .NET binding's xunit tests (cross-language and pack-and-consume too);
 #   - the Rust crate's tests (cargo test), against C peers too;
 #   - every test again with ASan+UBSan (shorter stress and soak);
 #   - every test again under ThreadSanitizer. Criterion cannot run under
@@ -24,6 +25,10 @@ cmake --build build -j"$jobs" >/dev/null
 
 echo "== Python binding (a wheel built by pip, installed in a venv, against C peers)"
 bindings/python/run-tests.sh build
+
+echo "== .NET binding (xunit, restored offline from the local NuGet folder; packs and consumes the package)"
+command -v dotnet >/dev/null || { echo "the .NET SDK (dotnet) is not installed" >&2; exit 1; }
+(cd bindings/dotnet/Dmaq.Tests && DMAQ_TEST_PEER="$PWD/../../../build/tests/dmaq-test-peer" dotnet test --nologo)
 
 echo "== Rust binding (cargo test; the crate builds the C core itself, offline)"
 command -v cargo >/dev/null || dmaq_install_deps cargo

@@ -1,0 +1,146 @@
+using System.Runtime.InteropServices;
+
+namespace Dmaq;
+
+/// <summary>Channel kinds.</summary>
+public enum ChannelKind
+{
+    /// <summary>Accept what exists; create a broadcast channel otherwise.</summary>
+    Any = 0,
+    /// <summary>Each message to exactly one subscriber (a work queue).</summary>
+    Queue = 1,
+    /// <summary>Each message to every subscriber.</summary>
+    Broadcast = 2,
+}
+
+/// <summary>What a full ring does.</summary>
+public enum OverflowPolicy
+{
+    /// <summary>Accept what exists; block when creating.</summary>
+    Any = 0,
+    /// <summary>Publishers wait for space.</summary>
+    Block = 1,
+    /// <summary>Broadcast only: publishers never wait; lapped subscribers lose messages.</summary>
+    Overwrite = 2,
+}
+
+/// <summary>
+/// A channel, described the way Cloudtoid.Interprocess describes a queue: a
+/// name (the channel is <c>shm://queueName</c>) and a capacity in bytes,
+/// plus what Cloudtoid does not have: kind, policy and maximum message size.
+/// </summary>
+/// <param name="queueName">The channel's name, without the <c>shm://</c> scheme.</param>
+/// <param name="bytesCapacity">Ring bytes: a power of two, at least 4096 (0: the channel's, or 1 MiB).</param>
+public sealed class QueueOptions(string queueName, long bytesCapacity = 0)
+{
+    /// <summary>The channel's name.</summary>
+    public string QueueName { get; } = queueName ?? throw new ArgumentNullException(nameof(queueName));
+    /// <summary>Ring bytes.</summary>
+    public long BytesCapacity { get; } = bytesCapacity;
+    /// <summary>Queue (the default, as in Cloudtoid) or broadcast.</summary>
+    public ChannelKind Kind { get; init; } = ChannelKind.Queue;
+    /// <summary>Block (the default) or overwrite.</summary>
+    public OverflowPolicy Policy { get; init; } = OverflowPolicy.Block;
+    /// <summary>The largest message in bytes (0: the channel's, or a quarter of the capacity).</summary>
+    public long MaxMessageSize { get; init; }
+    /// <summary>The directory of the channel files (null: $DMAQ_SHM_DIR, else /dev/shm).</summary>
+    public string? Directory { get; init; }
+    /// <summary>How long waits spin before they sleep (null: 50 µs).</summary>
+    public TimeSpan? Spin { get; init; }
+    /// <summary>The channel's URI.</summary>
+    public string Uri => Directory is null ? "shm://" + QueueName : $"shm://{Directory}/{QueueName}";
+
+    internal unsafe Native.Options ToNative()
+    {
+        Native.Options o;
+        Native.OptionsInit(&o);
+        o.Kind = (uint)Kind;
+        o.Policy = (uint)Policy;
+        o.Capacity = (ulong)BytesCapacity;
+        o.MaxMessage = (ulong)MaxMessageSize;
+        o.SpinNs = Spin is null ? -1 : (long)(Spin.Value.Ticks * 100);
+        return o;
+    }
+}
+
+/// <summary>Makes publishers and subscribers, as Cloudtoid's QueueFactory does.</summary>
+public sealed class QueueFactory
+{
+    /// <summary>A publisher on the channel, created from <paramref name="options"/> if it does not exist.</summary>
+    /// <exception cref="DmaqException">What was wrong, from the C library.</exception>
+    public Publisher CreatePublisher(QueueOptions options) => new(options);
+
+    /// <summary>A subscriber on the channel, created from <paramref name="options"/> if it does not exist.</summary>
+    /// <exception cref="DmaqException">What was wrong, from the C library.</exception>
+    public Subscriber CreateSubscriber(QueueOptions options) => new(options);
+}
+
+/// <summary>Channel-wide operations.</summary>
+public static class Channel
+{
+    /// <summary>The version of the C library ("0.1.0").</summary>
+    public static unsafe string LibraryVersion => Native.Text(Native.Version());
+
+    /// <summary>Removes the channel's name; open handles keep working.</summary>
+    public static unsafe void Unlink(string uri)
+    {
+        fixed (byte* u = Native.Utf8(uri))
+            DmaqException.Check(Native.ChannelUnlink(u));
+    }
+
+    /// <summary>Removes the stale channels (no live process attached) of a directory; returns how many.</summary>
+    public static unsafe int CollectGarbage(string? directory = null)
+    {
+        fixed (byte* d = directory is null ? null : Native.Utf8(directory))
+        {
+            int rc = Native.ChannelGc(d);
+            DmaqException.Check(rc);
+            return rc;
+        }
+    }
+
+    /// <summary>Describes the channel at <paramref name="uri"/>.</summary>
+    /// <exception cref="DmaqNotFoundException">It does not exist.</exception>
+    public static unsafe ChannelStat Stat(string uri)
+    {
+        Native.Stat st = default;
+        st.Size = (uint)sizeof(Native.Stat);
+        fixed (byte* u = Native.Utf8(uri))
+            DmaqException.Check(Native.ChannelStat(u, &st, null, 0));
+        return new ChannelStat((ChannelKind)st.Kind, (OverflowPolicy)st.Policy, (long)st.Capacity, (long)st.MaxMessage,
+                               (int)st.Publishers, (int)st.Subscribers, (long)st.Published,
+                               (st.Flags & Native.StatStale) != 0);
+    }
+}
+
+/// <summary>A channel's figures (from <see cref="Channel.Stat"/>).</summary>
+/// <param name="Kind">Queue or broadcast.</param>
+/// <param name="Policy">Block or overwrite.</param>
+/// <param name="Capacity">Ring bytes.</param>
+/// <param name="MaxMessage">The largest message.</param>
+/// <param name="Publishers">Publishers attached now.</param>
+/// <param name="Subscribers">Subscribers attached now.</param>
+/// <param name="Published">Messages committed since creation.</param>
+/// <param name="Stale">No live process is attached.</param>
+public sealed record ChannelStat(ChannelKind Kind, OverflowPolicy Policy, long Capacity, long MaxMessage, int Publishers,
+                                 int Subscribers, long Published, bool Stale);
+
+/// <summary>Owns a C handle; closes it exactly once (double dispose is harmless).</summary>
+internal sealed class DmaqHandle : SafeHandle
+{
+    private readonly bool _publisher;
+    public DmaqHandle(nint handle, bool publisher) : base(0, true)
+    {
+        SetHandle(handle);
+        _publisher = publisher;
+    }
+    public override bool IsInvalid => handle == 0;
+    protected override bool ReleaseHandle()
+    {
+        if (_publisher)
+            Native.PubClose(handle);
+        else
+            Native.SubClose(handle);
+        return true;
+    }
+}
