@@ -5,8 +5,8 @@
 #   bench/run.sh           the full run (several minutes)
 #   bench/run.sh --quick   under a minute
 #
-# Writes bench/RESULTS.md (dmaq-bench's report, then the Python and Rust
-# bindings' per-call cost against C's), and bench/results/
+# Writes bench/RESULTS.md (dmaq-bench's report, then the Python, Rust and
+# .NET bindings' per-call cost against C's), and bench/results/
 # (results.json, the plots' tables, latency.png and throughput.png).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +32,9 @@ build/bench-venv/bin/python bench/python_bench.py --c-bench build/bench/dmaq-cal
 # The Rust binding's zero-copy calls against C.
 (cd bindings/rust && CARGO_TARGET_DIR="$PWD/../../build/rust" cargo run --offline -q --release --example callbench -- \
     "$PWD/../../build/bench/dmaq-call-bench" ${quick:+500000}) >>bench/RESULTS.md || status=$?
+# The .NET binding's calls against C.
+(cd bindings/dotnet/Dmaq.Bench && dotnet run -c Release -- "$PWD/../../../build/bench/dmaq-call-bench" ${quick:+5}) \
+    >>bench/RESULTS.md || status=$?
 gnuplot -e "dir='$out'" bench/plot.gp
 printf '\n## Plots\n\n![one-way latency per transport](results/latency.png)\n\n![throughput against message size](results/throughput.png)\n' \
     >>bench/RESULTS.md

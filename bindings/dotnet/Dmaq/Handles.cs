@@ -40,7 +40,7 @@ public sealed unsafe class Publisher : IDisposable
     {
         int rc;
         fixed (byte* p = message)
-            rc = Native.PubSend(H, p, (nuint)message.Length, 0);
+            rc = Native.PubSendNow(H, p, (nuint)message.Length, 0);
         if (rc == Native.EAGAIN || rc == Native.ETIMEDOUT)
             return false;
         DmaqException.Check(rc);
@@ -188,7 +188,8 @@ public sealed unsafe class Subscriber : IDisposable
     private bool Receive(byte* p, int capacity, long timeoutNs, out int length)
     {
         nuint len;
-        int rc = Native.SubRecv(H, p, (nuint)capacity, &len, timeoutNs);
+        int rc = timeoutNs == 0 ? Native.SubRecvNow(H, p, (nuint)capacity, &len, 0)
+                                : Native.SubRecv(H, p, (nuint)capacity, &len, timeoutNs);
         length = (int)len;
         switch (rc)
         {
@@ -226,7 +227,7 @@ public sealed unsafe class Subscriber : IDisposable
     {
         int rc;
         fixed (Native.Lease* l = &_lease)
-            rc = Native.SubPeek(H, l, timeoutNs);
+            rc = timeoutNs == 0 ? Native.SubPeekNow(H, l, 0) : Native.SubPeek(H, l, timeoutNs);
         lease = default;
         if (rc == Native.EAGAIN || rc == Native.ETIMEDOUT)
             return false;

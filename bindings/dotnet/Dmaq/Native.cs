@@ -87,6 +87,15 @@ internal static unsafe partial class Native
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_recv")]
     internal static partial int SubRecv(nint sub, byte* buf, nuint cap, nuint* len, long timeoutNs);
 
+    // The same calls with a zero timeout never wait ("try once"): the Try*
+    // methods use these, without the GC transition a wait would need.
+    [LibraryImport(Lib, EntryPoint = "dmaq_pub_send"), SuppressGCTransition]
+    internal static partial int PubSendNow(nint pub, byte* data, nuint len, long zero);
+    [LibraryImport(Lib, EntryPoint = "dmaq_sub_recv"), SuppressGCTransition]
+    internal static partial int SubRecvNow(nint sub, byte* buf, nuint cap, nuint* len, long zero);
+    [LibraryImport(Lib, EntryPoint = "dmaq_sub_peek"), SuppressGCTransition]
+    internal static partial int SubPeekNow(nint sub, Lease* lease, long zero);
+
     [LibraryImport(Lib, EntryPoint = "dmaq_channel_stat")]
     internal static partial int ChannelStat(byte* uri, Stat* stat, SubStat* subs, nuint cap);
     [LibraryImport(Lib, EntryPoint = "dmaq_channel_unlink")]
