@@ -29,6 +29,8 @@ bindings/python/run-tests.sh build
 echo "== .NET binding (xunit, restored offline from the local NuGet folder; packs and consumes the package)"
 command -v dotnet >/dev/null || { echo "the .NET SDK (dotnet) is not installed" >&2; exit 1; }
 (cd bindings/dotnet/Dmaq.Tests && DMAQ_TEST_PEER="$PWD/../../../build/tests/dmaq-test-peer" dotnet test --nologo)
+# Its DI extension restores Microsoft.Extensions.DependencyInjection.Abstractions from the machine's NuGet source.
+(cd bindings/dotnet/Dmaq.Extensions.Tests && dotnet test --nologo)
 
 echo "== Rust binding (cargo test; the crate builds the C core itself, offline)"
 command -v cargo >/dev/null || dmaq_install_deps cargo
