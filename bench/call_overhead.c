@@ -4,12 +4,14 @@
  * calls with, in the same run. Prints "name messages-per-second" lines.
  *
  *   dmaq-call-bench [MESSAGES]
+ *   dmaq-call-bench --stream MESSAGES   (a publisher process streaming to this one)
  */
 #define _GNU_SOURCE
 #include <dmaq/dmaq.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,8 +33,44 @@ static void check(int rc, const char *what)
     }
 }
 
+/* Two processes: a child publishes n 64-byte messages on a queue as fast as
+ * it can, this process receives them; messages/s from first to last. */
+static void stream(long n)
+{
+    char uri[64];
+    snprintf(uri, sizeof uri, "shm://call-bench-stream-%d", (int)getpid());
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.kind = DMAQ_KIND_QUEUE;
+    o.capacity = 1 << 20;
+    dmaq_sub *sub;
+    check(dmaq_sub_open(uri, &o, &sub), "open");
+    pid_t child = fork();
+    if (child == 0) {
+        dmaq_pub *pub;
+        unsigned char msg[SIZE] = {1};
+        check(dmaq_pub_open(uri, &o, &pub), "open");
+        for (long i = 0; i < n; i++)
+            check(dmaq_pub_send(pub, msg, SIZE, -1), "send");
+        _exit(0);
+    }
+    unsigned char buf[SIZE];
+    size_t len;
+    check(dmaq_sub_recv(sub, buf, sizeof buf, &len, -1), "recv");
+    double t0 = now_s();
+    for (long i = 1; i < n; i++)
+        check(dmaq_sub_recv(sub, buf, sizeof buf, &len, -1), "recv");
+    printf("stream %.0f\n", (double)(n - 1) / (now_s() - t0));
+    waitpid(child, NULL, 0);
+    dmaq_sub_close(sub);
+    dmaq_channel_unlink(uri);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "--stream") == 0) {
+        stream(atol(argv[2]));
+        return 0;
+    }
     long n = argc > 1 ? atol(argv[1]) : 1000000;
     char uri[64];
     snprintf(uri, sizeof uri, "shm://call-bench-%d", (int)getpid());

@@ -6,6 +6,15 @@
 using System.Diagnostics;
 using Dmaq;
 
+if (args.Length == 3 && args[0] == "stream-publisher") // the other process of the stream
+{
+    var streamOptions = new QueueOptions(args[1], 1 << 20) { Kind = ChannelKind.Queue };
+    using var publisher = new QueueFactory().CreatePublisher(streamOptions);
+    var message = new byte[64];
+    for (long i = 0, n = long.Parse(args[2]); i < n; i++)
+        publisher.Enqueue(message);
+    return 0;
+}
 if (args.Length < 1)
 {
     Console.Error.WriteLine("usage: Dmaq.Bench PATH/TO/dmaq-call-bench [PAIRS]");
@@ -87,6 +96,40 @@ for (int i = 0; i < 20; i++) // warm-up: let the JIT reach its final code
     Copying();
     ZeroCopy();
 }
+// Two processes, 64 B messages: a .NET publisher process streaming to this
+// one, against dmaq-call-bench --stream doing the same in C.
+const long StreamMessages = 2_000_000;
+double Stream()
+{
+    string name = $"dotnet-bench-stream-{Environment.ProcessId}";
+    var streamOptions = new QueueOptions(name, 1 << 20) { Kind = ChannelKind.Queue };
+    using var s = factory.CreateSubscriber(streamOptions);
+    var info = new ProcessStartInfo("dotnet") { ArgumentList = { System.Reflection.Assembly.GetEntryAssembly()!.Location, "stream-publisher", name, StreamMessages.ToString() } };
+    using var child = Process.Start(info)!;
+    var b = new byte[64];
+    s.Dequeue(b);
+    long t0 = Stopwatch.GetTimestamp();
+    for (long i = 1; i < StreamMessages; i++)
+        s.Dequeue(b);
+    double rate = (StreamMessages - 1) / Stopwatch.GetElapsedTime(t0).TotalSeconds;
+    child.WaitForExit();
+    Channel.Unlink(streamOptions.Uri);
+    return rate;
+}
+
+double CStream()
+{
+    var info = new ProcessStartInfo(cBench) { RedirectStandardOutput = true, ArgumentList = { "--stream", StreamMessages.ToString() } };
+    using var p = Process.Start(info)!;
+    double rate = double.Parse(p.StandardOutput.ReadToEnd().Split(' ')[1]);
+    p.WaitForExit();
+    return rate;
+}
+
+var streams = new List<(double Net, double C)>();
+for (int k = 0; k < Math.Max(3, pairs / 4); k++)
+    streams.Add((Stream(), CStream()));
+
 var names = new[] { "send", "recv", "reserve+commit", "peek+release" };
 var net = names.ToDictionary(n => n, _ => new List<double>());
 var c = names.ToDictionary(n => n, _ => new List<double>());
@@ -118,5 +161,9 @@ for (int i = 0; i < names.Length; i++)
 Console.WriteLine($"\nOne enqueue + dequeue pair (64 B, copying): {Pair(net, "send", "recv"):F0} ns from .NET, " +
                   $"{Pair(c, "send", "recv"):F0} ns from C; zero-copy: {Pair(net, "reserve+commit", "peek+release"):F0} ns " +
                   $"and {Pair(c, "reserve+commit", "peek+release"):F0} ns.");
+double netStream = Median(streams.Select(x => x.Net).ToList()), cStream = Median(streams.Select(x => x.C).ToList());
+Console.WriteLine($"\nTwo processes, 64 B messages on a queue ({streams.Count} alternating runs of {StreamMessages}, medians): " +
+                  $"{netStream / 1e6:F2} M msg/s with a .NET publisher and subscriber, {cStream / 1e6:F2} M with C's " +
+                  $"({Median(streams.Select(x => x.Net / x.C).ToList()):F3}x).");
 Channel.Unlink(options.Uri);
 return sink > 0 ? 0 : 1;
