@@ -54,6 +54,8 @@ public sealed unsafe class Publisher : IDisposable
     /// <exception cref="OperationCanceledException">The token was cancelled first.</exception>
     public void Enqueue(ReadOnlySpan<byte> message, CancellationToken cancellation = default)
     {
+        if (TryEnqueue(message)) // the common case, without a GC transition
+            return;
         fixed (byte* p = message)
             for (;;)
             {
@@ -171,8 +173,10 @@ public sealed unsafe class Subscriber : IDisposable
     /// <returns>The part of <paramref name="buffer"/> holding the message.</returns>
     public ReadOnlyMemory<byte> Dequeue(Memory<byte> buffer, CancellationToken cancellation = default)
     {
-        using MemoryHandle pin = buffer.Pin();
         int length;
+        if (TryDequeue(buffer.Span, out length)) // the common case: no pinning, no GC transition
+            return buffer[..length];
+        using MemoryHandle pin = buffer.Pin();
         while (!Receive((byte*)pin.Pointer, buffer.Length, Slice.Ns(cancellation), out length))
             cancellation.ThrowIfCancellationRequested();
         return buffer[..length];
