@@ -817,39 +817,51 @@ static int shm_sub_peek(void *state, dmaq_lease *lease, int64_t timeout_ns)
     return 0;
 }
 
+/* Queue: the records at pos[0..n) are done with: release their space. */
+static void queue_release(struct shm_sub *s, const uint64_t *pos, uint32_t n)
+{
+    struct shm_chan *ch = &s->ch;
+    for (uint32_t i = 0; i < n; i++)
+        atomic_store(&shm_rec(ch, pos[i])->state, REC_RELEASED);
+    bump(&s->slot->count, n);
+    queue_advance_tail(ch);
+    wake_if_sleeping(&ch->hdr->space_sleepers, &ch->hdr->space_futex);
+}
+
+/* Broadcast: move past `n` messages ending at `end`, the last numbered
+ * `last_seq`, of which `overrun` were overwritten while read. */
+static void broadcast_move_past(struct shm_sub *s, uint64_t end, uint64_t last_seq, uint32_t n, uint32_t overrun)
+{
+    s->pos = end;
+    if (last_seq >= s->next_seq)
+        s->next_seq = last_seq + 1;
+    atomic_store_explicit(&s->slot->next_seq, s->next_seq, memory_order_relaxed);
+    bump(&s->slot->lost, overrun);
+    bump(&s->slot->count, n - overrun);
+    /* seq_cst store: ordered before the sleeper check, pairing with a
+     * blocked publisher's increment before its re-check. */
+    atomic_store(&s->slot->pos, s->pos);
+}
+
 /* Finish the message at the lease: broadcast moves past it, a queue marks it
  * released. Returns DMAQ_EOVERWRITTEN if, under validation, it was overrun. */
 static int finish_read(struct shm_sub *s, uint64_t seq)
 {
     struct shm_chan *ch = &s->ch;
-    struct shm_header *h = ch->hdr;
     uint64_t pos = s->lease_pos;
     s->token = 0;
     if (ch->kind == DMAQ_KIND_QUEUE) {
-        atomic_store(&shm_rec(ch, pos)->state, REC_RELEASED);
-        bump(&s->slot->count, 1);
-        queue_advance_tail(ch);
-        wake_if_sleeping(&h->space_sleepers, &h->space_futex);
+        queue_release(s, &pos, 1);
         return 0;
     }
     bool overrun = pos < s->validate_below && !intact(s, pos);
-    s->pos = pos + s->lease_size;
-    if (seq >= s->next_seq)
-        s->next_seq = seq + 1;
-    atomic_store_explicit(&s->slot->next_seq, s->next_seq, memory_order_relaxed);
-    if (overrun) {
-        bump(&s->slot->lost, 1);
-        atomic_store(&s->slot->pos, s->pos);
+    broadcast_move_past(s, pos + s->lease_size, seq, 1, overrun);
+    if (overrun)
         return dmaq_error_set(DMAQ_EOVERWRITTEN,
                               "message at position %llu on '%s' was overwritten while it was read",
                               (unsigned long long)pos, ch->name);
-    }
-    bump(&s->slot->count, 1);
-    /* seq_cst store: ordered before the sleeper check, pairing with a
-     * blocked publisher's increment before its re-check. */
-    atomic_store(&s->slot->pos, s->pos);
     if (ch->policy == DMAQ_POLICY_BLOCK)
-        wake_if_sleeping(&h->space_sleepers, &h->space_futex);
+        wake_if_sleeping(&ch->hdr->space_sleepers, &ch->hdr->space_futex);
     return 0;
 }
 
@@ -974,34 +986,23 @@ static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, 
 static size_t finish_batch(struct shm_sub *s, dmaq_lease *leases)
 {
     struct shm_chan *ch = &s->ch;
-    struct shm_header *h = ch->hdr;
     uint32_t n = s->batch;
     s->batch = 0;
     s->token = 0;
     if (ch->kind == DMAQ_KIND_QUEUE) {
-        for (uint32_t i = 0; i < n; i++)
-            atomic_store(&shm_rec(ch, s->batch_pos[i])->state, REC_RELEASED);
-        bump(&s->slot->count, n);
-        queue_advance_tail(ch);
-        wake_if_sleeping(&h->space_sleepers, &h->space_futex);
+        queue_release(s, s->batch_pos, n);
         return 0;
     }
-    size_t overrun = 0;
+    uint32_t overrun = 0;
     for (uint32_t i = 0; i < n; i++)
         if (s->batch_pos[i] < s->validate_below && !intact(s, s->batch_pos[i])) {
             overrun++;
             if (leases)
                 leases[i].flags |= DMAQ_LEASE_OVERWRITTEN;
         }
-    s->pos = s->batch_pos[n - 1] + s->batch_size[n - 1];
-    if (s->batch_last_seq >= s->next_seq)
-        s->next_seq = s->batch_last_seq + 1;
-    atomic_store_explicit(&s->slot->next_seq, s->next_seq, memory_order_relaxed);
-    bump(&s->slot->lost, overrun);
-    bump(&s->slot->count, n - overrun);
-    atomic_store(&s->slot->pos, s->pos); /* seq_cst: see finish_read */
+    broadcast_move_past(s, s->batch_pos[n - 1] + s->batch_size[n - 1], s->batch_last_seq, n, overrun);
     if (ch->policy == DMAQ_POLICY_BLOCK)
-        wake_if_sleeping(&h->space_sleepers, &h->space_futex);
+        wake_if_sleeping(&ch->hdr->space_sleepers, &ch->hdr->space_futex);
     return overrun;
 }
 
