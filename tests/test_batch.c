@@ -19,6 +19,30 @@ static dmaq_options opts(uint32_t kind, uint32_t policy, uint64_t capacity, uint
     return o;
 }
 
+/* A fresh channel with a subscriber, opened first so that a broadcast
+ * shows it everything, and a publisher. */
+struct pair {
+    char uri[96];
+    dmaq_sub *sub;
+    dmaq_pub *pub;
+};
+
+static struct pair pair_open(const char *what, const dmaq_options *o)
+{
+    struct pair c;
+    unique_uri(c.uri, sizeof c.uri, what);
+    cr_assert_eq(dmaq_sub_open(c.uri, o, &c.sub), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_pub_open(c.uri, o, &c.pub), 0, "%s", dmaq_last_error());
+    return c;
+}
+
+static void pair_close(struct pair *c)
+{
+    dmaq_pub_close(c->pub);
+    dmaq_sub_close(c->sub);
+    dmaq_channel_unlink(c->uri);
+}
+
 /* The child publishes MESSAGES checksummed messages of 16..400 bytes in
  * batches of 1..BATCH_MAX; the parent takes them in batches and checks each. */
 static void batches_across_processes(uint32_t kind)
@@ -83,13 +107,10 @@ Test(batch, broadcast_across_processes) { batches_across_processes(DMAQ_KIND_BRO
 
 Test(batch, a_message_that_does_not_fit)
 {
-    char uri[96];
-    unique_uri(uri, sizeof uri, "batch-fit");
     dmaq_options o = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, 1 << 16, 1024);
-    dmaq_sub *sub;
-    dmaq_pub *pub;
-    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0);
-    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0);
+    struct pair c = pair_open("batch-fit", &o);
+    dmaq_sub *sub = c.sub;
+    dmaq_pub *pub = c.pub;
     unsigned char data[300] = {0};
     size_t lens[3] = {100, 100, 100}, sent, count, got[4];
     cr_assert_eq(dmaq_pub_send_many(pub, data, lens, 3, &sent, 0), 0);
@@ -112,20 +133,15 @@ Test(batch, a_message_that_does_not_fit)
     unsigned char src[2020] = {0};
     expect_error(dmaq_pub_send_many(pub, src, big, 3, &sent, 0), DMAQ_EMSGSIZE, "");
     cr_expect_eq(sent, 1, "the message before it was published");
-    dmaq_pub_close(pub);
-    dmaq_sub_close(sub);
-    dmaq_channel_unlink(uri);
+    pair_close(&c);
 }
 
 Test(batch, send_many_times_out_on_a_full_ring)
 {
-    char uri[96];
-    unique_uri(uri, sizeof uri, "batch-full");
     dmaq_options o = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, 4096, 0);
-    dmaq_sub *sub;
-    dmaq_pub *pub;
-    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0);
-    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0);
+    struct pair c = pair_open("batch-full", &o);
+    dmaq_sub *sub = c.sub;
+    dmaq_pub *pub = c.pub;
     size_t lens[100];
     for (int i = 0; i < 100; i++)
         lens[i] = 100;
@@ -142,20 +158,15 @@ Test(batch, send_many_times_out_on_a_full_ring)
     while (dmaq_sub_recv_many(sub, buf, sizeof buf, got, 128, &count, 0) == 0)
         total += count;
     cr_expect_eq(total, sent, "every message it said it sent arrives");
-    dmaq_pub_close(pub);
-    dmaq_sub_close(sub);
-    dmaq_channel_unlink(uri);
+    pair_close(&c);
 }
 
 Test(batch, a_lapped_subscriber_learns_how_many_it_lost)
 {
-    char uri[96];
-    unique_uri(uri, sizeof uri, "batch-lost");
     dmaq_options o = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_OVERWRITE, 4096, 0);
-    dmaq_sub *sub;
-    dmaq_pub *pub;
-    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0);
-    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0);
+    struct pair c = pair_open("batch-lost", &o);
+    dmaq_sub *sub = c.sub;
+    dmaq_pub *pub = c.pub;
     size_t lens[200];
     for (int i = 0; i < 200; i++)
         lens[i] = 64;
@@ -171,19 +182,14 @@ Test(batch, a_lapped_subscriber_learns_how_many_it_lost)
         received += count;
     cr_expect_eq(lost + received, 200, "lost %llu + received %llu account for every message",
                  (unsigned long long)lost, (unsigned long long)received);
-    dmaq_pub_close(pub);
-    dmaq_sub_close(sub);
-    dmaq_channel_unlink(uri);
+    pair_close(&c);
 }
 
 Test(batch, bad_arguments)
 {
-    char uri[96];
-    unique_uri(uri, sizeof uri, "batch-args");
-    dmaq_sub *sub;
-    dmaq_pub *pub;
-    cr_assert_eq(dmaq_sub_open(uri, NULL, &sub), 0);
-    cr_assert_eq(dmaq_pub_open(uri, NULL, &pub), 0);
+    struct pair c = pair_open("batch-args", NULL);
+    dmaq_sub *sub = c.sub;
+    dmaq_pub *pub = c.pub;
     size_t lens[2] = {1, 1}, count = 9, sent = 9;
     unsigned char buf[8];
     expect_error(dmaq_pub_send_many(NULL, buf, lens, 2, &sent, 0), DMAQ_EINVAL, "pub is NULL");
@@ -197,9 +203,7 @@ Test(batch, bad_arguments)
     expect_error(dmaq_sub_recv_many(sub, buf, 8, lens, 2, NULL, 0), DMAQ_EINVAL, "count is NULL");
     expect_error(dmaq_sub_recv_many(sub, NULL, 8, lens, 2, &count, 0), DMAQ_EINVAL, "buf is NULL");
     expect_error(dmaq_sub_recv_many(sub, buf, 8, lens, 0, &count, 0), DMAQ_EINVAL, "max_count is 0");
-    dmaq_pub_close(pub);
-    dmaq_sub_close(sub);
-    dmaq_channel_unlink(uri);
+    pair_close(&c);
 }
 
 /* ---- zero-copy batches: dmaq_sub_peek_many / dmaq_sub_release_many ---- */
@@ -219,13 +223,10 @@ static uint32_t number_in(const dmaq_lease *l)
 
 Test(batch, leases_in_a_batch)
 {
-    char uri[96];
-    unique_uri(uri, sizeof uri, "peek-many");
     dmaq_options o = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, 1 << 16, 0);
-    dmaq_sub *sub;
-    dmaq_pub *pub;
-    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0);
-    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0);
+    struct pair c = pair_open("peek-many", &o);
+    dmaq_sub *sub = c.sub;
+    dmaq_pub *pub = c.pub;
     publish_numbers(pub, 0, 100);
     static dmaq_lease leases[DMAQ_BATCH_MAX];
     size_t n;
@@ -262,9 +263,7 @@ Test(batch, leases_in_a_batch)
     cr_assert_eq(dmaq_sub_peek(sub, &one, 0), 0);
     cr_expect_eq(number_in(&one), 100);
     dmaq_sub_release(sub, &one);
-    dmaq_pub_close(pub);
-    dmaq_sub_close(sub);
-    dmaq_channel_unlink(uri);
+    pair_close(&c);
 }
 
 Test(batch, queue_batches_across_processes)
@@ -359,13 +358,10 @@ Test(batch, a_killed_holder_of_a_queue_batch_loses_nothing)
 
 Test(batch, a_batch_overwritten_while_held)
 {
-    char uri[96];
-    unique_uri(uri, sizeof uri, "peek-many-ow");
     dmaq_options o = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_OVERWRITE, 4096, 0);
-    dmaq_sub *sub;
-    dmaq_pub *pub;
-    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0);
-    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0);
+    struct pair c = pair_open("peek-many-ow", &o);
+    dmaq_sub *sub = c.sub;
+    dmaq_pub *pub = c.pub;
     publish_numbers(pub, 0, 10);
     static dmaq_lease leases[DMAQ_BATCH_MAX];
     size_t n;
@@ -380,9 +376,7 @@ Test(batch, a_batch_overwritten_while_held)
     dmaq_lease l;
     cr_expect_eq(dmaq_sub_peek(sub, &l, 0), DMAQ_ELOST, "then the lap itself is reported");
     cr_expect_gt(l.lost, 0);
-    dmaq_pub_close(pub);
-    dmaq_sub_close(sub);
-    dmaq_channel_unlink(uri);
+    pair_close(&c);
 }
 
 Test(batch, closing_with_a_batch_frees_its_space)
