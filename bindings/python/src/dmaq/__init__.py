@@ -443,20 +443,17 @@ class Subscriber(_Handle):
         self.uri = uri
         self._opened(_open(_lib.dmaq_sub_open, uri,
                            _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create)))
-        st = _Stat()
-        st.size = ctypes.sizeof(_Stat)
-        rc = _lib.dmaq_channel_stat(uri.encode(), ctypes.byref(st), None, 0)
-        if rc < 0:
-            e = _error(rc)
+        try:
+            self.max_message: int = stat(uri).max_message
+        except DmaqError:
             self._closing = True
             self._destroy()
-            raise e
-        self.max_message: int = st.max_message
+            raise
         if _fast:
-            self._buf = _ffi.new("char[]", max(st.max_message, 1))
+            self._buf = _ffi.new("char[]", max(self.max_message, 1))
             self._len = _ffi.new("size_t *")
         else:
-            self._buf = ctypes.create_string_buffer(max(st.max_message, 1))
+            self._buf = ctypes.create_string_buffer(max(self.max_message, 1))
             self._len = ctypes.c_size_t()
             self._len_ref = ctypes.byref(self._len)
         self._batch_buf = None
