@@ -19,16 +19,10 @@ public sealed unsafe class Publisher : IDisposable
     internal Publisher(QueueOptions options)
     {
         Uri = options.Uri;
-        nint h;
-        fixed (byte* uri = Native.Utf8(Uri))
-        {
-            var o = options.ToNative();
-            DmaqException.Check(Native.PubOpen(uri, &o, &h));
-        }
-        _handle = new DmaqHandle(h, publisher: true);
+        _handle = DmaqHandle.Open(options, publisher: true);
     }
 
-    private nint H => _handle.IsClosed ? throw new ObjectDisposedException(nameof(Publisher)) : _handle.DangerousGetHandle();
+    private nint H => _handle.Get(nameof(Publisher));
 
     /// <summary>This publisher's id, as subscribers see it in <see cref="ReadLease.PublisherId"/>.</summary>
     public uint Id => Native.PubId(H);
@@ -142,17 +136,11 @@ public sealed unsafe class Subscriber : IDisposable
     internal Subscriber(QueueOptions options)
     {
         Uri = options.Uri;
-        nint h;
-        fixed (byte* uri = Native.Utf8(Uri))
-        {
-            var o = options.ToNative();
-            DmaqException.Check(Native.SubOpen(uri, &o, &h));
-        }
-        _handle = new DmaqHandle(h, publisher: false);
+        _handle = DmaqHandle.Open(options, publisher: false);
         MaxMessageSize = (int)Channel.Stat(Uri).MaxMessage;
     }
 
-    private nint H => _handle.IsClosed ? throw new ObjectDisposedException(nameof(Subscriber)) : _handle.DangerousGetHandle();
+    private nint H => _handle.Get(nameof(Subscriber));
 
     /// <summary>Copies the next message into <paramref name="buffer"/> if one is waiting.</summary>
     /// <param name="buffer">Where the message goes.</param>

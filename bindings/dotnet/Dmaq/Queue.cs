@@ -129,11 +129,26 @@ public sealed record ChannelStat(ChannelKind Kind, OverflowPolicy Policy, long C
 internal sealed class DmaqHandle : SafeHandle
 {
     private readonly bool _publisher;
-    public DmaqHandle(nint handle, bool publisher) : base(0, true)
+    private DmaqHandle(nint handle, bool publisher) : base(0, true)
     {
         SetHandle(handle);
         _publisher = publisher;
     }
+
+    /// <summary>Opens a publisher or subscriber on the channel <paramref name="options"/> describe.</summary>
+    public static unsafe DmaqHandle Open(QueueOptions options, bool publisher)
+    {
+        nint h;
+        fixed (byte* uri = Native.Utf8(options.Uri))
+        {
+            var o = options.ToNative();
+            DmaqException.Check(publisher ? Native.PubOpen(uri, &o, &h) : Native.SubOpen(uri, &o, &h));
+        }
+        return new DmaqHandle(h, publisher);
+    }
+
+    /// <summary>The C handle; ObjectDisposedException (naming <paramref name="owner"/>) once closed.</summary>
+    public nint Get(string owner) => IsClosed ? throw new ObjectDisposedException(owner) : handle;
     public override bool IsInvalid => handle == 0;
     protected override bool ReleaseHandle()
     {
