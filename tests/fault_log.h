@@ -14,6 +14,7 @@
 #define FAULT_MAX_KEYS 32  /* publisher incarnations per trial */
 #define FAULT_MAX_MSGS 1024 /* messages per incarnation */
 #define FAULT_MAX_SUBS 16   /* subscriber incarnations per trial */
+#define FAULT_MAX_BATCH 8   /* messages per dmaq_pub_send_many */
 
 struct fault_sub {
     _Atomic uint32_t ready, done;
@@ -27,6 +28,9 @@ struct fault_log {
     _Atomic uint32_t stop;
     _Atomic uint32_t aborts;
     _Atomic uint32_t committed[FAULT_MAX_KEYS];
+    /* Set before each dmaq_pub_send_many: a kill inside it may have
+     * committed any of the batch, so at most this many went out. */
+    _Atomic uint32_t attempted[FAULT_MAX_KEYS];
     struct fault_sub sub[FAULT_MAX_SUBS];
     _Atomic uint8_t seen[FAULT_MAX_KEYS][FAULT_MAX_MSGS]; /* queue deliveries */
     _Atomic uint8_t redelivered[FAULT_MAX_KEYS][FAULT_MAX_MSGS];

@@ -2,6 +2,7 @@
  * reorder and corrupt nothing, and every edge (too big, timeouts, lapped
  * subscribers, bad arguments) ends as documented. */
 #include <criterion/criterion.h>
+#include <sys/mman.h>
 
 #include "harness.h"
 #include "payload.h"
@@ -43,20 +44,35 @@ static void pair_close(struct pair *c)
     dmaq_channel_unlink(c->uri);
 }
 
+/* A fresh channel and a subscriber on it, opened before any publisher so
+ * that a broadcast shows it everything. */
+static dmaq_sub *sub_on_new_channel(char *uri, size_t cap, const char *what, const dmaq_options *o)
+{
+    unique_uri(uri, cap, what);
+    dmaq_sub *sub;
+    cr_assert_eq(dmaq_sub_open(uri, o, &sub), 0, "%s", dmaq_last_error());
+    return sub;
+}
+
+/* In a forked child: a publisher, or the child exits with status 2. */
+static dmaq_pub *child_pub(const char *uri, const dmaq_options *o)
+{
+    dmaq_pub *pub;
+    if (dmaq_pub_open(uri, o, &pub) < 0)
+        _exit(2);
+    return pub;
+}
+
 /* The child publishes MESSAGES checksummed messages of 16..400 bytes in
  * batches of 1..BATCH_MAX; the parent takes them in batches and checks each. */
 static void batches_across_processes(uint32_t kind)
 {
     char uri[96];
-    unique_uri(uri, sizeof uri, "batch");
     dmaq_options o = opts(kind, DMAQ_POLICY_BLOCK, 1 << 16, 1024);
-    dmaq_sub *sub;
-    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0, "%s", dmaq_last_error());
+    dmaq_sub *sub = sub_on_new_channel(uri, sizeof uri, "batch", &o);
     pid_t child = fork();
     if (child == 0) {
-        dmaq_pub *pub;
-        if (dmaq_pub_open(uri, &o, &pub) < 0)
-            _exit(2);
+        dmaq_pub *pub = child_pub(uri, &o);
         static unsigned char data[BATCH_MAX * 400];
         size_t lens[BATCH_MAX];
         uint64_t rng = 7;
@@ -104,6 +120,67 @@ static void batches_across_processes(uint32_t kind)
 
 Test(batch, queue_across_processes) { batches_across_processes(DMAQ_KIND_QUEUE); }
 Test(batch, broadcast_across_processes) { batches_across_processes(DMAQ_KIND_BROADCAST); }
+
+/* Four publishers race batches (and single sends) through a 4 KiB ring, so
+ * that a batch takes several claims and waits for room between them; the
+ * subscriber sees every message once, each publisher's in order, and
+ * sequence numbers without a gap. */
+#define RACERS 4
+#define RACE_MESSAGES 5000
+
+static void racing_batches(uint32_t kind)
+{
+    char uri[96];
+    dmaq_options o = opts(kind, DMAQ_POLICY_BLOCK, 4096, 200);
+    dmaq_sub *sub = sub_on_new_channel(uri, sizeof uri, "race", &o);
+    pid_t pids[RACERS];
+    for (uint32_t key = 0; key < RACERS; key++) {
+        pids[key] = fork();
+        if (pids[key] != 0)
+            continue;
+        dmaq_pub *pub = child_pub(uri, &o);
+        static unsigned char data[BATCH_MAX * 200];
+        size_t lens[BATCH_MAX];
+        uint64_t rng = 11 + key;
+        for (uint32_t i = 0; i < RACE_MESSAGES;) {
+            size_t n = 1 + rng_next(&rng) % BATCH_MAX, used = 0;
+            if (n > RACE_MESSAGES - i)
+                n = RACE_MESSAGES - i;
+            for (size_t k = 0; k < n; k++) {
+                lens[k] = PAYLOAD_HEAD + rng_next(&rng) % (200 - PAYLOAD_HEAD + 1);
+                payload_fill(data + used, lens[k], key, i + (uint32_t)k, &rng);
+                used += lens[k];
+            }
+            size_t sent = 0;
+            if (n == 1 ? dmaq_pub_send(pub, data, lens[0], -1) < 0
+                       : dmaq_pub_send_many(pub, data, lens, n, &sent, -1) < 0 || sent != n)
+                _exit(3);
+            i += (uint32_t)n;
+        }
+        dmaq_pub_close(pub);
+        _exit(0);
+    }
+    uint32_t next[RACERS] = {0};
+    uint64_t last_seq = 0;
+    for (uint32_t got = 0; got < RACERS * RACE_MESSAGES; got++) {
+        dmaq_lease r;
+        cr_assert_eq(dmaq_sub_peek(sub, &r, 30LL * 1000000000), 0, "message %u: %s", got, dmaq_last_error());
+        uint32_t key, index;
+        cr_assert(payload_intact(r.data, r.len, &key, &index) && key < RACERS, "message %u is corrupt", got);
+        cr_assert_eq(index, next[key], "publisher %u: got %u, expected %u", key, index, next[key]);
+        next[key]++;
+        cr_assert(got == 0 || r.seq == last_seq + 1, "sequence %llu after %llu", (unsigned long long)r.seq,
+                  (unsigned long long)last_seq);
+        last_seq = r.seq;
+        cr_assert_eq(dmaq_sub_release(sub, &r), 0);
+    }
+    cr_expect(wait_all(pids, RACERS, 30), "a publisher failed");
+    dmaq_sub_close(sub);
+    dmaq_channel_unlink(uri);
+}
+
+Test(batch, queue_publishers_race_batches) { racing_batches(DMAQ_KIND_QUEUE); }
+Test(batch, broadcast_publishers_race_batches) { racing_batches(DMAQ_KIND_BROADCAST); }
 
 Test(batch, a_message_that_does_not_fit)
 {
@@ -269,15 +346,11 @@ Test(batch, leases_in_a_batch)
 Test(batch, queue_batches_across_processes)
 {
     char uri[96];
-    unique_uri(uri, sizeof uri, "peek-many-q");
     dmaq_options o = opts(DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK, 1 << 14, 512);
-    dmaq_sub *sub;
-    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0);
+    dmaq_sub *sub = sub_on_new_channel(uri, sizeof uri, "peek-many-q", &o);
     pid_t child = fork();
     if (child == 0) {
-        dmaq_pub *pub;
-        if (dmaq_pub_open(uri, &o, &pub) < 0)
-            _exit(2);
+        dmaq_pub *pub = child_pub(uri, &o);
         unsigned char msg[400];
         uint64_t rng = 3;
         for (uint32_t i = 0; i < MESSAGES; i++) {
@@ -400,3 +473,87 @@ Test(batch, closing_with_a_batch_frees_its_space)
     dmaq_pub_close(pub);
     dmaq_channel_unlink(uri);
 }
+
+/* A publisher that dies inside dmaq_pub_send_many leaves one claim of many
+ * records with only a prefix committed. It dies at a known record here: its
+ * batch runs into a page it may not read, so the copy of message K faults
+ * after messages 0..K-1 of the claim were committed. The subscriber waiting
+ * behind the claim reaps it: the prefix is delivered, the other records
+ * become aborted padding, one sequence number each, and a new publisher's
+ * message follows. */
+#define DEATH_BATCH 40
+#define DEATH_AT 25
+#define DIED_IN_BATCH 42
+/* What valgrind's --error-exitcode makes of DIED_IN_BATCH: memcheck counts
+ * the faulting read as an error. */
+#define DIED_IN_BATCH_UNDER_VALGRIND 99
+
+/* Our own handler, so that sanitizers, which would report the fault, let
+ * the process end the way the test expects. */
+static void died_in_batch(int sig)
+{
+    (void)sig;
+    _exit(DIED_IN_BATCH);
+}
+
+static void killed_inside_a_batch(uint32_t kind)
+{
+    char uri[96];
+    dmaq_options o = opts(kind, DMAQ_POLICY_BLOCK, 1 << 16, 64);
+    dmaq_sub *sub = sub_on_new_channel(uri, sizeof uri, "batch-death", &o);
+    pid_t child = fork();
+    if (child == 0) {
+        dmaq_pub *pub = child_pub(uri, &o);
+        struct sigaction sa = {.sa_handler = died_in_batch};
+        sigaction(SIGSEGV, &sa, NULL);
+        long page = sysconf(_SC_PAGESIZE);
+        unsigned char *map = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (map == MAP_FAILED || mprotect(map + page, (size_t)page, PROT_NONE) < 0)
+            _exit(3);
+        /* 16-byte messages ending at the guard page after DEATH_AT of them. */
+        unsigned char *data = map + page - DEATH_AT * 16;
+        size_t lens[DEATH_BATCH];
+        for (uint32_t k = 0; k < DEATH_BATCH; k++) {
+            lens[k] = 16;
+            if (k < DEATH_AT)
+                memcpy(data + k * 16, &k, sizeof k);
+        }
+        dmaq_pub_send_many(pub, data, lens, DEATH_BATCH, NULL, -1);
+        _exit(4); /* not reached: the copy of message DEATH_AT faults */
+    }
+    int status;
+    waitpid(child, &status, 0);
+    cr_assert(WIFEXITED(status) &&
+                  (WEXITSTATUS(status) == DIED_IN_BATCH || WEXITSTATUS(status) == DIED_IN_BATCH_UNDER_VALGRIND),
+              "the publisher was to die inside its batch (status 0x%x)", status);
+    uint64_t first_seq = 0;
+    for (uint32_t k = 0; k < DEATH_AT; k++) {
+        dmaq_lease r;
+        cr_assert_eq(dmaq_sub_peek(sub, &r, 0), 0, "message %u of the committed prefix: %s", k, dmaq_last_error());
+        uint32_t index;
+        memcpy(&index, r.data, sizeof index);
+        cr_assert_eq(index, k);
+        if (k == 0)
+            first_seq = r.seq;
+        cr_assert_eq(r.seq, first_seq + k);
+        cr_assert_eq(dmaq_sub_release(sub, &r), 0);
+    }
+    dmaq_lease r;
+    cr_assert_eq(dmaq_sub_peek(sub, &r, 200000000), DMAQ_ETIMEDOUT, "the rest was never committed");
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_pub_send(pub, "end", 3, 10LL * 1000000000), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_sub_peek(sub, &r, 10LL * 1000000000), 0, "the marker: %s", dmaq_last_error());
+    cr_expect_eq(r.len, 3);
+    cr_expect_eq(r.seq, first_seq + DEATH_BATCH, "each record of the claim kept its sequence number");
+    cr_assert_eq(dmaq_sub_release(sub, &r), 0);
+    dmaq_stat st = {.size = sizeof st};
+    cr_assert_geq(dmaq_channel_stat(uri, &st, NULL, 0), 0);
+    cr_expect_eq(st.publishers, 1, "the dead publisher's slot was freed");
+    dmaq_pub_close(pub);
+    dmaq_sub_close(sub);
+    dmaq_channel_unlink(uri);
+}
+
+Test(batch, a_publisher_dead_inside_a_broadcast_batch_wedges_nothing) { killed_inside_a_batch(DMAQ_KIND_BROADCAST); }
+Test(batch, a_publisher_dead_inside_a_queue_batch_wedges_nothing) { killed_inside_a_batch(DMAQ_KIND_QUEUE); }

@@ -133,3 +133,122 @@ Test(wait, blocked_publisher_woken_by_subscriber_in_other_process)
     dmaq_pub_close(pub);
     dmaq_channel_unlink(uri);
 }
+
+/* ---- Waking without fences ---------------------------------------------
+ * Wakers do not fence; sleepers pair with them through membarrier, or, in a
+ * process that cannot use it (DMAQ_NO_MEMBARRIER here), make every waker on
+ * the channel fence. Two processes bounce messages with spin_ns = 0 and
+ * timeouts of forever, so that every wait sleeps at once, in each of the
+ * three combinations; every message must arrive, in order, well before the
+ * deadline. (The store-load window a missing barrier opens is nanoseconds
+ * wide, and a subscriber behind a visible claim naps at most until its next
+ * look for dead peers, so this cannot prove the pairing; it proves each
+ * combination works.) Each child sets its environment before its first
+ * dmaq call, which is when a process decides. */
+
+#define BOUNCE_DEADLINE_S 120
+
+static long bounce_rounds(void) { return test_messages() / 10 < 5000 ? test_messages() / 10 : 5000; }
+
+static dmaq_options sleepy(uint32_t kind, uint64_t capacity)
+{
+    dmaq_options o = opts(kind);
+    o.capacity = capacity;
+    o.spin_ns = 0;
+    return o;
+}
+
+static void set_fencing(bool no_membarrier)
+{
+    if (no_membarrier)
+        setenv("DMAQ_NO_MEMBARRIER", "1", 1);
+    else
+        unsetenv("DMAQ_NO_MEMBARRIER");
+}
+
+/* Ping-pong over two queues: data wake-ups. */
+static int ping(const char *ping_uri, const char *pong_uri, bool initiator)
+{
+    dmaq_options o = sleepy(DMAQ_KIND_QUEUE, 1 << 16);
+    dmaq_pub *pub;
+    dmaq_sub *sub;
+    if (dmaq_pub_open(initiator ? ping_uri : pong_uri, &o, &pub) < 0 ||
+        dmaq_sub_open(initiator ? pong_uri : ping_uri, &o, &sub) < 0)
+        return 1;
+    for (long i = 0; i < bounce_rounds(); i++) {
+        long got = -1;
+        size_t len;
+        if (initiator && dmaq_pub_send(pub, &i, sizeof i, -1) < 0)
+            return 2;
+        if (dmaq_sub_recv(sub, &got, sizeof got, &len, -1) < 0 || len != sizeof got || got != i)
+            return 3;
+        if (!initiator && dmaq_pub_send(pub, &i, sizeof i, -1) < 0)
+            return 4;
+    }
+    dmaq_pub_close(pub);
+    dmaq_sub_close(sub);
+    return 0;
+}
+
+/* A stream through the smallest ring (4 KiB): the publisher sleeps on space as often
+ * as the subscriber sleeps on data. */
+static int squeeze(const char *uri, bool publisher)
+{
+    dmaq_options o = sleepy(DMAQ_KIND_BROADCAST, 4096);
+    long n = bounce_rounds() * 4;
+    if (publisher) {
+        dmaq_pub *pub;
+        if (dmaq_pub_open(uri, &o, &pub) < 0 || !wait_subscribers(uri, 1, 30))
+            return 1;
+        char buf[200] = {0};
+        for (long i = 0; i < n; i++) {
+            memcpy(buf, &i, sizeof i);
+            if (dmaq_pub_send(pub, buf, sizeof i + (size_t)(i * 37 % 190), -1) < 0)
+                return 2;
+        }
+        dmaq_pub_close(pub);
+        return 0;
+    }
+    dmaq_sub *sub;
+    if (dmaq_sub_open(uri, &o, &sub) < 0)
+        return 1;
+    for (long i = 0; i < n; i++) {
+        char buf[200];
+        long got;
+        size_t len;
+        if (dmaq_sub_recv(sub, buf, sizeof buf, &len, -1) < 0 || len != sizeof i + (size_t)(i * 37 % 190))
+            return 3;
+        memcpy(&got, buf, sizeof got);
+        if (got != i)
+            return 4;
+    }
+    dmaq_sub_close(sub);
+    return 0;
+}
+
+static void no_lost_wakeups(bool a_no_membarrier, bool b_no_membarrier)
+{
+    char ping_uri[128], pong_uri[128], squeeze_uri[128];
+    unique_uri(ping_uri, sizeof ping_uri, "ping");
+    unique_uri(pong_uri, sizeof pong_uri, "pong");
+    unique_uri(squeeze_uri, sizeof squeeze_uri, "squeeze");
+    pid_t pids[2];
+    for (int side = 0; side < 2; side++) {
+        pids[side] = fork();
+        if (pids[side] == 0) {
+            set_fencing(side == 0 ? a_no_membarrier : b_no_membarrier);
+            int rc = ping(ping_uri, pong_uri, side == 0);
+            if (!rc && (rc = squeeze(squeeze_uri, side == 0)) != 0)
+                fprintf(stderr, "squeeze (side %d) failed at step %d: %s\n", side, rc, dmaq_last_error());
+            _exit(rc);
+        }
+    }
+    cr_expect(wait_all(pids, 2, BOUNCE_DEADLINE_S), "a wake-up was lost (or a peer failed)");
+    dmaq_channel_unlink(ping_uri);
+    dmaq_channel_unlink(pong_uri);
+    dmaq_channel_unlink(squeeze_uri);
+}
+
+Test(wait, no_lost_wakeups_with_membarrier) { no_lost_wakeups(false, false); }
+Test(wait, no_lost_wakeups_without_membarrier) { no_lost_wakeups(true, true); }
+Test(wait, no_lost_wakeups_mixed) { no_lost_wakeups(false, true); }

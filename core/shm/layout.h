@@ -28,7 +28,7 @@
 #include "dmaq/dmaq.h"
 
 #define SHM_MAGIC 0x314e4843514d4444ull /* "DDMQCHN1" */
-#define SHM_LAYOUT_VERSION 2u
+#define SHM_LAYOUT_VERSION 3u
 #define SHM_PREFIX "dmaq."
 #define SHM_DIR_MAX 256u /* bytes in the path of the directory holding channels */
 #define SHM_HEADER_BYTES 4096u
@@ -75,6 +75,10 @@ struct shm_header {
     _Alignas(128) _Atomic uint64_t rd_claim; /* queue: next record to hand out */
     _Alignas(128) _Atomic uint32_t data_futex; /* bumped when a sleeping reader must wake */
     _Atomic uint32_t data_sleepers;
+    /* Set (never cleared) by a process that cannot issue membarrier: every
+     * waker then fences itself (see util/barrier.h). Read with the sleeper
+     * counts, on their line. */
+    _Atomic uint32_t fence_required;
     _Alignas(128) _Atomic uint32_t space_futex; /* bumped when a sleeping publisher must wake */
     _Atomic uint32_t space_sleepers;
     _Alignas(128) _Atomic uint32_t next_pub_id;
@@ -109,9 +113,12 @@ struct shm_slot {
     _Atomic uint64_t count;        /* published / received */
     _Atomic uint64_t lost;         /* subscriber: lost to overwriting */
     /* publisher: the claim announced at `pos`, so that others can finish
-     * it if this process dies holding it (see reap.c) */
+     * it if this process dies holding it (see reap.c): claim_count records
+     * from claim_start to claim_end, numbered from claim_seq; a queue
+     * subscriber claiming a run of records announces [pos, claim_end) */
     _Atomic uint64_t claim_start, claim_end, claim_seq;
     _Atomic uint32_t claim_owned; /* the claim's compare-and-swap succeeded */
+    _Atomic uint32_t claim_count; /* records in the claim (dmaq_pub_send_many claims several) */
     uint64_t pid_ns;              /* with pid: in which PID namespace (see proc.h) */
 } __attribute__((aligned(128)));
 

@@ -79,10 +79,13 @@ static bool other_claims_from(struct shm_header *h, unsigned self, uint64_t from
     return false;
 }
 
-/* Finish the claim a dead publisher announced in slot `idx`: if it owns a
- * record it never committed, turn that record (and the padding before it)
- * into an aborted padding record, which every reader skips and which keeps
- * its sequence number accounted for. */
+/* Finish the claim a dead publisher announced in slot `idx`: if it owns
+ * records it never committed, turn them (and the padding before them) into
+ * aborted padding records, which every reader skips and which keep their
+ * sequence numbers accounted for. A batch claim is committed in order, so
+ * its committed records are a prefix; the rest is cut into as many padding
+ * records as it had messages, by a rule that gives the same cut to a second
+ * recoverer starting where a first one died. */
 static void finish_dead_claim(struct shm_chan *ch, unsigned idx, uint64_t own_ns)
 {
     struct shm_header *h = ch->hdr;
@@ -90,14 +93,27 @@ static void finish_dead_claim(struct shm_chan *ch, unsigned idx, uint64_t own_ns
     uint64_t from = atomic_load(&s->pos);
     uint64_t start = atomic_load(&s->claim_start), end = atomic_load(&s->claim_end);
     uint64_t seq = atomic_load(&s->claim_seq);
+    uint32_t count = atomic_load(&s->claim_count);
     if (from == UINT64_MAX)
         return; /* it was not writing */
     /* The announcement is read from shared memory: check its shape. */
-    if (!(start == from || start == shm_segment_end(ch, from)) || end <= start ||
-        end - start < DMAQ_RECORD_HEADER || end - start > ch->max_record || end > shm_segment_end(ch, start))
+    if (!(start == from || start == shm_segment_end(ch, from)) || end <= start || count == 0 ||
+        end - start < (uint64_t)count * DMAQ_RECORD_HEADER || end - start > (uint64_t)count * ch->max_record ||
+        end > shm_segment_end(ch, start))
         return;
-    if (shm_write_pos(h) < end || committed(ch, start))
-        return; /* its claim never happened, or its record is complete */
+    if (shm_write_pos(h) < end)
+        return; /* its claim never happened */
+    /* Skip the committed prefix. */
+    uint64_t pos = start;
+    uint32_t done = 0;
+    while (pos < end && committed(ch, pos)) {
+        uint32_t size = shm_rec(ch, pos)->size;
+        if (size < DMAQ_RECORD_HEADER || (size & 7) || size > end - pos || ++done > count)
+            return; /* not what this claim wrote: leave it to the readers' checks */
+        pos += size;
+    }
+    if (pos >= end)
+        return; /* complete */
     if (!atomic_load(&s->claim_owned)) {
         /* It died between its compare-and-swap and marking the claim its
          * own, or its compare-and-swap failed. It owns the record only if
@@ -111,10 +127,30 @@ static void finish_dead_claim(struct shm_chan *ch, unsigned idx, uint64_t own_ns
                 return;
         }
     }
+    uint32_t missing = count - done;
+    if (end - pos < (uint64_t)missing * DMAQ_RECORD_HEADER || end - pos > (uint64_t)missing * ch->max_record)
+        return;
     if (start != from)
         shm_write_pad(ch, from, start - from, 0, REC_PAD);
-    shm_write_pad(ch, start, end - start, seq, REC_PAD | REC_ABORTED);
-    atomic_fetch_add(&h->aborted, 1);
+    for (uint32_t i = 0; i < missing; i++) {
+        /* As large as the maximum record allows while each one after it
+         * can still be a header: a function of what is left alone. */
+        uint64_t left = end - pos, after = (uint64_t)(missing - i - 1) * DMAQ_RECORD_HEADER;
+        uint64_t size = left - after < ch->max_record ? left - after : ch->max_record & ~(uint64_t)7;
+        shm_write_pad(ch, pos, size, seq + done + i, REC_PAD | REC_ABORTED);
+        pos += size;
+    }
+    atomic_fetch_add(&h->aborted, missing);
+}
+
+/* Queue: the end of the range a subscriber announced claiming: claim_end
+ * after a run of records (dmaq_sub_peek_many), else the one record at pos.
+ * A claim_end left from an earlier run lies at or below pos, since the claim
+ * point only moves forward. */
+static uint64_t claim_end_of(struct shm_slot *s)
+{
+    uint64_t pos = atomic_load(&s->pos), end = atomic_load(&s->claim_end);
+    return end > pos ? end : pos + 1;
 }
 
 /* Queue: put back the messages a dead subscriber (slot `idx`) claimed and
@@ -124,7 +160,7 @@ static unsigned requeue_dead_leases(struct shm_chan *ch, unsigned idx)
 {
     struct shm_header *h = ch->hdr;
     struct shm_slot *ss = shm_sub_slots(h);
-    uint64_t announced = atomic_load(&ss[idx].pos);
+    uint64_t announced = atomic_load(&ss[idx].pos), announced_end = claim_end_of(&ss[idx]);
     uint64_t claim = atomic_load(&h->rd_claim);
     unsigned n = 0;
     /* Records in [tail, rd_claim) were all handed out. */
@@ -135,11 +171,13 @@ static unsigned requeue_dead_leases(struct shm_chan *ch, unsigned idx)
         bool mine = state == 1 + idx;
         /* Killed between claiming the record and marking it: the record is
          * still unclaimed below rd_claim, where it announced its claim. */
-        if (state == REC_UNCLAIMED && t == announced && !(r->flags & REC_PAD)) {
+        if (state == REC_UNCLAIMED && t >= announced && t < announced_end && !(r->flags & REC_PAD)) {
             mine = true;
-            for (unsigned j = 0; j < DMAQ_MAX_SUBSCRIBERS; j++)
-                if (j != idx && atomic_load(&ss[j].state) == SLOT_ACTIVE && atomic_load(&ss[j].pos) == t)
+            for (unsigned j = 0; j < DMAQ_MAX_SUBSCRIBERS; j++) {
+                uint64_t from = atomic_load(&ss[j].pos);
+                if (j != idx && atomic_load(&ss[j].state) == SLOT_ACTIVE && t >= from && t < claim_end_of(&ss[j]))
                     mine = false; /* another subscriber may be about to mark it */
+            }
         }
         if (mine && atomic_compare_exchange_strong(&r->state, &state, REC_REDELIVER))
             n++;

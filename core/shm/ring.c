@@ -10,8 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../util/barrier.h"
 #include "../util/clock.h"
 #include "../util/futex.h"
+#include "../util/stamp.h"
 #include "dmaq/transport.h"
 #include "shm.h"
 
@@ -21,6 +23,9 @@
  * nobody wakes a sleeper for a peer that died. */
 #define REAP_AFTER_NS 10000000
 #define REAP_EVERY_NS 50000000
+/* How long after a process without membarrier flags fence_required a waker
+ * may still not have seen the flag (its stores drain in microseconds). */
+#define FENCE_GRACE_NS 10000000
 
 struct shm_pub {
     struct shm_chan ch;
@@ -29,8 +34,8 @@ struct shm_pub {
     int64_t spin_ns;
     uint32_t id;
     /* the outstanding reservation; token 0 = none */
-    uint64_t token, lease_pos, lease_seq;
-    uint32_t lease_size;
+    uint64_t token, lease_pos;
+    struct dmaq__stamp clock;
 };
 
 struct shm_sub {
@@ -129,13 +134,32 @@ static bool reap_if_due(struct shm_chan *ch, struct waiter *w)
     return shm_reap(ch) > 0;
 }
 
+/* Join the channel's barrier scheme (util/barrier.h) before taking a slot:
+ * a process that cannot issue heavy barriers makes every waker fence. */
+static void barrier_join(struct shm_chan *ch)
+{
+    ch->fence = !dmaq__barrier_register();
+    if (ch->fence) {
+        atomic_store(&ch->hdr->fence_required, 1);
+        ch->grace_until = dmaq__mono_ns() + FENCE_GRACE_NS;
+    }
+}
+
 /* Count ourselves among `sleepers` (and, for the reaper, in our slot's
- * `sleeping` bits) before the last check of the condition. */
-static void sleep_announce(_Atomic uint32_t *sleepers, struct shm_slot *slot, uint32_t bit)
+ * `sleeping` bits) before the last check of the condition. The heavy
+ * barrier pairs with the light one in wake_if_sleeping: after it, either we
+ * see what a waker stored or the waker sees our count. */
+static void sleep_announce(struct shm_chan *ch, _Atomic uint32_t *sleepers, struct shm_slot *slot, uint32_t bit)
 {
     atomic_fetch_add(sleepers, 1);
     atomic_store_explicit(&slot->sleeping, atomic_load_explicit(&slot->sleeping, memory_order_relaxed) | bit,
                           memory_order_relaxed);
+    if (!ch->fence && !dmaq__barrier_heavy()) {
+        /* membarrier failed after registering: fall back for good. */
+        ch->fence = true;
+        atomic_store(&ch->hdr->fence_required, 1);
+        ch->grace_until = dmaq__mono_ns() + FENCE_GRACE_NS;
+    }
 }
 
 static void sleep_withdraw(_Atomic uint32_t *sleepers, struct shm_slot *slot, uint32_t bit)
@@ -149,8 +173,15 @@ static void sleep_withdraw(_Atomic uint32_t *sleepers, struct shm_slot *slot, ui
  * be a peer that died (`stuck`), never past the next reap, since nobody
  * wakes a sleeper for a dead peer. An idle waiter that is not stuck sleeps
  * undisturbed: whatever changes that will wake it. */
-static void nap(_Atomic uint32_t *futex, uint32_t v, struct waiter *w, uint64_t remaining, bool stuck)
+static void nap(struct shm_chan *ch, _Atomic uint32_t *futex, uint32_t v, struct waiter *w, uint64_t remaining,
+                bool stuck)
 {
+    if (ch->fence) {
+        /* A waker may not have seen fence_required yet: look again soon. */
+        uint64_t now = dmaq__mono_ns();
+        if (now < ch->grace_until && ch->grace_until - now < remaining)
+            remaining = ch->grace_until - now;
+    }
     if (!stuck) {
         dmaq__futex_wait((uint32_t *)futex, v, (int64_t)remaining);
         return;
@@ -162,9 +193,13 @@ static void nap(_Atomic uint32_t *futex, uint32_t v, struct waiter *w, uint64_t 
     dmaq__futex_wait((uint32_t *)futex, v, (int64_t)(remaining < until_reap ? remaining : until_reap));
 }
 
-static void wake_if_sleeping(_Atomic uint32_t *sleepers, _Atomic uint32_t *futex)
+/* After storing what a sleeper may wait for: wake it if it counted itself
+ * in. Only a compiler barrier orders the store before the count's load;
+ * the sleeper's heavy barrier does the rest (util/barrier.h). */
+static void wake_if_sleeping(struct shm_chan *ch, _Atomic uint32_t *sleepers, _Atomic uint32_t *futex)
 {
-    if (atomic_load(sleepers)) {
+    dmaq__barrier_light(ch->fence || atomic_load_explicit(&ch->hdr->fence_required, memory_order_relaxed));
+    if (atomic_load_explicit(sleepers, memory_order_relaxed)) {
         atomic_fetch_add(futex, 1);
         dmaq__futex_wake_all((uint32_t *)futex);
     }
@@ -243,6 +278,7 @@ static int shm_pub_open(void *state, const char *address, const dmaq_options *op
     if (rc < 0)
         return rc;
     struct shm_header *h = p->ch.hdr;
+    barrier_join(&p->ch);
     rc = shm_slot_claim(shm_pub_slots(h), DMAQ_MAX_PUBLISHERS, &h->pub_hwm, "publishers", p->ch.name);
     if (rc < 0) {
         shm_chan_close(&p->ch);
@@ -270,6 +306,143 @@ static int lease_check(const dmaq_lease *lease, const void *owner, uint64_t toke
     return 0;
 }
 
+/* Space claimed in the ring: `count` records from `start` to `end`,
+ * numbered from `seq`, after padding from `from` when the first record did
+ * not fit before the segment end. */
+struct claim {
+    uint64_t from, start, end, seq;
+    uint32_t count;
+};
+
+/* How many of the records for lens[0..n) fit from `start` before the
+ * segment end and `limit`; *end is where they end. *limited is set when the
+ * limit, not the segment, stopped it short. */
+static uint32_t fit_records(const struct shm_chan *ch, uint64_t start, uint64_t limit, const size_t *lens,
+                            uint32_t n, uint64_t *end, bool *limited)
+{
+    uint64_t seg_end = shm_segment_end(ch, start), e = start;
+    uint32_t k = 0;
+    *limited = false;
+    for (; k < n; k++) {
+        uint64_t next = e + shm_align8(DMAQ_RECORD_HEADER + lens[k]);
+        if (next > seg_end)
+            break;
+        if (next > limit) {
+            *limited = true;
+            break;
+        }
+        e = next;
+    }
+    *end = e;
+    return k;
+}
+
+/* Claim space for up to n records (all n fit one segment's worth of the
+ * ring only if they are small; the caller loops), waiting up to timeout_ns
+ * for room for the first. Every length is at most max_message. */
+static int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n, int64_t timeout_ns, struct claim *c)
+{
+    struct shm_chan *ch = &p->ch;
+    struct shm_header *h = ch->hdr;
+    struct waiter w = {0};
+    struct shm_write cur = {__atomic_load_n(&h->write.pos, __ATOMIC_RELAXED),
+                            __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED)};
+    for (;;) {
+        uint64_t start = cur.pos, end;
+        if (start + shm_align8(DMAQ_RECORD_HEADER + lens[0]) > shm_segment_end(ch, start))
+            start = shm_segment_end(ch, start); /* pad to the segment end first */
+        bool limited;
+        uint32_t k = fit_records(ch, start, p->limit, lens, n, &end, &limited);
+        if (limited) {
+            /* Withdraw an announcement left by a failed claim: we are not
+             * writing, and must not gate anyone (ourselves included). */
+            atomic_store_explicit(&p->slot->pos, UINT64_MAX, memory_order_release);
+            if (ch->kind == DMAQ_KIND_QUEUE)
+                queue_advance_tail(ch);
+            p->limit = compute_limit(ch, cur.pos);
+            k = fit_records(ch, start, p->limit, lens, n, &end, &limited);
+        }
+        if (k == 0) {
+            int rc = w.deadline ? 0 : wait_begin(&w, timeout_ns, p->spin_ns);
+            if (rc < 0)
+                return dmaq_error_set(DMAQ_EAGAIN, "channel '%s' is full", ch->name);
+            uint64_t remaining = 0;
+            if ((rc = wait_timed_out(&w, &remaining)) < 0)
+                return dmaq_error_set(rc, "channel '%s' stayed full for %lld ns", ch->name, (long long)timeout_ns);
+            if (!wait_spin(&w) && !reap_if_due(ch, &w)) {
+                sleep_announce(ch, &h->space_sleepers, p->slot, SLEEP_SPACE);
+                uint32_t v = atomic_load(&h->space_futex);
+                if (ch->kind == DMAQ_KIND_QUEUE)
+                    queue_advance_tail(ch);
+                if (start + shm_align8(DMAQ_RECORD_HEADER + lens[0]) > compute_limit(ch, cur.pos))
+                    nap(ch, &h->space_futex, v, &w, remaining, true);
+                sleep_withdraw(&h->space_sleepers, p->slot, SLEEP_SPACE);
+            }
+            cur.pos = __atomic_load_n(&h->write.pos, __ATOMIC_RELAXED);
+            cur.seq = __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED);
+            continue;
+        }
+        /* Announce the claim before making it. The CAS is a full barrier,
+         * so a publisher whose limit scan missed this store read the write
+         * position before our claim, and its limit stays at most a lap past
+         * our records; and if we die holding the claim, the reaper knows
+         * what to finish (reap.c). */
+        struct shm_slot *slot = p->slot;
+        atomic_store_explicit(&slot->claim_owned, 0, memory_order_relaxed);
+        atomic_store_explicit(&slot->pos, cur.pos, memory_order_relaxed);
+        atomic_store_explicit(&slot->claim_start, start, memory_order_relaxed);
+        atomic_store_explicit(&slot->claim_end, end, memory_order_relaxed);
+        atomic_store_explicit(&slot->claim_seq, cur.seq, memory_order_relaxed);
+        atomic_store_explicit(&slot->claim_count, k, memory_order_relaxed);
+        struct shm_write next = {end, cur.seq + k};
+        if (shm_write_cas(h, &cur, next)) {
+            atomic_store_explicit(&slot->claim_owned, 1, memory_order_relaxed);
+            if (start != cur.pos)
+                shm_write_pad(ch, cur.pos, start - cur.pos, 0, REC_PAD);
+            *c = (struct claim){cur.pos, start, end, cur.seq, k};
+            return 0;
+        }
+    }
+}
+
+/* Fill a claimed record's header, all but its tag and timestamp. */
+static struct shm_record *init_record(struct shm_pub *p, uint64_t pos, uint64_t seq, size_t len)
+{
+    struct shm_record *r = shm_rec(&p->ch, pos);
+    r->seq = seq;
+    r->size = (uint32_t)shm_align8(DMAQ_RECORD_HEADER + len);
+    r->len = (uint32_t)len;
+    r->pub_id = p->id;
+    r->flags = 0;
+    atomic_store_explicit(&r->state, REC_UNCLAIMED, memory_order_relaxed);
+    return r;
+}
+
+static void commit_record(struct shm_chan *ch, struct shm_record *r, uint64_t pos)
+{
+    atomic_store_explicit(&r->tag, pos ^ ch->salt, memory_order_release);
+}
+
+/* After the claim's records are committed: wake sleeping readers and stop
+ * gating other publishers. */
+static void end_claim(struct shm_pub *p, uint32_t messages)
+{
+    struct shm_chan *ch = &p->ch;
+    struct shm_header *h = ch->hdr;
+    bump(&p->slot->count, messages);
+    wake_if_sleeping(ch, &h->data_sleepers, &h->data_futex);
+    atomic_store_explicit(&p->slot->claim_owned, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->slot->pos, UINT64_MAX, memory_order_release);
+    if (ch->kind == DMAQ_KIND_BROADCAST)
+        wake_if_sleeping(ch, &h->space_sleepers, &h->space_futex);
+}
+
+static int too_long(const struct shm_chan *ch, size_t len)
+{
+    return dmaq_error_set(DMAQ_EMSGSIZE, "message of %zu bytes exceeds channel '%s' max_message %llu", len,
+                          ch->name, (unsigned long long)ch->max_message);
+}
+
 static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t timeout_ns)
 {
     struct shm_pub *p = state;
@@ -278,85 +451,19 @@ static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t t
         return dmaq_error_set(DMAQ_EBUSY, "publisher on '%s' already holds a reservation; commit or abort it",
                               ch->name);
     if (len > ch->max_message)
-        return dmaq_error_set(DMAQ_EMSGSIZE, "message of %zu bytes exceeds channel '%s' max_message %llu", len,
-                              ch->name, (unsigned long long)ch->max_message);
-    struct shm_header *h = ch->hdr;
-    uint64_t need = shm_align8(DMAQ_RECORD_HEADER + len);
-    struct waiter w = {0};
-    struct shm_write cur = {__atomic_load_n(&h->write.pos, __ATOMIC_RELAXED),
-                            __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED)};
-    uint64_t start, end;
-    for (;;) {
-        start = cur.pos;
-        uint64_t seg_end = shm_segment_end(ch, start);
-        if (start + need > seg_end)
-            start = seg_end; /* pad to the segment end first */
-        end = start + need;
-        if (end > p->limit) {
-            /* Withdraw an announcement left by a failed claim: we are not
-             * writing, and must not gate anyone (ourselves included). */
-            atomic_store(&p->slot->pos, UINT64_MAX);
-            if (ch->kind == DMAQ_KIND_QUEUE)
-                queue_advance_tail(ch);
-            p->limit = compute_limit(ch, cur.pos);
-            if (end > p->limit) {
-                int rc = w.deadline ? 0 : wait_begin(&w, timeout_ns, p->spin_ns);
-                if (rc < 0)
-                    return dmaq_error_set(DMAQ_EAGAIN, "channel '%s' is full", ch->name);
-                uint64_t remaining = 0;
-                if ((rc = wait_timed_out(&w, &remaining)) < 0)
-                    return dmaq_error_set(rc, "channel '%s' stayed full for %lld ns", ch->name,
-                                          (long long)timeout_ns);
-                if (!wait_spin(&w) && !reap_if_due(ch, &w)) {
-                    sleep_announce(&h->space_sleepers, p->slot, SLEEP_SPACE);
-                    uint32_t v = atomic_load(&h->space_futex);
-                    if (ch->kind == DMAQ_KIND_QUEUE)
-                        queue_advance_tail(ch);
-                    if (end > compute_limit(ch, cur.pos))
-                        nap(&h->space_futex, v, &w, remaining, true);
-                    sleep_withdraw(&h->space_sleepers, p->slot, SLEEP_SPACE);
-                }
-                cur.pos = __atomic_load_n(&h->write.pos, __ATOMIC_RELAXED);
-                cur.seq = __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED);
-                continue;
-            }
-        }
-        /* Announce the claim before making it. The CAS is a full barrier,
-         * so a publisher whose limit scan missed this store read the write
-         * position before our claim, and its limit stays at most a lap past
-         * our record; and if we die holding the claim, the reaper knows
-         * what to finish (reap.c). */
-        struct shm_slot *slot = p->slot;
-        atomic_store_explicit(&slot->claim_owned, 0, memory_order_relaxed);
-        atomic_store_explicit(&slot->pos, cur.pos, memory_order_relaxed);
-        atomic_store_explicit(&slot->claim_start, start, memory_order_relaxed);
-        atomic_store_explicit(&slot->claim_end, end, memory_order_relaxed);
-        atomic_store_explicit(&slot->claim_seq, cur.seq, memory_order_relaxed);
-        struct shm_write next = {end, cur.seq + 1};
-        if (shm_write_cas(h, &cur, next)) {
-            atomic_store_explicit(&slot->claim_owned, 1, memory_order_relaxed);
-            break;
-        }
-    }
-    if (start != cur.pos)
-        shm_write_pad(ch, cur.pos, start - cur.pos, 0, REC_PAD);
-    struct shm_record *r = shm_rec(ch, start);
-    r->seq = cur.seq;
-    r->size = (uint32_t)need;
-    r->len = (uint32_t)len;
-    r->pub_id = p->id;
-    r->flags = 0;
-    atomic_store_explicit(&r->state, REC_UNCLAIMED, memory_order_relaxed);
-
+        return too_long(ch, len);
+    struct claim c = {0};
+    int rc = claim_space(p, &len, 1, timeout_ns, &c);
+    if (rc < 0)
+        return rc;
+    struct shm_record *r = init_record(p, c.start, c.seq, len);
     p->token++;
     if (p->token == 0)
         p->token = 1;
-    p->lease_pos = start;
-    p->lease_seq = cur.seq;
-    p->lease_size = (uint32_t)need;
+    p->lease_pos = c.start;
     lease->data = r + 1;
     lease->len = len;
-    lease->seq = cur.seq;
+    lease->seq = c.seq;
     lease->timestamp_ns = 0;
     lease->publisher_id = p->id;
     lease->flags = 0;
@@ -366,22 +473,12 @@ static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t t
     return 0;
 }
 
-/* Publish the record at the reservation: tag last, then wake sleepers. The
- * exchange is a full barrier, ordering the tag before the sleeper check
- * (pairs with the sleeper's increment before its re-check). */
-static void publish_record(struct shm_pub *p, struct shm_record *r, bool is_message)
+/* Publish the record at the reservation. */
+static void publish_reserved(struct shm_pub *p, struct shm_record *r, bool is_message)
 {
-    struct shm_header *h = p->ch.hdr;
-    atomic_exchange(&r->tag, p->lease_pos ^ p->ch.salt);
-    if (is_message)
-        bump(&p->slot->count, 1);
+    commit_record(&p->ch, r, p->lease_pos);
     p->token = 0;
-    wake_if_sleeping(&h->data_sleepers, &h->data_futex);
-    /* No longer writing: a publisher gated on us may go on. */
-    atomic_store_explicit(&p->slot->claim_owned, 0, memory_order_relaxed);
-    atomic_store(&p->slot->pos, UINT64_MAX);
-    if (p->ch.kind == DMAQ_KIND_BROADCAST)
-        wake_if_sleeping(&h->space_sleepers, &h->space_futex);
+    end_claim(p, is_message);
 }
 
 static int shm_pub_commit(void *state, dmaq_lease *lease, size_t used_len)
@@ -394,10 +491,10 @@ static int shm_pub_commit(void *state, dmaq_lease *lease, size_t used_len)
         return dmaq_error_set(DMAQ_EMSGSIZE, "commit of %zu bytes exceeds the %llu reserved", used_len,
                               (unsigned long long)lease->len);
     struct shm_record *r = shm_rec(&p->ch, p->lease_pos);
-    uint64_t ts = dmaq__now_ns(CLOCK_REALTIME);
+    uint64_t ts = dmaq__stamp_now(&p->clock);
     r->len = (uint32_t)used_len;
     r->timestamp_ns = ts;
-    publish_record(p, r, true);
+    publish_reserved(p, r, true);
     lease->timestamp_ns = ts;
     lease->len = used_len;
     lease->opaque_[1] = 0;
@@ -411,7 +508,7 @@ static void abort_reservation(struct shm_pub *p)
     r->flags = REC_PAD | REC_ABORTED;
     atomic_store_explicit(&r->state, REC_RELEASED, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->ch.hdr->aborted, 1, memory_order_relaxed);
-    publish_record(p, r, false);
+    publish_reserved(p, r, false);
 }
 
 static int shm_pub_abort(void *state, dmaq_lease *lease)
@@ -436,9 +533,56 @@ static int shm_pub_send(void *state, const void *data, size_t len, int64_t timeo
     if (len)
         memcpy(lease.data, data, len);
     struct shm_record *r = shm_rec(&p->ch, p->lease_pos);
-    r->timestamp_ns = dmaq__now_ns(CLOCK_REALTIME);
-    publish_record(p, r, true);
+    r->timestamp_ns = dmaq__stamp_now(&p->clock);
+    publish_reserved(p, r, true);
     return 0;
+}
+
+/* Many messages, as few claims as the ring allows: one compare-and-swap,
+ * one clock read and one wake-up check per claim instead of per message.
+ * The messages of one claim share a timestamp. */
+static int shm_pub_send_many(void *state, const void *data, const size_t *lens, size_t count, size_t *sent,
+                             int64_t timeout_ns)
+{
+    struct shm_pub *p = state;
+    struct shm_chan *ch = &p->ch;
+    if (p->token)
+        return dmaq_error_set(DMAQ_EBUSY, "publisher on '%s' holds a reservation; commit or abort it first",
+                              ch->name);
+    size_t n = 0; /* the messages before the first that is too long go out */
+    while (n < count && lens[n] <= ch->max_message)
+        n++;
+    uint64_t deadline = dmaq__deadline(timeout_ns);
+    const unsigned char *src = data;
+    for (size_t done = 0; done < n;) {
+        int64_t left = timeout_ns;
+        if (timeout_ns > 0) {
+            uint64_t now = dmaq__mono_ns();
+            left = now >= deadline ? 0 : (int64_t)(deadline - now);
+        }
+        struct claim c = {0};
+        uint32_t want = n - done > UINT32_MAX ? UINT32_MAX : (uint32_t)(n - done);
+        int rc = claim_space(p, lens + done, want, left, &c);
+        if (rc < 0)
+            return rc;
+        uint64_t ts = dmaq__stamp_now(&p->clock), pos = c.start;
+        for (uint32_t i = 0; i < c.count; i++) {
+            size_t len = lens[done + i];
+            struct shm_record *r = init_record(p, pos, c.seq + i, len);
+            r->timestamp_ns = ts;
+            if (len) {
+                memcpy(r + 1, src, len);
+                src += len;
+            }
+            commit_record(ch, r, pos);
+            pos += r->size;
+        }
+        end_claim(p, c.count);
+        done += c.count;
+        if (sent)
+            *sent = done;
+    }
+    return n < count ? too_long(ch, lens[n]) : 0;
 }
 
 static void shm_pub_close(void *state)
@@ -462,6 +606,7 @@ static int shm_sub_open(void *state, const char *address, const dmaq_options *op
         return rc;
     struct shm_chan *ch = &s->ch;
     struct shm_header *h = ch->hdr;
+    barrier_join(ch);
     rc = shm_slot_claim(shm_sub_slots(h), DMAQ_MAX_SUBSCRIBERS, &h->sub_hwm, "subscribers", ch->name);
     if (rc < 0) {
         shm_chan_close(ch);
@@ -705,7 +850,7 @@ static int queue_next(struct shm_sub *s, struct rec_view *v, uint64_t *pos_out, 
         if (!atomic_compare_exchange_strong(&h->rd_claim, &pos, next))
             continue; /* pos now holds the current claim point */
         if (is_message) {
-            atomic_store(&r->state, 1 + s->slot_index);
+            atomic_store_explicit(&r->state, 1 + s->slot_index, memory_order_relaxed);
             view_record(r, v); /* ours now: nobody rewrites it before release */
             *pos_out = pos;
             return FOUND;
@@ -756,7 +901,7 @@ static int next_message(struct shm_sub *s, struct rec_view *v, uint64_t *pos, in
         bool stuck = stuck_behind_peer(s);
         if (stuck && reap_if_due(ch, &w))
             continue;
-        sleep_announce(&h->data_sleepers, s->slot, SLEEP_DATA);
+        sleep_announce(ch, &h->data_sleepers, s->slot, SLEEP_DATA);
         uint32_t futex_val = atomic_load(&h->data_futex);
         /* Re-check after announcing ourselves: a publisher that committed
          * before our increment is seen here; one after it will wake us. */
@@ -767,7 +912,7 @@ static int next_message(struct shm_sub *s, struct rec_view *v, uint64_t *pos, in
                 atomic_load(&shm_rec(ch, p)->tag) == (p ^ ch->salt) ||
                 (p < s->validate_below && shm_write_pos(h) > p + ch->capacity);
         if (!ready)
-            nap(&h->data_futex, futex_val, &w, remaining, stuck);
+            nap(ch, &h->data_futex, futex_val, &w, remaining, stuck);
         sleep_withdraw(&h->data_sleepers, s->slot, SLEEP_DATA);
     }
 }
@@ -822,10 +967,10 @@ static void queue_release(struct shm_sub *s, const uint64_t *pos, uint32_t n)
 {
     struct shm_chan *ch = &s->ch;
     for (uint32_t i = 0; i < n; i++)
-        atomic_store(&shm_rec(ch, pos[i])->state, REC_RELEASED);
+        atomic_store_explicit(&shm_rec(ch, pos[i])->state, REC_RELEASED, memory_order_release);
     bump(&s->slot->count, n);
     queue_advance_tail(ch);
-    wake_if_sleeping(&ch->hdr->space_sleepers, &ch->hdr->space_futex);
+    wake_if_sleeping(ch, &ch->hdr->space_sleepers, &ch->hdr->space_futex);
 }
 
 /* Broadcast: move past `n` messages ending at `end`, the last numbered
@@ -838,9 +983,7 @@ static void broadcast_move_past(struct shm_sub *s, uint64_t end, uint64_t last_s
     atomic_store_explicit(&s->slot->next_seq, s->next_seq, memory_order_relaxed);
     bump(&s->slot->lost, overrun);
     bump(&s->slot->count, n - overrun);
-    /* seq_cst store: ordered before the sleeper check, pairing with a
-     * blocked publisher's increment before its re-check. */
-    atomic_store(&s->slot->pos, s->pos);
+    atomic_store_explicit(&s->slot->pos, s->pos, memory_order_release);
 }
 
 /* Finish the message at the lease: broadcast moves past it, a queue marks it
@@ -861,7 +1004,7 @@ static int finish_read(struct shm_sub *s, uint64_t seq)
                               "message at position %llu on '%s' was overwritten while it was read",
                               (unsigned long long)pos, ch->name);
     if (ch->policy == DMAQ_POLICY_BLOCK)
-        wake_if_sleeping(&ch->hdr->space_sleepers, &ch->hdr->space_futex);
+        wake_if_sleeping(ch, &ch->hdr->space_sleepers, &ch->hdr->space_futex);
     return 0;
 }
 
@@ -928,13 +1071,8 @@ static int broadcast_probe(struct shm_sub *s, uint64_t pos, struct rec_view *v, 
 {
     struct shm_chan *ch = &s->ch;
     for (uint64_t steps = 0; steps <= ch->capacity / DMAQ_RECORD_HEADER; steps++) {
-        uint64_t seg_end = shm_segment_end(ch, pos);
-        if (seg_end - pos < DMAQ_RECORD_HEADER) {
-            pos = seg_end;
-            continue;
-        }
-        struct shm_record *r = shm_rec(ch, pos);
-        if (atomic_load_explicit(&r->tag, memory_order_acquire) != (pos ^ ch->salt))
+        struct shm_record *r = shm_committed_at(ch, &pos);
+        if (!r)
             return EMPTY;
         view_record(r, v);
         if (bad_record(ch, pos, v->size, v->len) || (pos < s->validate_below && !intact(s, pos)))
@@ -948,12 +1086,52 @@ static int broadcast_probe(struct shm_sub *s, uint64_t pos, struct rec_view *v, 
     return EMPTY;
 }
 
+/* Queue: claim the committed records at the claim point, up to `max`
+ * messages (and the padding among them), with one compare-and-swap; their
+ * positions go to pos[]. Returns how many messages. Stops short of anything
+ * odd, which the next queue_next reports. The claim is announced as the
+ * range [slot pos, slot claim_end), for the reaper (reap.c). */
+static uint32_t queue_claim_run(struct shm_sub *s, uint64_t *pos, uint32_t max)
+{
+    struct shm_chan *ch = &s->ch;
+    struct shm_header *h = ch->hdr;
+    uint64_t from = atomic_load(&h->rd_claim);
+    for (;;) {
+        uint64_t at = from;
+        uint32_t k = 0;
+        bool padding = false;
+        while (k < max) {
+            struct shm_record *r = shm_committed_at(ch, &at);
+            if (!r)
+                break;
+            uint32_t size = r->size;
+            if (bad_record(ch, at, size, r->len))
+                break;
+            if (r->flags & REC_PAD)
+                padding = true;
+            else
+                pos[k++] = at;
+            at += size;
+        }
+        if (k == 0)
+            return 0; /* padding alone is left for queue_next to pass */
+        atomic_store_explicit(&s->slot->pos, from, memory_order_relaxed);
+        atomic_store_explicit(&s->slot->claim_end, at, memory_order_relaxed);
+        if (!atomic_compare_exchange_strong(&h->rd_claim, &from, at))
+            continue; /* from now holds the current claim point */
+        for (uint32_t i = 0; i < k; i++)
+            atomic_store_explicit(&shm_rec(ch, pos[i])->state, 1 + s->slot_index, memory_order_relaxed);
+        if (padding)
+            queue_advance_tail(ch);
+        return k;
+    }
+}
+
 static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, size_t *count, int64_t timeout_ns)
 {
     struct shm_sub *s = state;
     struct rec_view v;
     uint64_t pos;
-    size_t unused;
     int rc = peek_first(s, &v, &pos, &leases[0], timeout_ns);
     if (rc < 0)
         return rc;
@@ -965,13 +1143,19 @@ static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, 
         s->batch_last_seq = v.seq;
         if (++n == max_count)
             break;
-        /* Only what is already there: a queue claims each record, a
+        /* Only what is already there: a queue claims the rest at once, a
          * broadcast looks past the one before. */
-        if (s->ch.kind == DMAQ_KIND_QUEUE)
-            rc = queue_next(s, &v, &pos, 0, &unused);
-        else
-            rc = broadcast_probe(s, pos + v.size, &v, &pos);
-        if (rc != FOUND)
+        if (s->ch.kind == DMAQ_KIND_QUEUE) {
+            uint32_t k = queue_claim_run(s, s->batch_pos + n, (uint32_t)(max_count - n));
+            for (uint32_t i = 0; i < k; i++, n++) {
+                view_record(shm_rec(&s->ch, s->batch_pos[n]), &v); /* ours: stable until released */
+                fill_read_lease(s, &leases[n], &v, s->batch_pos[n]);
+                s->batch_size[n] = v.size;
+                s->batch_last_seq = v.seq;
+            }
+            break;
+        }
+        if (broadcast_probe(s, pos + v.size, &v, &pos) != FOUND)
             break;
     }
     for (size_t i = 0; i < n; i++)
@@ -1002,7 +1186,7 @@ static size_t finish_batch(struct shm_sub *s, dmaq_lease *leases)
         }
     broadcast_move_past(s, s->batch_pos[n - 1] + s->batch_size[n - 1], s->batch_last_seq, n, overrun);
     if (ch->policy == DMAQ_POLICY_BLOCK)
-        wake_if_sleeping(&ch->hdr->space_sleepers, &ch->hdr->space_futex);
+        wake_if_sleeping(ch, &ch->hdr->space_sleepers, &ch->hdr->space_futex);
     return overrun;
 }
 
@@ -1038,7 +1222,7 @@ static void shm_sub_close(void *state)
         finish_read(s, s->next_seq);
     atomic_store(&s->slot->state, SLOT_FREE);
     /* The gate may have moved: let blocked publishers look again. */
-    wake_if_sleeping(&s->ch.hdr->space_sleepers, &s->ch.hdr->space_futex);
+    wake_if_sleeping(&s->ch, &s->ch.hdr->space_sleepers, &s->ch.hdr->space_futex);
     shm_chan_close(&s->ch);
 }
 
@@ -1058,6 +1242,7 @@ const dmaq_transport_ops dmaq__shm_transport = {
     .pub_commit = shm_pub_commit,
     .pub_abort = shm_pub_abort,
     .pub_send = shm_pub_send,
+    .pub_send_many = shm_pub_send_many,
     .sub_open = shm_sub_open,
     .sub_close = shm_sub_close,
     .sub_peek = shm_sub_peek,

@@ -19,6 +19,11 @@ struct shm_chan {
      * mapping, so a later scribble on the header cannot change them. */
     uint64_t capacity, mask, segment, max_message, salt, max_record;
     uint32_t kind, policy;
+    /* This process could not register for heavy barriers: it fences when
+     * it wakes, and its naps end by grace_until (mono ns) so that a waker
+     * that missed fence_required cannot leave it asleep (see ring.c). */
+    bool fence;
+    uint64_t grace_until;
     /* Open for the handle's life with a shared flock on it: while any
      * handle is open, dmaq_channel_gc cannot take the channel away. */
     int fd;
@@ -68,6 +73,17 @@ static inline uint64_t shm_segment_end(const struct shm_chan *ch, uint64_t pos)
 static inline struct shm_record *shm_rec(const struct shm_chan *ch, uint64_t pos)
 {
     return (struct shm_record *)(ch->ring + (pos & ch->mask));
+}
+
+/* The record at *pos (moved past a gap at a segment's end first) if it is
+ * committed, else NULL. Its header is not yet validated. */
+static inline struct shm_record *shm_committed_at(const struct shm_chan *ch, uint64_t *pos)
+{
+    uint64_t seg_end = shm_segment_end(ch, *pos);
+    if (seg_end - *pos < DMAQ_RECORD_HEADER)
+        *pos = seg_end;
+    struct shm_record *r = shm_rec(ch, *pos);
+    return atomic_load_explicit(&r->tag, memory_order_acquire) == (*pos ^ ch->salt) ? r : NULL;
 }
 
 /* Queue: the record at or after *pos and before `end` (the gap at a

@@ -138,11 +138,17 @@ int dmaq_pub_send_many(dmaq_pub *pub, const void *data, const size_t *lens, size
         *sent = 0;
     if (!pub || (!lens && count))
         return dmaq_error_set(DMAQ_EINVAL, "dmaq_pub_send_many: %s is NULL", pub ? "lens" : "pub");
+    if (!data)
+        for (size_t i = 0; i < count; i++)
+            if (lens[i])
+                return dmaq_error_set(DMAQ_EINVAL, "dmaq_pub_send_many: data is NULL");
+    if (pub->ops->pub_send_many) {
+        size_t ignored;
+        return pub->ops->pub_send_many(pub->state, data, lens, count, sent ? sent : &ignored, timeout_ns);
+    }
     uint64_t deadline = dmaq__deadline(timeout_ns);
     const unsigned char *p = data;
     for (size_t i = 0; i < count; i++) {
-        if (!p && lens[i])
-            return dmaq_error_set(DMAQ_EINVAL, "dmaq_pub_send_many: data is NULL");
         int64_t left = timeout_ns;
         if (timeout_ns > 0) {
             uint64_t now = dmaq__mono_ns();

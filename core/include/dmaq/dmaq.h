@@ -269,7 +269,11 @@ DMAQ_API int dmaq_pub_send(dmaq_pub *pub, const void *data, size_t len, int64_t 
 
 /* Publish `count` messages in order, as `count` dmaq_pub_send calls would,
  * in one call: for bindings, where each call across the language boundary
- * costs more than a message. Message i is the lens[i] bytes that follow
+ * costs more than a message, and for streams of small messages, since on
+ * shm:// the messages that fit the ring go out under one claim (one atomic
+ * operation, one clock read and one wake-up check for them all; they share
+ * a timestamp, and subscribers may see the first before the last is
+ * written, in order as always). Message i is the lens[i] bytes that follow
  * messages 0..i-1 in `data` (the messages packed back to back). Waits at
  * most `timeout_ns` in all. Returns 0 when all are published; otherwise the
  * first failure's code (as dmaq_pub_send), the messages before it published.

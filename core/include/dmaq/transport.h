@@ -56,6 +56,10 @@ typedef struct dmaq_transport_ops {
      * is at most DMAQ_BATCH_MAX; count is that of the outstanding batch. */
     int (*sub_peek_many)(void *state, dmaq_lease *leases, size_t max_count, size_t *count, int64_t timeout_ns);
     int (*sub_release_many)(void *state, dmaq_lease *leases, size_t count);
+    /* May be NULL: the core then sends each message with pub_send. As
+     * dmaq_pub_send_many, with `sent` never NULL and set to 0 before. */
+    int (*pub_send_many)(void *state, const void *data, const size_t *lens, size_t count, size_t *sent,
+                         int64_t timeout_ns);
 } dmaq_transport_ops;
 
 /* Make `ops` handle its scheme from now on. The table must outlive the
