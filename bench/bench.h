@@ -84,6 +84,9 @@ struct transport {
     int (*done)(endpoint *e);
     void (*close)(endpoint *e);
     void (*teardown)(struct cell *c); /* parent, after the children are gone */
+    /* Publisher, may be NULL: send what finish() has kept back. */
+    void (*flush)(endpoint *e);
+    int batch; /* dmaq only: messages per send_many and peek_many; 1x1 streaming only */
 };
 
 /* Every transport this build has, dmaq's first. */

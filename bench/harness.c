@@ -95,6 +95,8 @@ static void send_end_marks(const struct cell *c, endpoint *e)
         p[0] = 0xee;
         c->t->finish(e, BENCH_END_MARK_LEN);
     }
+    if (c->t->flush)
+        c->t->flush(e);
 }
 
 static void publisher(struct cell *c, int index, const unsigned char *src)
@@ -132,6 +134,8 @@ static void publisher(struct cell *c, int index, const unsigned char *src)
             t->finish(e, s->size);
         }
     }
+    if (t->flush)
+        t->flush(e);
     if (atomic_fetch_add(&sh->pubs_done, 1) + 1 == s->pubs)
         send_end_marks(c, e);
     t->close(e);

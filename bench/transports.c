@@ -56,6 +56,12 @@ struct dmaq_ep {
     dmaq_pub *pub;
     dmaq_sub *sub;
     dmaq_lease lease;
+    /* Batched transports: the publisher's messages kept back for one
+     * dmaq_pub_send_many, packed in `stage`; the subscriber's leases from one
+     * dmaq_sub_peek_many, of which `next` is handed out next. */
+    size_t kept, kept_bytes, flush_at, have, next;
+    size_t lens[DMAQ_BATCH_MAX];
+    dmaq_lease leases[DMAQ_BATCH_MAX];
 };
 
 static size_t dmaq_capacity_for(size_t size)
@@ -101,6 +107,7 @@ static endpoint *dmaq_open_ep(struct cell *c, int pub, int index)
         bench_fail("out of memory");
     e->base.t = c->t;
     e->base.stage = stage_alloc();
+    e->flush_at = c->spec.latency ? 1 : (size_t)c->t->batch; /* paced messages go out at once */
     dmaq_options o = dmaq_options_for(c);
     o.flags = DMAQ_OPEN_NO_CREATE;
     if ((pub ? dmaq_pub_open(c->name, &o, &e->pub) : dmaq_sub_open(c->name, &o, &e->sub)) < 0)
@@ -178,10 +185,81 @@ static void dmaq_close_ep(endpoint *b)
 
 static void dmaq_teardown(struct cell *c) { dmaq_channel_unlink(c->name); }
 
+/* Batched: messages are packed into the stage (max_size keeps t->batch of
+ * them within it) and go out t->batch at a time. */
+static void *dmaq_batch_begin(endpoint *b, size_t len)
+{
+    (void)len;
+    struct dmaq_ep *e = (struct dmaq_ep *)b;
+    return b->stage + e->kept_bytes;
+}
+
+static void dmaq_batch_flush(endpoint *b)
+{
+    struct dmaq_ep *e = (struct dmaq_ep *)b;
+    size_t sent;
+    if (e->kept && dmaq_pub_send_many(e->pub, b->stage, e->lens, e->kept, &sent, -1) < 0)
+        bench_fail("dmaq_pub_send_many: %s", dmaq_last_error());
+    e->kept = e->kept_bytes = 0;
+}
+
+static void dmaq_batch_finish(endpoint *b, size_t len)
+{
+    struct dmaq_ep *e = (struct dmaq_ep *)b;
+    e->lens[e->kept++] = len;
+    e->kept_bytes += len;
+    if (e->kept == e->flush_at)
+        dmaq_batch_flush(b);
+}
+
+static void dmaq_batch_release(struct dmaq_ep *e)
+{
+    if (e->have && dmaq_sub_release_many(e->sub, e->leases, e->have) < 0)
+        bench_fail("dmaq_sub_release_many: %s", dmaq_last_error());
+    e->have = e->next = 0;
+}
+
+static int dmaq_batch_recv(endpoint *b, const void **data, size_t *len, uint64_t *lost, int timeout_ms)
+{
+    (void)lost; /* batched transports are queue and broadcast/block: nothing is lost */
+    struct dmaq_ep *e = (struct dmaq_ep *)b;
+    if (e->next == e->have) {
+        dmaq_batch_release(e);
+        int rc = dmaq_sub_peek_many(e->sub, e->leases, (size_t)b->t->batch, &e->have, ms_to_ns(timeout_ms));
+        if (rc == DMAQ_ETIMEDOUT || rc == DMAQ_EAGAIN)
+            return 0;
+        if (rc < 0)
+            bench_fail("dmaq_sub_peek_many: %s", dmaq_last_error());
+    }
+    *data = e->leases[e->next].data;
+    *len = e->leases[e->next].len;
+    e->next++;
+    return 1;
+}
+
+static int dmaq_batch_done(endpoint *b)
+{
+    (void)b; /* released with the whole batch, at the next recv or close */
+    return 0;
+}
+
+static void dmaq_batch_close(endpoint *b)
+{
+    struct dmaq_ep *e = (struct dmaq_ep *)b;
+    if (e->pub)
+        dmaq_batch_flush(b);
+    if (e->sub)
+        dmaq_batch_release(e);
+    dmaq_close_ep(b);
+}
+
+#define BENCH_BATCH 64
+#define DMAQ_BATCH_TRANSPORT(key_, kind_)                                                                        {                                                                                                                .name = kind_ == DMAQ_KIND_QUEUE ? "dmaq queue" : "dmaq broadcast/block", .key = key_,                       .max_size = BENCH_MAX_SIZE / BENCH_BATCH, .fan = 1, .zero_copy = 0, .kind = kind_,                           .policy = DMAQ_POLICY_BLOCK, .spin_ns = -1, .setup = dmaq_setup, .open = dmaq_open_ep,                       .begin = dmaq_batch_begin, .finish = dmaq_batch_finish, .recv = dmaq_batch_recv,                             .done = dmaq_batch_done, .close = dmaq_batch_close, .teardown = dmaq_teardown,                               .flush = dmaq_batch_flush, .batch = BENCH_BATCH                                                          }
+
 #define DMAQ_TRANSPORT(name_, key_, kind_, policy_, zc_)                                                     \
     {                                                                                                        \
         name_, key_, BENCH_MAX_SIZE, 1, zc_, kind_, policy_, -1, dmaq_setup, dmaq_open_ep, dmaq_begin,       \
-            dmaq_finish, dmaq_recv_ep, dmaq_done, dmaq_close_ep, dmaq_teardown                               \
+            dmaq_finish, dmaq_recv_ep, dmaq_done, dmaq_close_ep, dmaq_teardown, NULL, 0                      \
     }
 
 static const struct transport dmaq_transports[] = {
@@ -191,6 +269,8 @@ static const struct transport dmaq_transports[] = {
     DMAQ_TRANSPORT("dmaq broadcast/block", "dmaq-block-zc", DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, 1),
     DMAQ_TRANSPORT("dmaq broadcast/overwrite", "dmaq-overwrite-copy", DMAQ_KIND_BROADCAST, DMAQ_POLICY_OVERWRITE, 0),
     DMAQ_TRANSPORT("dmaq broadcast/overwrite", "dmaq-overwrite-zc", DMAQ_KIND_BROADCAST, DMAQ_POLICY_OVERWRITE, 1),
+    DMAQ_BATCH_TRANSPORT("dmaq-queue-batch", DMAQ_KIND_QUEUE),
+    DMAQ_BATCH_TRANSPORT("dmaq-block-batch", DMAQ_KIND_BROADCAST),
 };
 
 struct transport bench_dmaq_with_spin(int64_t spin_ns, const char *name, const char *key)
@@ -556,27 +636,28 @@ static void nng_close_ep(endpoint *b)
 
 static const struct transport pipe_transport = {
     "pipe", "pipe", BENCH_MAX_SIZE, 0, 0, 0, 0, 0, pipe_setup, stream_open, stream_begin, stream_finish,
-    stream_recv, stream_done, stream_close, stream_teardown};
+    stream_recv, stream_done, stream_close, stream_teardown, NULL, 0};
 static const struct transport unix_transport = {
     "Unix stream socket", "unix", BENCH_MAX_SIZE, 0, 0, 0, 0, 0, unix_setup, stream_open, stream_begin,
-    stream_finish, stream_recv, stream_done, stream_close, stream_teardown};
+    stream_finish, stream_recv, stream_done, stream_close, stream_teardown, NULL, 0};
 static const struct transport mq_transport = {
     "POSIX mqueue", "mqueue", MQ_MSG_SIZE, 0, 0, 0, 0, 0, mq_setup, mq_open_ep, plain_begin, mq_finish,
-    mq_recv_ep, nothing_to_release, mq_close_ep, mq_teardown};
+    mq_recv_ep, nothing_to_release, mq_close_ep, mq_teardown, NULL, 0};
 #ifdef DMAQ_BENCH_ZMQ
 static const struct transport zmq_transport = {
     "ZeroMQ ipc (push/pull)", "zeromq", BENCH_MAX_SIZE, 0, 0, 0, 0, 0, ipc_setup, zmq_open_ep, plain_begin,
-    zmq_finish, zmq_recv_ep, nothing_to_release, zmq_close_ep, ipc_teardown};
+    zmq_finish, zmq_recv_ep, nothing_to_release, zmq_close_ep, ipc_teardown, NULL, 0};
 #endif
 #ifdef DMAQ_BENCH_NNG
 static const struct transport nng_transport = {
     "NNG ipc (push0/pull0)", "nng", BENCH_MAX_SIZE, 0, 0, 0, 0, 0, ipc_setup, nng_open_ep, plain_begin,
-    nng_finish, nng_recv_ep, nothing_to_release, nng_close_ep, ipc_teardown};
+    nng_finish, nng_recv_ep, nothing_to_release, nng_close_ep, ipc_teardown, NULL, 0};
 #endif
 
 const struct transport *const bench_transports[] = {
     &dmaq_transports[0], &dmaq_transports[1], &dmaq_transports[2], &dmaq_transports[3],
-    &dmaq_transports[4], &dmaq_transports[5], &pipe_transport,     &unix_transport,
+    &dmaq_transports[4], &dmaq_transports[5], &dmaq_transports[6], &dmaq_transports[7],
+    &pipe_transport,     &unix_transport,
     &mq_transport,
 #ifdef DMAQ_BENCH_ZMQ
     &zmq_transport,
