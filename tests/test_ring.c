@@ -202,6 +202,43 @@ Test(ring, broadcast_late_subscriber_oldest_and_newest)
     dmaq_channel_unlink(uri);
 }
 
+/* After many laps, an oldest-start subscriber gets the retained history
+ * back to within one segment (a sixteenth of this ring) of a whole ring:
+ * consecutive messages ending at the newest. (With the ring cut in halves,
+ * as before, it lost up to half.) */
+Test(ring, broadcast_oldest_start_after_laps)
+{
+    char uri[128];
+    unique_uri(uri, sizeof uri, "oldest");
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.policy = DMAQ_POLICY_OVERWRITE;
+    o.capacity = 1 << 16;
+    o.max_message = 64;
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0, "%s", dmaq_last_error());
+    const uint32_t per_lap = (1 << 16) / (uint32_t)((DMAQ_RECORD_HEADER + sizeof(uint32_t) + 7) & ~7u);
+    const uint32_t published = 10 * per_lap + 123;
+    for (uint32_t i = 0; i < published; i++)
+        cr_assert_eq(dmaq_pub_send(pub, &i, sizeof i, 0), 0);
+    o.start = DMAQ_START_OLDEST;
+    dmaq_sub *sub;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0, "%s", dmaq_last_error());
+    uint32_t v, first = 0, got = 0;
+    size_t len;
+    while (dmaq_sub_recv(sub, &v, sizeof v, &len, 0) == 0) {
+        if (got == 0)
+            first = v;
+        cr_assert_eq(v, first + got, "message %u after %u in order", v, first + got - 1);
+        got++;
+    }
+    cr_assert_eq(first + got, published, "the history ends at the newest message");
+    /* a segment skipped, and the ends of segments too short for a record */
+    cr_expect_geq(got, per_lap - per_lap / 8, "%u of the ring's %u messages retained", got, per_lap);
+    dmaq_sub_close(sub);
+    dmaq_pub_close(pub);
+    dmaq_channel_unlink(uri);
+}
+
 Test(ring, queue_delivers_each_message_once)
 {
     char uri[128];

@@ -9,9 +9,10 @@
  *   [20480, +capacity) the ring of variable-length records
  *
  * Positions are 64-bit byte counts that only grow; the ring offset is
- * pos & (capacity - 1). The ring is cut into two halves ("segments"); no
- * record straddles a segment end, so a payload is always contiguous and every
- * segment start is a record start (what lets a late subscriber find one).
+ * pos & (capacity - 1). The ring is cut into 2 to 16 segments (see
+ * shm_segment_size); no record straddles a segment end, so a payload is
+ * always contiguous and every segment start is a record start (what lets a
+ * late subscriber find one).
  * Where a record does not fit before the segment end, the publisher writes a
  * padding record there, or, when fewer than DMAQ_RECORD_HEADER bytes remain,
  * leaves a gap that everyone skips by rule.

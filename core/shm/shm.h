@@ -64,6 +64,19 @@ int shm_channel_unlink(const char *address);
 
 static inline uint64_t shm_align8(uint64_t x) { return (x + 7) & ~(uint64_t)7; }
 
+/* Segments: every segment start is a record start, which is where a
+ * subscriber starting at the oldest message begins, so the finer they are
+ * the less of the ring it skips. At most 16 of them, at least 2, each
+ * holding at least four of the largest records, so that padding at segment
+ * ends wastes at most a quarter of a segment. */
+static inline uint64_t shm_segment_size(uint64_t capacity, uint64_t max_record)
+{
+    uint64_t segment = capacity / 16;
+    while (segment < 4 * max_record && segment < capacity / 2)
+        segment <<= 1;
+    return segment;
+}
+
 /* First position after the segment that holds `pos`. */
 static inline uint64_t shm_segment_end(const struct shm_chan *ch, uint64_t pos)
 {
