@@ -29,7 +29,7 @@
 #include "dmaq/dmaq.h"
 
 #define SHM_MAGIC 0x314e4843514d4444ull /* "DDMQCHN1" */
-#define SHM_LAYOUT_VERSION 3u
+#define SHM_LAYOUT_VERSION 4u
 #define SHM_PREFIX "dmaq."
 #define SHM_DIR_MAX 256u /* bytes in the path of the directory holding channels */
 #define SHM_HEADER_BYTES 4096u
@@ -131,7 +131,7 @@ enum { REC_UNCLAIMED = 0, REC_REDELIVER = 0xfffffffeu, REC_RELEASED = 0xffffffff
 
 /*
  * A record: this header, then `len` payload bytes, `size` bytes in all
- * (a multiple of 8). It is committed when `tag` == position ^ salt, stored
+ * (a multiple of DMAQ_RECORD_ALIGN, and records start at such multiples). It is committed when `tag` == position ^ salt, stored
  * last with release order. The salt makes old payload bytes that happen to
  * equal a position no risk: a stale word matches only by a 2^-64 chance.
  */

@@ -98,7 +98,7 @@ static void finish_dead_claim(struct shm_chan *ch, unsigned idx, uint64_t own_ns
         return; /* it was not writing */
     /* The announcement is read from shared memory: check its shape. */
     if (!(start == from || start == shm_segment_end(ch, from)) || end <= start || count == 0 ||
-        end - start < (uint64_t)count * DMAQ_RECORD_HEADER || end - start > (uint64_t)count * ch->max_record ||
+        end - start < (uint64_t)count * DMAQ_RECORD_ALIGN || end - start > (uint64_t)count * ch->max_record ||
         end > shm_segment_end(ch, start))
         return;
     if (shm_write_pos(h) < end)
@@ -108,7 +108,7 @@ static void finish_dead_claim(struct shm_chan *ch, unsigned idx, uint64_t own_ns
     uint32_t done = 0;
     while (pos < end && committed(ch, pos)) {
         uint32_t size = shm_rec(ch, pos)->size;
-        if (size < DMAQ_RECORD_HEADER || (size & 7) || size > end - pos || ++done > count)
+        if (shm_bad_size(size) || size > end - pos || ++done > count)
             return; /* not what this claim wrote: leave it to the readers' checks */
         pos += size;
     }
@@ -128,15 +128,15 @@ static void finish_dead_claim(struct shm_chan *ch, unsigned idx, uint64_t own_ns
         }
     }
     uint32_t missing = count - done;
-    if (end - pos < (uint64_t)missing * DMAQ_RECORD_HEADER || end - pos > (uint64_t)missing * ch->max_record)
+    if (end - pos < (uint64_t)missing * DMAQ_RECORD_ALIGN || end - pos > (uint64_t)missing * ch->max_record)
         return;
     if (start != from)
         shm_write_pad(ch, from, start - from, 0, REC_PAD);
     for (uint32_t i = 0; i < missing; i++) {
         /* As large as the maximum record allows while each one after it
-         * can still be a header: a function of what is left alone. */
-        uint64_t left = end - pos, after = (uint64_t)(missing - i - 1) * DMAQ_RECORD_HEADER;
-        uint64_t size = left - after < ch->max_record ? left - after : ch->max_record & ~(uint64_t)7;
+         * can still be the smallest record: a function of what is left. */
+        uint64_t left = end - pos, after = (uint64_t)(missing - i - 1) * DMAQ_RECORD_ALIGN;
+        uint64_t size = left - after < ch->max_record ? left - after : ch->max_record;
         shm_write_pad(ch, pos, size, seq + done + i, REC_PAD | REC_ABORTED);
         pos += size;
     }

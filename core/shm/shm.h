@@ -62,7 +62,19 @@ bool shm_has_live_peer(struct shm_chan *ch);
 int shm_channel_stat(const char *address, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap);
 int shm_channel_unlink(const char *address);
 
-static inline uint64_t shm_align8(uint64_t x) { return (x + 7) & ~(uint64_t)7; }
+/* Bytes of ring a message of `len` bytes takes: records are cache-line
+ * aligned, so that a publisher writing one record and a subscriber reading
+ * (or, on a queue, marking) the one before never share a line. */
+static inline uint64_t shm_record_size(uint64_t len)
+{
+    return (DMAQ_RECORD_HEADER + len + DMAQ_RECORD_ALIGN - 1) & ~(uint64_t)(DMAQ_RECORD_ALIGN - 1);
+}
+
+/* A record size read from shared memory that no record can have. */
+static inline bool shm_bad_size(uint64_t size)
+{
+    return size < DMAQ_RECORD_ALIGN || (size & (DMAQ_RECORD_ALIGN - 1));
+}
 
 /* Segments: every segment start is a record start, which is where a
  * subscriber starting at the oldest message begins, so the finer they are
@@ -117,7 +129,7 @@ static inline struct shm_record *shm_handed_out_at(const struct shm_chan *ch, ui
     if (atomic_load_explicit(&r->tag, memory_order_acquire) != (*pos ^ ch->salt))
         return NULL;
     *size = r->size;
-    if (*size < DMAQ_RECORD_HEADER || (*size & 7) || *pos + *size > shm_segment_end(ch, *pos))
+    if (shm_bad_size(*size) || *pos + *size > shm_segment_end(ch, *pos))
         return NULL;
     return r;
 }

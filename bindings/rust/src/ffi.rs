@@ -41,6 +41,7 @@ pub const DMAQ_LEASE_OVERWRITTEN: u32 = 0x2;
 pub const DMAQ_BATCH_MAX: usize = 256;
 pub const DMAQ_STAT_STALE: u32 = 0x1;
 pub const DMAQ_RECORD_HEADER: u64 = 48;
+pub const DMAQ_RECORD_ALIGN: u64 = 64;
 pub const DMAQ_STRUCT_OPTIONS: c_int = 1;
 pub const DMAQ_STRUCT_LEASE: c_int = 2;
 pub const DMAQ_STRUCT_STAT: c_int = 3;

@@ -111,7 +111,8 @@ enum {
 #define DMAQ_MAX_PUBLISHERS 64u         /* live publishers per channel */
 #define DMAQ_CAPACITY_MIN 4096u         /* smallest ring, bytes */
 #define DMAQ_CAPACITY_DEFAULT (1u << 20)
-#define DMAQ_RECORD_HEADER 48u          /* bytes of ring used per message, besides its payload */
+#define DMAQ_RECORD_HEADER 48u          /* bytes of ring used per message, besides its payload, */
+#define DMAQ_RECORD_ALIGN 64u           /* the two together rounded up to a multiple of this */
 #define DMAQ_BATCH_MAX 256u             /* leases one dmaq_sub_peek_many call may hand out */
 
 /*
