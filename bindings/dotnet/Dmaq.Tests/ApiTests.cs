@@ -201,6 +201,7 @@ public class ApiTests : ChannelTest
         using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
         Assert.ThrowsAny<OperationCanceledException>(() => pub.Enqueue(msg, cts.Token));
         Assert.Throws<DmaqTimeoutException>(() => { using var l = pub.Reserve(1000, TimeSpan.FromMilliseconds(50)); });
+        Assert.Throws<DmaqWouldBlockException>(() => { using var l = pub.Reserve(1000, TimeSpan.Zero); });
     }
 
     [Fact]

@@ -71,8 +71,15 @@ public sealed unsafe class Publisher : IDisposable
     {
         if (length < 0)
             throw new ArgumentOutOfRangeException(nameof(length));
+        long timeoutNs = Native.TimeoutNs(timeout);
+        int rc;
         fixed (Native.Lease* l = &_lease)
-            DmaqException.Check(Native.PubReserve(H, (nuint)length, l, Native.TimeoutNs(timeout)));
+        {
+            rc = Native.PubReserveNow(H, (nuint)length, l, 0); // the common case, without a GC transition
+            if (rc == Native.EAGAIN && timeoutNs != 0)
+                rc = Native.PubReserve(H, (nuint)length, l, timeoutNs);
+        }
+        DmaqException.Check(rc);
         return new WriteLease(this, ++_leaseGeneration);
     }
 

@@ -95,6 +95,8 @@ internal static unsafe partial class Native
     internal static partial int SubRecvNow(nint sub, byte* buf, nuint cap, nuint* len, long zero);
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_peek"), SuppressGCTransition]
     internal static partial int SubPeekNow(nint sub, Lease* lease, long zero);
+    [LibraryImport(Lib, EntryPoint = "dmaq_pub_reserve"), SuppressGCTransition]
+    internal static partial int PubReserveNow(nint pub, nuint len, Lease* lease, long zero);
 
     [LibraryImport(Lib, EntryPoint = "dmaq_channel_stat")]
     internal static partial int ChannelStat(byte* uri, Stat* stat, SubStat* subs, nuint cap);
