@@ -32,7 +32,9 @@ struct handoff {
 static void futex_wait(_Atomic uint32_t *w, uint32_t v) { syscall(SYS_futex, w, FUTEX_WAIT, v, NULL, NULL, 0); }
 static void futex_wake(_Atomic uint32_t *w) { syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0); }
 
-struct pct floor_handoff(size_t samples, int sleep, double gap_ns)
+/* One handoff measurement; `relax` makes the spinning reader pause between
+ * looks, as dmaq's subscribers do. */
+static struct pct handoff(size_t samples, int sleep, double gap_ns, int relax)
 {
     size_t warmup = samples / 10 + 1, size = sizeof(struct handoff) + samples * sizeof(double);
     struct handoff *h = shared_alloc(size);
@@ -43,6 +45,8 @@ struct pct floor_handoff(size_t samples, int sleep, double gap_ns)
             while (atomic_load_explicit(&h->seq, memory_order_acquire) != i)
                 if (sleep)
                     futex_wait(&h->seq, i - 1);
+                else if (relax)
+                    cpu_relax();
             uint64_t now = ticks();
             if (i > warmup)
                 h->lat[i - warmup - 1] = (double)(int64_t)(now - h->stamp) * ns_per_tick;
@@ -70,6 +74,17 @@ struct pct floor_handoff(size_t samples, int sleep, double gap_ns)
     struct pct p = percentiles(h->lat, samples);
     shared_free(h, size);
     return p;
+}
+
+struct pct floor_handoff(size_t samples, int sleep, double gap_ns)
+{
+    if (sleep)
+        return handoff(samples, 1, gap_ns, 0);
+    /* A reader spinning flat out or pausing between looks: which hands off
+     * faster depends on where the host put the two CPUs (by 3x on this VM,
+     * either way), and the floor is the faster. */
+    struct pct tight = handoff(samples, 0, gap_ns, 0), paused = handoff(samples, 0, gap_ns, 1);
+    return paused.p50 < tight.p50 ? paused : tight;
 }
 
 double floor_memcpy_gbps(size_t size, double seconds)

@@ -26,7 +26,7 @@ build/bench/dmaq-bench "$@" --command "bench/run.sh${*:+ $*}" --md bench/RESULTS
 cmake --build build -j"$(nproc)" --target dmaq-call-bench >/dev/null
 rm -rf build/bench-venv
 python3 -m venv --system-site-packages build/bench-venv
-DMAQ_LIBRARY=build/libdmaq.so build/bench-venv/bin/pip install -q --no-build-isolation ./bindings/python
+DMAQ_LIBRARY="$PWD/build/libdmaq.so" build/bench-venv/bin/pip install -q --no-build-isolation ./bindings/python
 build/bench-venv/bin/python bench/python_bench.py --c-bench build/bench/dmaq-call-bench --md bench/RESULTS.md \
     ${quick:+--messages 50000} || status=$?
 # The Rust binding's zero-copy calls against C.
