@@ -56,6 +56,8 @@ struct shm_sub {
      * its records is, so that release and close can end every one. */
     uint32_t batch;
     uint64_t batch_last_seq;
+    /* Queue: records released since this subscriber last moved the tail. */
+    uint32_t unadvanced;
     uint32_t batch_size[DMAQ_BATCH_MAX];
     uint64_t batch_pos[DMAQ_BATCH_MAX];
 };
@@ -306,19 +308,18 @@ static int lease_check(const dmaq_lease *lease, const void *owner, uint64_t toke
     return 0;
 }
 
-/* Broadcast: ask for the lines a few records past `pos` in exclusive
- * state, so that the next claim's compare-and-swap need not wait for our
- * stores to invalidate the subscribers' copies, one round trip per message
- * (it doubled a 64 B stream here). Only below `limit`: there every
- * subscriber is done with what the lines held, while nearer it one may be
- * reading them now. Not on a queue, whose subscribers write the records'
- * claim state and move the shared tail: there it made a stream 2-5x slower
- * in our measurements, for reasons we have not pinned down. */
+/* Ask for the lines a few records past `pos` in exclusive state, so that
+ * the next claim's compare-and-swap need not wait for our stores to
+ * invalidate the subscribers' copies, one round trip per message (it
+ * doubled 64 B streams here). Only below `limit`: there every subscriber is
+ * done with what the lines held, while nearer it one may be reading them
+ * now. (On a queue it made streams slower until subscribers stopped moving
+ * the shared tail on every release; see queue_release.) */
 #define PREFETCH_AHEAD 256
 static inline void prefetch_for_write(const struct shm_chan *ch, uint64_t pos, uint64_t limit)
 {
 #if defined(__x86_64__)
-    if (ch->kind == DMAQ_KIND_QUEUE || pos + PREFETCH_AHEAD + 128 > limit)
+    if (pos + PREFETCH_AHEAD + 128 > limit)
         return;
     __asm__ __volatile__("prefetchw %0" : : "m"(ch->ring[(pos + PREFETCH_AHEAD) & ch->mask]));
     __asm__ __volatile__("prefetchw %0" : : "m"(ch->ring[(pos + PREFETCH_AHEAD + 64) & ch->mask]));
@@ -922,6 +923,12 @@ static int next_message(struct shm_sub *s, struct rec_view *v, uint64_t *pos, in
             return rc;
         if (wait_spin(&w))
             continue;
+        if (ch->kind == DMAQ_KIND_QUEUE && s->unadvanced) {
+            /* Before sleeping, give publishers what we released (and do not
+             * take our own lag for a dead peer's, below). */
+            s->unadvanced = 0;
+            queue_advance_tail(ch);
+        }
         bool stuck = stuck_behind_peer(s);
         if (stuck && reap_if_due(ch, &w))
             continue;
@@ -986,14 +993,23 @@ static int shm_sub_peek(void *state, dmaq_lease *lease, int64_t timeout_ns)
     return 0;
 }
 
-/* Queue: the records at pos[0..n) are done with: release their space. */
+/* Queue: the records at pos[0..n) are done with: release their space.
+ * The tail moves over them every TAIL_EVERY records, not every record: its
+ * compare-and-swap cost as much as the rest of a release. Space is never
+ * lost by waiting: a publisher short of room moves the tail itself, and so
+ * does a subscriber before it sleeps or closes. */
+#define TAIL_EVERY 32
 static void queue_release(struct shm_sub *s, const uint64_t *pos, uint32_t n)
 {
     struct shm_chan *ch = &s->ch;
     for (uint32_t i = 0; i < n; i++)
         atomic_store_explicit(&shm_rec(ch, pos[i])->state, REC_RELEASED, memory_order_release);
     bump(&s->slot->count, n);
-    queue_advance_tail(ch);
+    s->unadvanced += n;
+    if (s->unadvanced >= TAIL_EVERY) {
+        s->unadvanced = 0;
+        queue_advance_tail(ch);
+    }
     wake_if_sleeping(ch, &ch->hdr->space_sleepers, &ch->hdr->space_futex);
 }
 
@@ -1244,6 +1260,8 @@ static void shm_sub_close(void *state)
         finish_batch(s, NULL);
     else if (s->token)
         finish_read(s, s->next_seq);
+    if (s->unadvanced)
+        queue_advance_tail(&s->ch);
     atomic_store(&s->slot->state, SLOT_FREE);
     /* The gate may have moved: let blocked publishers look again. */
     wake_if_sleeping(&s->ch, &s->ch.hdr->space_sleepers, &s->ch.hdr->space_futex);
