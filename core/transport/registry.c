@@ -1,5 +1,5 @@
 /* The registry of transports, keyed by URI scheme. shm is built in; network
- * transports register themselves when their plugin is loaded. */
+ * transports are registered when their plugin is loaded (plugin.c). */
 #include "registry.h"
 
 #include <pthread.h>
@@ -11,7 +11,7 @@
 static const dmaq_transport_ops *_Atomic transports[MAX_TRANSPORTS] = {&dmaq__shm_transport};
 static pthread_mutex_t register_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static const dmaq_transport_ops *find_scheme(const char *scheme, size_t len)
+const dmaq_transport_ops *dmaq__transport_find(const char *scheme, size_t len)
 {
     for (int i = 0; i < MAX_TRANSPORTS; i++) {
         const dmaq_transport_ops *t = atomic_load_explicit(&transports[i], memory_order_acquire);
@@ -55,10 +55,14 @@ int dmaq__transport_for_uri(const char *uri, const dmaq_transport_ops **ops, con
     const char *sep = strstr(uri, "://");
     if (!sep || sep == uri)
         return dmaq_error_set(DMAQ_EINVAL, "URI '%.256s' has no scheme (expected e.g. shm://name)", uri);
-    const dmaq_transport_ops *t = find_scheme(uri, (size_t)(sep - uri));
-    if (!t)
-        return dmaq_error_set(DMAQ_ESCHEME, "URI '%.256s': unknown scheme '%.*s' (known here: shm)", uri,
-                              (int)(sep - uri < 32 ? sep - uri : 32), uri);
+    size_t len = (size_t)(sep - uri);
+    const dmaq_transport_ops *t = dmaq__transport_find(uri, len);
+    if (!t) {
+        int rc = dmaq__transport_load(uri, len);
+        if (rc < 0)
+            return rc;
+        t = dmaq__transport_find(uri, len);
+    }
     *ops = t;
     *address = sep + 3;
     return 0;
@@ -68,8 +72,10 @@ int dmaq_transport_available(const char *scheme)
 {
     if (!scheme)
         return dmaq_error_set(0, "scheme is NULL");
-    const dmaq_transport_ops *t = find_scheme(scheme, strlen(scheme));
-    if (!t)
-        return dmaq_error_set(0, "no transport is registered for scheme '%.64s'", scheme);
+    size_t len = strlen(scheme);
+    const dmaq_transport_ops *t = dmaq__transport_find(scheme, len);
+    if (!t && dmaq__transport_load(scheme, len) < 0)
+        return 0; /* dmaq_last_error() says where the plugin was looked for */
+    t = dmaq__transport_find(scheme, len);
     return t->available ? t->available() : 1;
 }

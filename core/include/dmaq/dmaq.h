@@ -172,7 +172,8 @@ typedef struct dmaq_stat {
     uint32_t mode;          /* file permission bits */
     uint64_t capacity;      /* ring bytes */
     uint64_t max_message;   /* largest payload */
-    uint64_t bytes_used;    /* ring bytes not yet consumed by the slowest reader */
+    uint64_t bytes_used;    /* ring bytes not yet given back by the slowest reader (queue: up to 32 records
+                               released by each subscriber may still count until it next sleeps or closes) */
     uint64_t published;     /* messages committed since creation */
     uint32_t publishers;    /* publishers attached now */
     uint32_t subscribers;   /* subscribers attached now */
@@ -216,7 +217,10 @@ DMAQ_API const char *dmaq_last_error(void);
 DMAQ_API void dmaq_options_init(dmaq_options *opts);
 
 /* Whether the transport for `scheme` ("shm", "tcp", "rdma") can be used in
- * this process. Returns 1 if so, 0 if not (dmaq_last_error() says why). */
+ * this process, loading its plugin (libdmaq-SCHEME.so, from
+ * $DMAQ_PLUGIN_PATH, next to libdmaq.so, or the loader's default paths) if
+ * it is not loaded yet. Returns 1 if so, 0 if not (dmaq_last_error() says
+ * why). Any thread. */
 DMAQ_API int dmaq_transport_available(const char *scheme);
 
 /* sizeof the public struct named by `which` (DMAQ_STRUCT_*), so bindings can
