@@ -26,6 +26,17 @@ void dmaq_options_init(dmaq_options *opts)
     *opts = defaults;
 }
 
+/* A zeroed handle of `size` bytes, aligned as the handle types require
+ * (calloc promises only 16). */
+static void *handle_alloc(size_t size)
+{
+    size = (size + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, size);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
 size_t dmaq_struct_size(int which)
 {
     switch (which) {
@@ -71,7 +82,7 @@ int dmaq_pub_open(const char *uri, const dmaq_options *opts, dmaq_pub **out)
         rc = read_options(opts, &o);
     if (rc < 0)
         return rc;
-    dmaq_pub *pub = calloc(1, sizeof *pub + ops->pub_state_size);
+    dmaq_pub *pub = handle_alloc(sizeof *pub + ops->pub_state_size);
     if (!pub)
         return dmaq_error_set(DMAQ_ENOMEM, "out of memory opening a publisher on '%.256s'", uri);
     pub->ops = ops;
@@ -178,7 +189,7 @@ int dmaq_sub_open(const char *uri, const dmaq_options *opts, dmaq_sub **out)
         rc = read_options(opts, &o);
     if (rc < 0)
         return rc;
-    dmaq_sub *sub = calloc(1, sizeof *sub + ops->sub_state_size);
+    dmaq_sub *sub = handle_alloc(sizeof *sub + ops->sub_state_size);
     if (!sub)
         return dmaq_error_set(DMAQ_ENOMEM, "out of memory opening a subscriber on '%.256s'", uri);
     sub->ops = ops;
