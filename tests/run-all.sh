@@ -55,7 +55,7 @@ echo "== valgrind (memcheck), short mode"
 export DMAQ_TEST_MESSAGES=3000 DMAQ_FAULT_TRIALS=9 DMAQ_SOAK_SECONDS=2
 vg="valgrind -q --vgdb=no --error-exitcode=99 --trace-children=yes --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite"
 $vg build/tests/test_ring --jobs 1 --filter 'ring/*'
-for t in errors wait stress fault lifecycle hostile batch; do
+for t in errors wait stress fault lifecycle hostile batch plugin; do
   echo "-- $t"
   $vg build/tests/test_$t --jobs 1 --verbose=0
 done
