@@ -12,8 +12,7 @@ update=${1:-}
 clang=$(command -v clang-14 || command -v clang)
 out=build-fuzz
 mkdir -p "$out"
-core=(core/util/error.c core/util/proc.c core/transport/registry.c core/transport/api.c
-      core/shm/channel.c core/shm/reap.c core/shm/ring.c)
+core=(core/util/*.c core/transport/*.c core/shm/*.c) # every source of libdmaq, as CMakeLists.txt lists them
 for target in open ring; do
   "$clang" -g -O1 -std=gnu11 -mcx16 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -D_GNU_SOURCE -DDMAQ_BUILDING -DCREATE_WAIT_NS=0 -Icore/include \
