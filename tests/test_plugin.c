@@ -78,3 +78,19 @@ Test(plugin, a_scheme_cannot_name_a_path)
     expect_scheme_error("../plugins/libdmaq-testalias://x", "is not a transport name");
     expect_scheme_error(".hidden://x", "is not a transport name");
 }
+
+Test(plugin, a_plugin_that_will_not_load_says_why)
+{
+    char dir[] = "/tmp/dmaq-test-plugin-XXXXXX", path[128];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/libdmaq-testbroken.so", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("not a shared object", f);
+    fclose(f);
+    setenv("DMAQ_PLUGIN_PATH", dir, 1);
+    expect_scheme_error("testbroken://x", "would not load");
+    expect_scheme_error("testbroken://x", path); /* the loader's reason names the file */
+    unlink(path);
+    rmdir(dir);
+}

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SCHEME_MAX 31
 #define PLUGIN_ENTRY "dmaq_transport_plugin"
@@ -44,11 +45,31 @@ static int scheme_ok(const char *scheme, size_t len)
     return 1;
 }
 
-/* dlopen `dir`/`file` (or `file` alone when dir is NULL); notes where it
- * looked in `tried`. */
-static void *try_open(const char *dir, size_t dir_len, const char *file, char *tried, size_t cap, char *path,
+/* Where the loader looked, and why it failed: the reason a plugin that
+ * exists would not load (a library it needs is missing, say) is the one
+ * worth reporting, else the last attempt's. */
+struct search {
+    char tried[1024], why[512];
+    int found_broken;
+};
+
+static void note_failure(struct search *s, const char *path)
+{
+    const char *err = dlerror();
+    int exists = strchr(path, '/') && access(path, F_OK) == 0;
+    if (s->found_broken || (!exists && s->why[0] && strchr(path, '/')))
+        return;
+    snprintf(s->why, sizeof s->why, "%s", err ? err : "no reason given");
+    s->found_broken = exists;
+}
+
+/* dlopen `dir`/`file` (or `file` alone when dir is NULL), noting where it
+ * looked and why it failed in `s`. */
+static void *try_open(const char *dir, size_t dir_len, const char *file, struct search *s, char *path,
                       size_t path_cap)
 {
+    char *tried = s->tried;
+    size_t cap = sizeof s->tried;
     if (dir)
         snprintf(path, path_cap, "%.*s/%s", (int)dir_len, dir, file);
     else
@@ -58,10 +79,13 @@ static void *try_open(const char *dir, size_t dir_len, const char *file, char *t
         snprintf(tried + used, cap - used, "%s%.*s", used ? ", " : "", (int)(dir_len < 256 ? dir_len : 256), dir);
     else if (used + 1 < cap)
         snprintf(tried + used, cap - used, "%sthe loader's default paths", used ? ", " : "");
-    return dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        note_failure(s, path);
+    return h;
 }
 
-static void *find_plugin(const char *file, char *tried, size_t cap, char *path, size_t path_cap)
+static void *find_plugin(const char *file, struct search *s, char *path, size_t path_cap)
 {
     void *h = NULL;
     const char *env = getenv("DMAQ_PLUGIN_PATH");
@@ -69,16 +93,16 @@ static void *find_plugin(const char *file, char *tried, size_t cap, char *path, 
         const char *end = strchr(d, ':');
         size_t len = end ? (size_t)(end - d) : strlen(d);
         if (len)
-            h = try_open(d, len, file, tried, cap, path, path_cap);
+            h = try_open(d, len, file, s, path, path_cap);
         d = end ? end + 1 : NULL;
     }
     Dl_info self;
     if (!h && dladdr((void *)dmaq_version, &self) && self.dli_fname && strchr(self.dli_fname, '/')) {
         const char *slash = strrchr(self.dli_fname, '/');
-        h = try_open(self.dli_fname, (size_t)(slash - self.dli_fname), file, tried, cap, path, path_cap);
+        h = try_open(self.dli_fname, (size_t)(slash - self.dli_fname), file, s, path, path_cap);
     }
     if (!h)
-        h = try_open(NULL, 0, file, tried, cap, path, path_cap);
+        h = try_open(NULL, 0, file, s, path, path_cap);
     return h;
 }
 
@@ -89,19 +113,19 @@ int dmaq__transport_load(const char *scheme, size_t len)
                               "unknown scheme '%.*s': it is not a transport name (up to %d letters, digits, '+', '-', "
                               "'.')",
                               (int)(len < SCHEME_MAX ? len : SCHEME_MAX), scheme, SCHEME_MAX);
-    char file[64], path[PATH_MAX + 64], tried[1024] = "";
+    char file[64], path[PATH_MAX + 64];
+    struct search search = {{0}, {0}, 0};
     snprintf(file, sizeof file, "libdmaq-%.*s.so", (int)len, scheme);
     pthread_mutex_lock(&load_lock);
     int rc = 0;
     if (dmaq__transport_find(scheme, len))
         goto out; /* another thread loaded it meanwhile */
-    void *h = find_plugin(file, tried, sizeof tried, path, sizeof path);
+    void *h = find_plugin(file, &search, path, sizeof path);
     if (!h) {
-        const char *why = dlerror();
         rc = dmaq_error_set(DMAQ_ESCHEME,
-                            "unknown scheme '%.*s': none is built in, and its plugin %s was not found (looked in %s; "
-                            "%s)",
-                            (int)len, scheme, file, tried, why ? why : "no reason given");
+                            "unknown scheme '%.*s': none is built in, and its plugin %s %s (looked in %s; %s)",
+                            (int)len, scheme, file, search.found_broken ? "would not load" : "was not found",
+                            search.tried, search.why);
         goto out;
     }
     plugin_entry entry;
