@@ -236,9 +236,9 @@ static void fill_view(struct shm_chan *ch, const struct shm_meta *m)
 {
     ch->ring = (unsigned char *)ch->hdr + m->ring_offset;
     ch->capacity = m->capacity;
-    /* Records start at multiples of 8. Masking the low bits as well keeps a
-     * position read from a scribbled header from making a misaligned
-     * record pointer; the record's tag then fails to match it. */
+    /* Records start at multiples of DMAQ_RECORD_ALIGN. Masking the low bits
+     * as well keeps a position read from a scribbled header from making a
+     * misaligned record pointer; the record's tag then fails to match it. */
     ch->mask = (m->capacity - 1) & ~(uint64_t)(DMAQ_RECORD_ALIGN - 1);
     ch->max_message = m->max_message;
     ch->max_record = shm_record_size(m->max_message);

@@ -136,15 +136,20 @@ static bool reap_if_due(struct shm_chan *ch, struct waiter *w)
     return shm_reap(ch) > 0;
 }
 
-/* Join the channel's barrier scheme (util/barrier.h) before taking a slot:
- * a process that cannot issue heavy barriers makes every waker fence. */
+/* This process cannot issue heavy barriers: make every waker on the
+ * channel fence, and nap briefly while one may not have seen that yet. */
+static void fall_back_to_fences(struct shm_chan *ch)
+{
+    ch->fence = true;
+    atomic_store(&ch->hdr->fence_required, 1);
+    ch->grace_until = dmaq__mono_ns() + FENCE_GRACE_NS;
+}
+
+/* Join the channel's barrier scheme (util/barrier.h) before taking a slot. */
 static void barrier_join(struct shm_chan *ch)
 {
-    ch->fence = !dmaq__barrier_register();
-    if (ch->fence) {
-        atomic_store(&ch->hdr->fence_required, 1);
-        ch->grace_until = dmaq__mono_ns() + FENCE_GRACE_NS;
-    }
+    if (!dmaq__barrier_register())
+        fall_back_to_fences(ch);
 }
 
 /* Count ourselves among `sleepers` (and, for the reaper, in our slot's
@@ -156,12 +161,8 @@ static void sleep_announce(struct shm_chan *ch, _Atomic uint32_t *sleepers, stru
     atomic_fetch_add(sleepers, 1);
     atomic_store_explicit(&slot->sleeping, atomic_load_explicit(&slot->sleeping, memory_order_relaxed) | bit,
                           memory_order_relaxed);
-    if (!ch->fence && !dmaq__barrier_heavy()) {
-        /* membarrier failed after registering: fall back for good. */
-        ch->fence = true;
-        atomic_store(&ch->hdr->fence_required, 1);
-        ch->grace_until = dmaq__mono_ns() + FENCE_GRACE_NS;
-    }
+    if (!ch->fence && !dmaq__barrier_heavy())
+        fall_back_to_fences(ch); /* membarrier failed after registering: for good */
 }
 
 static void sleep_withdraw(_Atomic uint32_t *sleepers, struct shm_slot *slot, uint32_t bit)
@@ -371,9 +372,10 @@ static int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n, int64_
     struct waiter w = {0};
     struct shm_write cur = {__atomic_load_n(&h->write.pos, __ATOMIC_RELAXED),
                             __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED)};
+    const uint64_t first = shm_record_size(lens[0]);
     for (;;) {
         uint64_t start = cur.pos, end;
-        if (start + shm_record_size(lens[0]) > shm_segment_end(ch, start))
+        if (start + first > shm_segment_end(ch, start))
             start = shm_segment_end(ch, start); /* pad to the segment end first */
         bool limited;
         uint32_t k = fit_records(ch, start, p->limit, lens, n, &end, &limited);
@@ -398,7 +400,7 @@ static int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n, int64_
                 uint32_t v = atomic_load(&h->space_futex);
                 if (ch->kind == DMAQ_KIND_QUEUE)
                     queue_advance_tail(ch);
-                if (start + shm_record_size(lens[0]) > compute_limit(ch, cur.pos))
+                if (start + first > compute_limit(ch, cur.pos))
                     nap(ch, &h->space_futex, v, &w, remaining, true);
                 sleep_withdraw(&h->space_sleepers, p->slot, SLEEP_SPACE);
             }
@@ -580,14 +582,9 @@ static int shm_pub_send_many(void *state, const void *data, const size_t *lens, 
     uint64_t deadline = dmaq__deadline(timeout_ns);
     const unsigned char *src = data;
     for (size_t done = 0; done < n;) {
-        int64_t left = timeout_ns;
-        if (timeout_ns > 0) {
-            uint64_t now = dmaq__mono_ns();
-            left = now >= deadline ? 0 : (int64_t)(deadline - now);
-        }
         struct claim c = {0};
         uint32_t want = n - done > UINT32_MAX ? UINT32_MAX : (uint32_t)(n - done);
-        int rc = claim_space(p, lens + done, want, left, &c);
+        int rc = claim_space(p, lens + done, want, dmaq__timeout_left(timeout_ns, deadline), &c);
         if (rc < 0)
             return rc;
         uint64_t ts = dmaq__stamp_now(&p->clock), pos = c.start;
@@ -898,6 +895,16 @@ static bool stuck_behind_peer(struct shm_sub *s)
     return written > claim || atomic_load(&h->tail) < claim;
 }
 
+/* Queue: move the tail over the records this subscriber released since it
+ * last did (queue_release). */
+static void queue_give_back(struct shm_sub *s)
+{
+    if (s->unadvanced) {
+        s->unadvanced = 0;
+        queue_advance_tail(&s->ch);
+    }
+}
+
 /* Find (broadcast) or claim (queue) the next message, waiting up to
  * timeout_ns. `fit` as for queue_next. */
 static int next_message(struct shm_sub *s, struct rec_view *v, uint64_t *pos, int64_t timeout_ns,
@@ -923,12 +930,9 @@ static int next_message(struct shm_sub *s, struct rec_view *v, uint64_t *pos, in
             return rc;
         if (wait_spin(&w))
             continue;
-        if (ch->kind == DMAQ_KIND_QUEUE && s->unadvanced) {
-            /* Before sleeping, give publishers what we released (and do not
-             * take our own lag for a dead peer's, below). */
-            s->unadvanced = 0;
-            queue_advance_tail(ch);
-        }
+        /* Before sleeping, give publishers what we released (and do not
+         * take our own lag for a dead peer's, below). */
+        queue_give_back(s);
         bool stuck = stuck_behind_peer(s);
         if (stuck && reap_if_due(ch, &w))
             continue;
@@ -1006,10 +1010,8 @@ static void queue_release(struct shm_sub *s, const uint64_t *pos, uint32_t n)
         atomic_store_explicit(&shm_rec(ch, pos[i])->state, REC_RELEASED, memory_order_release);
     bump(&s->slot->count, n);
     s->unadvanced += n;
-    if (s->unadvanced >= TAIL_EVERY) {
-        s->unadvanced = 0;
-        queue_advance_tail(ch);
-    }
+    if (s->unadvanced >= TAIL_EVERY)
+        queue_give_back(s);
     wake_if_sleeping(ch, &ch->hdr->space_sleepers, &ch->hdr->space_futex);
 }
 
@@ -1167,6 +1169,16 @@ static uint32_t queue_claim_run(struct shm_sub *s, uint64_t *pos, uint32_t max)
     }
 }
 
+/* Lease the message at `pos` as leases[n] of the batch being built (the
+ * token settles when the batch is complete). */
+static void batch_add(struct shm_sub *s, dmaq_lease *leases, size_t n, const struct rec_view *v, uint64_t pos)
+{
+    fill_read_lease(s, &leases[n], v, pos);
+    s->batch_pos[n] = pos;
+    s->batch_size[n] = v->size;
+    s->batch_last_seq = v->seq;
+}
+
 static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, size_t *count, int64_t timeout_ns)
 {
     struct shm_sub *s = state;
@@ -1177,10 +1189,7 @@ static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, 
         return rc;
     size_t n = 0;
     for (;;) {
-        fill_read_lease(s, &leases[n], &v, pos); /* the token settles below */
-        s->batch_pos[n] = pos;
-        s->batch_size[n] = v.size;
-        s->batch_last_seq = v.seq;
+        batch_add(s, leases, n, &v, pos);
         if (++n == max_count)
             break;
         /* Only what is already there: a queue claims the rest at once, a
@@ -1189,9 +1198,7 @@ static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, 
             uint32_t k = queue_claim_run(s, s->batch_pos + n, (uint32_t)(max_count - n));
             for (uint32_t i = 0; i < k; i++, n++) {
                 view_record(shm_rec(&s->ch, s->batch_pos[n]), &v); /* ours: stable until released */
-                fill_read_lease(s, &leases[n], &v, s->batch_pos[n]);
-                s->batch_size[n] = v.size;
-                s->batch_last_seq = v.seq;
+                batch_add(s, leases, n, &v, s->batch_pos[n]);
             }
             break;
         }
@@ -1260,8 +1267,7 @@ static void shm_sub_close(void *state)
         finish_batch(s, NULL);
     else if (s->token)
         finish_read(s, s->next_seq);
-    if (s->unadvanced)
-        queue_advance_tail(&s->ch);
+    queue_give_back(s);
     atomic_store(&s->slot->state, SLOT_FREE);
     /* The gate may have moved: let blocked publishers look again. */
     wake_if_sleeping(&s->ch, &s->ch.hdr->space_sleepers, &s->ch.hdr->space_futex);

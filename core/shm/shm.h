@@ -120,13 +120,8 @@ static inline struct shm_record *shm_committed_at(const struct shm_chan *ch, uin
 static inline struct shm_record *shm_handed_out_at(const struct shm_chan *ch, uint64_t *pos, uint64_t end,
                                                    uint32_t *size)
 {
-    uint64_t seg_end = shm_segment_end(ch, *pos);
-    if (seg_end - *pos < DMAQ_RECORD_HEADER)
-        *pos = seg_end;
-    if (*pos >= end)
-        return NULL;
-    struct shm_record *r = shm_rec(ch, *pos);
-    if (atomic_load_explicit(&r->tag, memory_order_acquire) != (*pos ^ ch->salt))
+    struct shm_record *r = shm_committed_at(ch, pos);
+    if (*pos >= end || !r)
         return NULL;
     *size = r->size;
     if (shm_bad_size(*size) || *pos + *size > shm_segment_end(ch, *pos))

@@ -160,12 +160,7 @@ int dmaq_pub_send_many(dmaq_pub *pub, const void *data, const size_t *lens, size
     uint64_t deadline = dmaq__deadline(timeout_ns);
     const unsigned char *p = data;
     for (size_t i = 0; i < count; i++) {
-        int64_t left = timeout_ns;
-        if (timeout_ns > 0) {
-            uint64_t now = dmaq__mono_ns();
-            left = now >= deadline ? 0 : (int64_t)(deadline - now);
-        }
-        int rc = dmaq_pub_send(pub, p, lens[i], left);
+        int rc = dmaq_pub_send(pub, p, lens[i], dmaq__timeout_left(timeout_ns, deadline));
         if (rc < 0)
             return rc;
         if (sent)

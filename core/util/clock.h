@@ -22,6 +22,16 @@ static inline uint64_t dmaq__deadline(int64_t timeout_ns)
     return dmaq__mono_ns() + (uint64_t)timeout_ns;
 }
 
+/* What is left of a timeout that began with `deadline`
+ * (dmaq__deadline(timeout_ns)): a negative or zero timeout as it was. */
+static inline int64_t dmaq__timeout_left(int64_t timeout_ns, uint64_t deadline)
+{
+    if (timeout_ns <= 0)
+        return timeout_ns;
+    uint64_t now = dmaq__mono_ns();
+    return now >= deadline ? 0 : (int64_t)(deadline - now);
+}
+
 static inline void dmaq__cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
