@@ -35,6 +35,20 @@ static inline const char *unique_uri(char *buf, size_t cap, const char *what)
     return buf;
 }
 
+/* A TCP port on 127.0.0.1 nothing listens on right now. */
+#include <netinet/in.h>
+#include <sys/socket.h>
+static inline int free_tcp_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+        return -1;
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
 static inline uint64_t mono_ns(void)
 {
     struct timespec ts;

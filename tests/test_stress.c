@@ -59,10 +59,24 @@ static void check_no_duplicates(char outs[][256], int subs)
     cr_expect_eq(dups, 0, "%zu messages were delivered more than once", dups);
 }
 
+#ifdef DMAQ_TEST_TCP
+/* The same matrix over tcp://127.0.0.1: this process binds (hosts) the
+ * channel, every peer process connects. */
+#define CREATOR_FLAGS DMAQ_OPEN_BIND
+static void channel_uri(char *buf, size_t cap)
+{
+    static unsigned counter;
+    snprintf(buf, cap, "tcp://127.0.0.1:%d/stress-%u", free_tcp_port(), counter++);
+}
+#else
+#define CREATOR_FLAGS 0
+static void channel_uri(char *buf, size_t cap) { unique_uri(buf, cap, "stress"); }
+#endif
+
 static void run(uint32_t kind, uint32_t policy, int pubs, int subs)
 {
     char uri[128];
-    unique_uri(uri, sizeof uri, "stress");
+    channel_uri(uri, sizeof uri);
     long total = test_messages();
     long per_pub = total / pubs;
     total = per_pub * pubs;
@@ -72,6 +86,7 @@ static void run(uint32_t kind, uint32_t policy, int pubs, int subs)
     o.policy = policy;
     o.capacity = policy == DMAQ_POLICY_OVERWRITE ? 1 << 20 : 1 << 16;
     o.max_message = policy == DMAQ_POLICY_OVERWRITE ? 16384 : 4096;
+    o.flags = CREATOR_FLAGS;
     dmaq_pub *creator;
     cr_assert_eq(dmaq_pub_open(uri, &o, &creator), 0, "%s", dmaq_last_error());
 

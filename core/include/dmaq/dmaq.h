@@ -104,6 +104,9 @@ enum {
 /* dmaq_options.flags */
 #define DMAQ_OPEN_NO_CREATE 0x1u /* fail with DMAQ_ENOENT if it does not exist */
 #define DMAQ_OPEN_HUGEPAGES 0x2u /* ask the kernel to back the ring with huge pages */
+#define DMAQ_OPEN_BIND 0x4u      /* network schemes: this handle hosts the channel and
+                                    listens at the URI's address; without it, the
+                                    handle connects to the process that does */
 
 /* Limits of the shared-memory transport. */
 #define DMAQ_NAME_MAX 200u              /* bytes in a channel name */
@@ -138,9 +141,17 @@ typedef struct dmaq_options {
     const char *shm_dir;  /* shm:// channels: the directory holding their
                              files; NULL = $DMAQ_SHM_DIR, else /dev/shm.
                              Only read during the open call. */
+    /* Fields below were added in 0.2; callers built before pass a smaller
+     * `size` and get their defaults. */
+    int64_t peer_timeout_ns; /* network schemes: a peer silent this long is
+                                dead (heartbeats keep live ones heard);
+                                0 = default (5 s) */
+    const char *key;         /* network schemes: pre-shared key; a peer must
+                                prove it knows the same one. NULL = none.
+                                Only read during the open call. */
 } dmaq_options;
 
-#define DMAQ_OPTIONS_INIT {sizeof(dmaq_options), 0, 0, 0, 0, 0, 0, 0, -1, NULL}
+#define DMAQ_OPTIONS_INIT {sizeof(dmaq_options), 0, 0, 0, 0, 0, 0, 0, -1, NULL, 0, NULL}
 
 /* dmaq_lease.flags */
 #define DMAQ_LEASE_REDELIVERED 0x1u /* queue: an earlier receiver died holding it */

@@ -1,0 +1,701 @@
+/*
+ * The connecting side of tcp://: the handshake, and the pump thread of each
+ * handle. A publisher's pump takes batches from the handle's outgoing ring,
+ * writes them, and releases them once the host acknowledges them, so a
+ * connection lost mid-batch loses nothing: after reconnecting, the host says
+ * how many of them it already has (it knows the publisher by a token) and
+ * the rest are sent again. A subscriber's pump writes what arrives into the
+ * handle's incoming ring behind a prefix; the application's releases go back
+ * as acknowledgements, which are the host's credit to send more.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "../util/clock.h"
+#include "tcp.h"
+
+/* In front of every message in a subscriber's incoming ring. */
+struct prefix {
+    uint64_t seq; /* the host's sequence number; for a LOST marker, the count */
+    uint64_t timestamp_ns;
+    uint32_t publisher_id, flags;
+    uint32_t lost_marker, epoch;
+};
+#define PREFIX sizeof(struct prefix)
+_Static_assert(sizeof(struct prefix) == TCP_SUB_PREFIX, "the credit unit counts this prefix");
+
+struct tcp_client {
+    struct tcp_addr addr;
+    struct tcp_conf conf;
+    struct tcp_hello hello; /* what we ask for; token for publishers */
+    struct tcp_shape shape;
+    pthread_mutex_t wlock; /* socket writes, and changes of fd */
+    int fd;                /* -1 while disconnected */
+    _Atomic uint32_t epoch; /* connections made so far */
+    pthread_t thread;
+    atomic_bool stop, closing;
+    char why[256]; /* why the connection was lost (under wlock) */
+    uint8_t *rbuf;
+    size_t rcap, rlen;
+    uint64_t last_rx, last_tx, down_since;
+    /* publisher */
+    dmaq_sub *out;
+    dmaq_lease *batch;
+    size_t batch_n, batch_sent, batch_acked;
+    uint64_t acked;
+    _Atomic uint32_t publisher_id;
+    /* subscriber */
+    dmaq_pub *in;
+    uint64_t last_seq;
+    bool any_seq, check_gap, queue;
+};
+
+int tcp_handshake(const struct tcp_addr *a, const struct tcp_conf *c, struct tcp_hello *hello,
+                  struct tcp_shape *shape, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap, int *n_subs,
+                  uint8_t *buf, size_t *len, size_t cap)
+{
+    int fd = tcp_dial(a, c->timeout_ns);
+    if (fd < 0)
+        return fd;
+    char what[512];
+    snprintf(what, sizeof what, "tcp://%s:%s/%s", a->host, a->port, a->name);
+    struct tcp_frame f;
+    *len = 0;
+    long n = tcp_read_frame(fd, buf, len, cap, TCP_FROM_HOST_HANDSHAKE, 0, &f, c->timeout_ns, what);
+    if (n > 0 && f.type != TCP_CHALLENGE)
+        n = dmaq_error_set(DMAQ_ECORRUPT, "%s: the host did not open with a challenge", what);
+    if (n < 0)
+        goto fail;
+    if (f.u.challenge.version != TCP_VERSION) {
+        n = dmaq_error_set(DMAQ_EVERSION, "%s: the host speaks tcp:// protocol version %u, we speak %u", what,
+                           f.u.challenge.version, TCP_VERSION);
+        goto fail;
+    }
+    uint8_t host_nonce[TCP_NONCE];
+    memcpy(host_nonce, f.u.challenge.nonce, TCP_NONCE);
+    tcp_consume(buf, len, (size_t)n);
+    tcp_random(hello->nonce, TCP_NONCE);
+    tcp_hello_mac(c, host_nonce, hello, hello->mac);
+    uint8_t out[TCP_HEADER + TCP_HELLO_FIXED + TCP_NAME_MAX];
+    if (tcp_write_all(fd, out, tcp_put_hello(out, hello), dmaq__deadline(c->timeout_ns), NULL) < 0) {
+        n = dmaq_error_set(DMAQ_ESYS, "%s: connection lost in the handshake (%s)", what, strerror(errno));
+        goto fail;
+    }
+    n = tcp_read_frame(fd, buf, len, cap, TCP_FROM_HOST_HANDSHAKE, 0, &f, c->timeout_ns, what);
+    if (n > 0 && f.type != TCP_WELCOME)
+        n = dmaq_error_set(DMAQ_ECORRUPT, "%s: the host did not answer with a welcome", what);
+    if (n < 0)
+        goto fail;
+    struct tcp_welcome *w = &f.u.welcome;
+    if (w->status < 0) {
+        int code = w->status >= DMAQ_ESYS ? w->status : DMAQ_ESYS;
+        n = dmaq_error_set(code, "%s: %.*s", what, (int)w->reason_len, w->reason);
+        goto fail;
+    }
+    uint8_t mac[TCP_MAC];
+    tcp_welcome_mac(c, host_nonce, hello->nonce, mac);
+    if (c->has_key && !tcp_mac_equal(mac, w->mac)) {
+        n = dmaq_error_set(DMAQ_EACCES, "%s: the host could not prove it knows the channel's key", what);
+        goto fail;
+    }
+    shape->kind = w->kind;
+    shape->policy = w->policy;
+    shape->capacity = w->capacity;
+    shape->max_message = w->max_message;
+    shape->publisher_id = w->publisher_id;
+    shape->received = w->received;
+    if ((w->kind != DMAQ_KIND_QUEUE && w->kind != DMAQ_KIND_BROADCAST) ||
+        (w->policy != DMAQ_POLICY_BLOCK && w->policy != DMAQ_POLICY_OVERWRITE) || w->capacity < DMAQ_CAPACITY_MIN ||
+        (w->capacity & (w->capacity - 1)) || w->capacity > (1ull << 40) ||
+        w->max_message > w->capacity / 2 - DMAQ_RECORD_HEADER) {
+        n = dmaq_error_set(DMAQ_ECORRUPT, "%s: the host describes an impossible channel", what);
+        goto fail;
+    }
+    if (stat) {
+        if (!w->has_stat) {
+            n = dmaq_error_set(DMAQ_ECORRUPT, "%s: the host sent no figures", what);
+            goto fail;
+        }
+        stat->kind = w->stat_kind;
+        stat->policy = w->stat_policy;
+        stat->mode = w->stat_mode;
+        stat->flags = w->stat_flags;
+        stat->capacity = w->stat_capacity;
+        stat->max_message = w->stat_max_message;
+        stat->bytes_used = w->stat_bytes_used;
+        stat->published = w->stat_published;
+        stat->publishers = w->stat_publishers;
+        stat->subscribers = w->stat_subscribers;
+        stat->creator_pid = w->stat_creator_pid;
+        for (uint32_t i = 0; i < w->n_subs && i < subs_cap; i++) {
+            const uint8_t *e = w->subs + i * TCP_SUB_STAT_SIZE;
+            subs[i] = (dmaq_sub_stat){tcp_get64(e), tcp_get64(e + 8), tcp_get64(e + 16), tcp_get64(e + 24),
+                                      (int32_t)tcp_get32(e + 32), tcp_get32(e + 36)};
+        }
+        *n_subs = (int)w->stat_subscribers;
+    }
+    tcp_consume(buf, len, (size_t)n);
+    return fd;
+fail:
+    close(fd);
+    return (int)n;
+}
+
+/* ---- connection upkeep, shared by both pumps ---- */
+
+static void disconnect(struct tcp_client *cl, const char *why)
+{
+    pthread_mutex_lock(&cl->wlock);
+    if (cl->fd >= 0) {
+        close(cl->fd);
+        cl->fd = -1;
+        snprintf(cl->why, sizeof cl->why, "%s", why);
+        cl->down_since = dmaq__mono_ns();
+    }
+    pthread_mutex_unlock(&cl->wlock);
+}
+
+static int connect_once(struct tcp_client *cl)
+{
+    struct tcp_hello h = cl->hello;
+    h.acked = cl->acked;
+    struct tcp_shape shape;
+    size_t len = 0;
+    int fd = tcp_handshake(&cl->addr, &cl->conf, &h, &shape, NULL, NULL, 0, NULL, cl->rbuf, &len, cl->rcap);
+    if (fd < 0)
+        return fd;
+    if (cl->epoch && (shape.kind != cl->shape.kind || shape.policy != cl->shape.policy ||
+                      shape.capacity != cl->shape.capacity || shape.max_message != cl->shape.max_message)) {
+        close(fd);
+        return dmaq_error_set(DMAQ_EINCOMPAT, "tcp://%s:%s/%s was bound again with another kind, policy or size",
+                              cl->addr.host, cl->addr.port, cl->addr.name);
+    }
+    cl->shape = shape;
+    atomic_store(&cl->publisher_id, shape.publisher_id);
+    cl->rlen = len;
+    cl->last_rx = cl->last_tx = dmaq__mono_ns();
+    pthread_mutex_lock(&cl->wlock);
+    cl->fd = fd;
+    atomic_fetch_add(&cl->epoch, 1);
+    pthread_mutex_unlock(&cl->wlock);
+    return 0;
+}
+
+/* Try to reconnect, backing off while the host stays away. */
+static void reconnect(struct tcp_client *cl, int64_t *backoff_ns)
+{
+    if (connect_once(cl) == 0) {
+        *backoff_ns = 0;
+        return;
+    }
+    pthread_mutex_lock(&cl->wlock);
+    snprintf(cl->why, sizeof cl->why, "%s", dmaq_last_error());
+    pthread_mutex_unlock(&cl->wlock);
+    *backoff_ns = *backoff_ns ? *backoff_ns * 2 : 10000000;
+    if (*backoff_ns > 500000000)
+        *backoff_ns = 500000000;
+    for (int64_t slept = 0; slept < *backoff_ns && !atomic_load(&cl->stop); slept += TCP_SLICE_NS)
+        usleep(TCP_SLICE_NS / 1000);
+}
+
+static void send_small(struct tcp_client *cl, uint8_t type, uint64_t count)
+{
+    uint8_t f[TCP_HEADER + 8];
+    size_t n = type == TCP_PING ? tcp_put_header(f, TCP_PING, 0) : tcp_put_count(f, type, count);
+    pthread_mutex_lock(&cl->wlock);
+    if (cl->fd >= 0 && tcp_write_all(cl->fd, f, n, dmaq__deadline(cl->conf.timeout_ns), NULL) < 0)
+        shutdown(cl->fd, SHUT_RDWR); /* the pump notices and reconnects */
+    pthread_mutex_unlock(&cl->wlock);
+    cl->last_tx = dmaq__mono_ns();
+}
+
+/* Read what the host sent. Returns false when the connection is gone. */
+static bool read_host(struct tcp_client *cl, int64_t wait_ns)
+{
+    long n = tcp_read_some(cl->fd, cl->rbuf, &cl->rlen, cl->rcap, wait_ns);
+    uint64_t now = dmaq__mono_ns();
+    if (n < 0) {
+        disconnect(cl, errno ? strerror(errno) : "the host closed the connection");
+        return false;
+    }
+    if (n > 0)
+        cl->last_rx = now;
+    else if (now - cl->last_rx > (uint64_t)cl->conf.timeout_ns) {
+        disconnect(cl, "the host went silent");
+        return false;
+    }
+    if (now - cl->last_tx >= (uint64_t)tcp_ping_every(&cl->conf))
+        send_small(cl, TCP_PING, 0);
+    return true;
+}
+
+static void protocol_error(struct tcp_client *cl, const char *why)
+{
+    tcp_log("tcp://%s:%s/%s: malformed frame from the host: %s", cl->addr.host, cl->addr.port, cl->addr.name, why);
+    disconnect(cl, why);
+}
+
+/* ---- publishers ---- */
+
+static bool send_batch(struct tcp_client *cl)
+{
+    struct iovec iov[2 * TCP_BATCH];
+    uint8_t heads[TCP_BATCH][TCP_HEADER];
+    size_t k = 0;
+    for (size_t i = cl->batch_sent; i < cl->batch_n; i++) {
+        tcp_put_header(heads[i], TCP_MSG, (uint32_t)cl->batch[i].len);
+        iov[k++] = (struct iovec){heads[i], TCP_HEADER};
+        if (cl->batch[i].len)
+            iov[k++] = (struct iovec){cl->batch[i].data, cl->batch[i].len};
+    }
+    struct iovec *v = iov;
+    uint64_t deadline = dmaq__deadline(cl->conf.timeout_ns);
+    while (k) {
+        struct msghdr m = {.msg_iov = v, .msg_iovlen = k};
+        ssize_t n = sendmsg(cl->fd, &m, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || dmaq__mono_ns() > deadline) {
+            disconnect(cl, n < 0 ? strerror(errno) : "writes stalled");
+            return false;
+        }
+        while (k && (size_t)n >= v->iov_len) {
+            n -= (ssize_t)v->iov_len;
+            v++;
+            k--;
+        }
+        if (k) {
+            v->iov_base = (uint8_t *)v->iov_base + n;
+            v->iov_len -= (size_t)n;
+        }
+    }
+    cl->batch_sent = cl->batch_n;
+    cl->last_tx = dmaq__mono_ns();
+    return true;
+}
+
+/* Take in acknowledgements; true once the whole batch is acknowledged. */
+static bool await_acks(struct tcp_client *cl)
+{
+    if (!read_host(cl, TCP_SLICE_NS))
+        return false;
+    size_t off = 0;
+    long fl;
+    struct tcp_frame f;
+    const char *why = NULL;
+    while ((fl = tcp_frame_next(cl->rbuf + off, cl->rlen - off, TCP_FROM_HOST_TO_PUB, cl->shape.max_message, &f,
+                                &why)) > 0) {
+        if (f.type == TCP_ACK) {
+            if (f.u.count > cl->batch_sent - cl->batch_acked) {
+                protocol_error(cl, "acknowledged messages it was not sent");
+                return false;
+            }
+            cl->batch_acked += f.u.count;
+        }
+        off += (size_t)fl;
+    }
+    if (fl < 0) {
+        protocol_error(cl, why);
+        return false;
+    }
+    tcp_consume(cl->rbuf, &cl->rlen, off);
+    return cl->batch_acked == cl->batch_n;
+}
+
+static void *pub_pump(void *arg)
+{
+    struct tcp_client *cl = arg;
+    int64_t backoff = 0;
+    while (!atomic_load(&cl->stop)) {
+        if (cl->fd < 0) {
+            if (atomic_load(&cl->closing) && dmaq__mono_ns() - cl->down_since > (uint64_t)cl->conf.timeout_ns)
+                break;
+            reconnect(cl, &backoff);
+            if (cl->fd >= 0 && cl->batch_n) {
+                /* The host already has shape.received - acked of this batch. */
+                uint64_t have = cl->shape.received - cl->acked;
+                cl->batch_sent = cl->batch_acked = have < cl->batch_n ? (size_t)have : cl->batch_n;
+            }
+            continue;
+        }
+        if (!cl->batch_n) {
+            size_t n = 0;
+            int rc = dmaq_sub_peek_many(cl->out, cl->batch, TCP_BATCH, &n, TCP_SLICE_NS);
+            if (rc == DMAQ_EAGAIN || rc == DMAQ_ETIMEDOUT) {
+                if (atomic_load(&cl->closing))
+                    break; /* all sent and acknowledged */
+                if (read_host(cl, 0))
+                    tcp_consume(cl->rbuf, &cl->rlen, 0);
+                continue;
+            }
+            if (rc < 0) {
+                tcp_log("tcp://%s:%s/%s: %s", cl->addr.host, cl->addr.port, cl->addr.name, dmaq_last_error());
+                break;
+            }
+            cl->batch_n = n;
+            cl->batch_sent = cl->batch_acked = 0;
+        }
+        if (cl->batch_sent < cl->batch_n && !send_batch(cl))
+            continue;
+        if (await_acks(cl)) {
+            dmaq_sub_release_many(cl->out, cl->batch, cl->batch_n);
+            cl->acked += cl->batch_n;
+            cl->batch_n = 0;
+        }
+    }
+    if (cl->batch_n) {
+        tcp_log("tcp://%s:%s/%s: closing with %zu messages the host never acknowledged (%s)", cl->addr.host,
+                cl->addr.port, cl->addr.name, cl->batch_n - cl->batch_acked, cl->why);
+        dmaq_sub_release_many(cl->out, cl->batch, cl->batch_n);
+    }
+    return NULL;
+}
+
+static struct tcp_client *client_new(const struct tcp_addr *a, const dmaq_options *o, const struct tcp_conf *c,
+                                     uint32_t role)
+{
+    struct tcp_client *cl = calloc(1, sizeof *cl);
+    if (!cl)
+        return NULL;
+    cl->addr = *a;
+    cl->conf = *c;
+    cl->fd = -1;
+    cl->hello = (struct tcp_hello){.version = TCP_VERSION, .role = role, .kind = o->kind, .policy = o->policy,
+                                   .start = o->start, .capacity = o->capacity, .max_message = o->max_message,
+                                   .name_len = (uint16_t)strlen(cl->addr.name), .name = cl->addr.name};
+    while (!cl->hello.token)
+        tcp_random(&cl->hello.token, sizeof cl->hello.token);
+    pthread_mutex_init(&cl->wlock, NULL);
+    cl->rcap = 64 * 1024;
+    cl->rbuf = malloc(cl->rcap);
+    if (!cl->rbuf) {
+        free(cl);
+        return NULL;
+    }
+    return cl;
+}
+
+static void client_free(struct tcp_client *cl);
+
+/* A client for `role`, connected once: the first connection must work, so
+ * that open reports what is wrong (nothing listens, wrong key, wrong kind). */
+static int client_start(const struct tcp_addr *a, const dmaq_options *o, const struct tcp_conf *c, uint32_t role,
+                        struct tcp_client **out)
+{
+    struct tcp_client *cl = client_new(a, o, c, role);
+    if (!cl)
+        return dmaq_error_set(DMAQ_ENOMEM, "out of memory");
+    int rc = connect_once(cl);
+    if (rc < 0) {
+        client_free(cl);
+        return rc;
+    }
+    *out = cl;
+    return 0;
+}
+
+static void client_free(struct tcp_client *cl)
+{
+    if (cl->fd >= 0)
+        close(cl->fd);
+    pthread_mutex_destroy(&cl->wlock);
+    free(cl->rbuf);
+    free(cl->batch);
+    free(cl);
+}
+
+/* A private ring for one handle: opened by both its ends, then unnamed. */
+static int private_ring(const char *what, const dmaq_options *o, dmaq_pub **pub, dmaq_sub **sub, bool sub_first)
+{
+    char uri[512];
+    int rc = tcp_ring_uri(uri, sizeof uri, what);
+    if (rc < 0)
+        return rc;
+    if (sub_first) {
+        if ((rc = dmaq_sub_open(uri, o, sub)) == 0 && (rc = dmaq_pub_open(uri, o, pub)) < 0)
+            dmaq_sub_close(*sub);
+    } else {
+        if ((rc = dmaq_pub_open(uri, o, pub)) == 0 && (rc = dmaq_sub_open(uri, o, sub)) < 0)
+            dmaq_pub_close(*pub);
+    }
+    dmaq_channel_unlink(uri);
+    return rc;
+}
+
+/* Start the pump of a client whose private ring is open; on failure, close
+ * the ring's two handles and free the client. */
+static int start_pump(struct tcp_client *cl, void *(*pump)(void *), dmaq_pub *pub, dmaq_sub *sub)
+{
+    if (pthread_create(&cl->thread, NULL, pump, cl) == 0)
+        return 0;
+    int rc = dmaq_error_set(DMAQ_ESYS, "cannot start a thread for tcp://%s:%s/%s", cl->addr.host, cl->addr.port,
+                            cl->addr.name);
+    dmaq_pub_close(pub);
+    dmaq_sub_close(sub);
+    client_free(cl);
+    return rc;
+}
+
+int tcp_client_pub_open(struct tcp_pub_state *s, const struct tcp_addr *a, const dmaq_options *o,
+                        const struct tcp_conf *c)
+{
+    struct tcp_client *cl;
+    int rc = client_start(a, o, c, TCP_ROLE_PUB, &cl);
+    if (rc < 0)
+        return rc;
+    cl->batch = calloc(TCP_BATCH, sizeof *cl->batch);
+    dmaq_options ro = DMAQ_OPTIONS_INIT;
+    ro.kind = DMAQ_KIND_QUEUE;
+    ro.capacity = cl->shape.capacity;
+    ro.max_message = cl->shape.max_message;
+    ro.spin_ns = o->spin_ns;
+    if (!cl->batch) {
+        rc = dmaq_error_set(DMAQ_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = private_ring("out", &ro, &s->inner, &cl->out, false)) < 0)
+        goto fail;
+    if ((rc = start_pump(cl, pub_pump, s->inner, cl->out)) < 0)
+        return rc;
+    s->client = cl;
+    return 0;
+fail:
+    client_free(cl);
+    return rc;
+}
+
+uint32_t tcp_client_pub_id(const struct tcp_pub_state *s) { return atomic_load(&s->client->publisher_id); }
+
+void tcp_client_pub_close(struct tcp_pub_state *s)
+{
+    struct tcp_client *cl = s->client;
+    dmaq_pub_close(s->inner); /* aborts a reservation still held; the rest drains */
+    atomic_store(&cl->closing, true);
+    pthread_join(cl->thread, NULL);
+    dmaq_sub_close(cl->out);
+    client_free(cl);
+}
+
+/* ---- subscribers ---- */
+
+static bool put_in(struct tcp_client *cl, const struct prefix *p, const void *data, uint32_t len)
+{
+    dmaq_lease lease;
+    int rc;
+    while ((rc = dmaq_pub_reserve(cl->in, PREFIX + len, &lease, TCP_SLICE_NS)) == DMAQ_ETIMEDOUT)
+        if (atomic_load(&cl->stop))
+            return false;
+    if (rc < 0) {
+        tcp_log("tcp://%s:%s/%s: %s", cl->addr.host, cl->addr.port, cl->addr.name, dmaq_last_error());
+        return false;
+    }
+    memcpy(lease.data, p, PREFIX);
+    memcpy((uint8_t *)lease.data + PREFIX, data, len);
+    return dmaq_pub_commit(cl->in, &lease, PREFIX + len) == 0;
+}
+
+static bool put_lost(struct tcp_client *cl, uint64_t count)
+{
+    struct prefix p = {.seq = count, .lost_marker = 1, .epoch = atomic_load(&cl->epoch)};
+    return put_in(cl, &p, NULL, 0);
+}
+
+static void *sub_pump(void *arg)
+{
+    struct tcp_client *cl = arg;
+    int64_t backoff = 0;
+    while (!atomic_load(&cl->stop)) {
+        if (cl->fd < 0) {
+            reconnect(cl, &backoff);
+            if (cl->fd >= 0 && !cl->queue && cl->any_seq)
+                cl->check_gap = true; /* what we missed shows in the next sequence number */
+            continue;
+        }
+        if (!read_host(cl, TCP_SLICE_NS))
+            continue;
+        size_t off = 0;
+        long fl;
+        struct tcp_frame f;
+        const char *why = NULL;
+        uint32_t epoch = atomic_load(&cl->epoch);
+        while ((fl = tcp_frame_next(cl->rbuf + off, cl->rlen - off, TCP_FROM_HOST_TO_SUB, cl->shape.max_message,
+                                    &f, &why)) > 0) {
+            bool ok = true;
+            if (f.type == TCP_MSG) {
+                if (cl->check_gap && f.u.msg.seq > cl->last_seq + 1)
+                    ok = put_lost(cl, f.u.msg.seq - cl->last_seq - 1);
+                cl->check_gap = false;
+                struct prefix p = {f.u.msg.seq, f.u.msg.timestamp_ns, f.u.msg.publisher_id, f.u.msg.flags, 0, epoch};
+                ok = ok && put_in(cl, &p, f.u.msg.data, f.u.msg.len);
+                cl->last_seq = f.u.msg.seq;
+                cl->any_seq = true;
+            } else if (f.type == TCP_LOST) {
+                ok = put_lost(cl, f.u.count);
+            }
+            if (!ok)
+                break;
+            off += (size_t)fl;
+        }
+        if (fl < 0)
+            protocol_error(cl, why);
+        else
+            tcp_consume(cl->rbuf, &cl->rlen, off);
+    }
+    return NULL;
+}
+
+int tcp_client_sub_open(struct tcp_sub_state *s, const struct tcp_addr *a, const dmaq_options *o,
+                        const struct tcp_conf *c)
+{
+    struct tcp_client *cl;
+    int rc = client_start(a, o, c, TCP_ROLE_SUB, &cl);
+    if (rc < 0)
+        return rc;
+    size_t rcap = 2 * tcp_frame_max(cl->shape.max_message);
+    if (rcap > cl->rcap) {
+        uint8_t *bigger = realloc(cl->rbuf, rcap);
+        if (!bigger) {
+            rc = dmaq_error_set(DMAQ_ENOMEM, "out of memory");
+            goto fail;
+        }
+        cl->rbuf = bigger;
+        cl->rcap = rcap;
+    }
+    cl->queue = s->queue = cl->shape.kind == DMAQ_KIND_QUEUE;
+    /* Twice the channel's capacity: the host never has more than one
+     * capacity's worth of records unacknowledged, so the pump never waits. */
+    dmaq_options ro = DMAQ_OPTIONS_INIT;
+    ro.kind = DMAQ_KIND_BROADCAST;
+    ro.capacity = 2 * cl->shape.capacity;
+    ro.max_message = cl->shape.max_message + PREFIX;
+    ro.spin_ns = o->spin_ns;
+    if ((rc = private_ring("in", &ro, &cl->in, &s->inner, true)) < 0)
+        goto fail;
+    s->acks_epoch = atomic_load(&cl->epoch);
+    if ((rc = start_pump(cl, sub_pump, cl->in, s->inner)) < 0)
+        return rc;
+    s->client = cl;
+    return 0;
+fail:
+    client_free(cl);
+    return rc;
+}
+
+static void flush_acks(struct tcp_sub_state *s)
+{
+    if (s->pending_acks && s->acks_epoch == atomic_load(&s->client->epoch))
+        send_small(s->client, TCP_ACK, s->pending_acks);
+    s->pending_acks = 0;
+}
+
+void tcp_client_sub_close(struct tcp_sub_state *s)
+{
+    struct tcp_client *cl = s->client;
+    if (s->held)
+        tcp_client_release(s, &s->held_lease);
+    flush_acks(s);
+    atomic_store(&cl->stop, true);
+    pthread_join(cl->thread, NULL);
+    dmaq_sub_close(s->inner);
+    dmaq_pub_close(cl->in);
+    client_free(cl);
+}
+
+static int not_now(struct tcp_sub_state *s, int rc)
+{
+    struct tcp_client *cl = s->client;
+    pthread_mutex_lock(&cl->wlock);
+    if (cl->fd < 0)
+        rc = dmaq_error_set(rc, "no message from tcp://%s:%s/%s: not connected (%s); reconnecting", cl->addr.host,
+                            cl->addr.port, cl->addr.name, cl->why);
+    pthread_mutex_unlock(&cl->wlock);
+    return rc;
+}
+
+int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_ns)
+{
+    if (s->held) {
+        *lease = s->held_lease;
+        s->held = false;
+        return 0;
+    }
+    uint64_t deadline = dmaq__deadline(timeout_ns);
+    for (;;) {
+        int rc = dmaq_sub_peek(s->inner, lease, 0);
+        if (rc == DMAQ_EAGAIN && timeout_ns != 0) {
+            flush_acks(s); /* before sleeping, so the host is not left waiting for credit */
+            rc = dmaq_sub_peek(s->inner, lease, dmaq__timeout_left(timeout_ns, deadline));
+            if (rc == DMAQ_EAGAIN && timeout_ns > 0)
+                rc = DMAQ_ETIMEDOUT;
+        }
+        if (rc == DMAQ_EAGAIN || rc == DMAQ_ETIMEDOUT)
+            return not_now(s, rc);
+        if (rc < 0)
+            return rc;
+        struct prefix p;
+        memcpy(&p, lease->data, PREFIX);
+        if (p.lost_marker) {
+            dmaq_sub_release(s->inner, lease);
+            memset(lease, 0, sizeof *lease);
+            lease->lost = p.seq;
+            struct tcp_client *cl = s->client;
+            return dmaq_error_set(DMAQ_ELOST, "tcp://%s:%s/%s: %llu messages lost", cl->addr.host, cl->addr.port,
+                                  cl->addr.name, (unsigned long long)p.seq);
+        }
+        if (s->queue && p.epoch != atomic_load(&s->client->epoch)) {
+            /* Sent on a connection since lost: the host gives it to another. */
+            dmaq_sub_release(s->inner, lease);
+            continue;
+        }
+        lease->opaque_[2] = lease->seq;
+        lease->opaque_[3] = p.epoch;
+        lease->data = (uint8_t *)lease->data + PREFIX;
+        lease->len -= PREFIX;
+        lease->seq = p.seq;
+        lease->timestamp_ns = p.timestamp_ns;
+        lease->publisher_id = p.publisher_id;
+        lease->flags = p.flags;
+        return 0;
+    }
+}
+
+int tcp_client_release(struct tcp_sub_state *s, dmaq_lease *lease)
+{
+    dmaq_lease inner = *lease;
+    inner.data = (uint8_t *)inner.data - PREFIX;
+    inner.len += PREFIX;
+    inner.seq = lease->opaque_[2];
+    int rc = dmaq_sub_release(s->inner, &inner);
+    if (rc < 0)
+        return rc;
+    lease->opaque_[1] = inner.opaque_[1];
+    uint32_t epoch = (uint32_t)lease->opaque_[3];
+    if (epoch != s->acks_epoch) {
+        s->acks_epoch = epoch;
+        s->pending_acks = 0;
+    }
+    if (++s->pending_acks >= TCP_ACK_EVERY)
+        flush_acks(s);
+    return 0;
+}
+
+int tcp_client_stat(const struct tcp_addr *a, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap,
+                    const struct tcp_conf *c)
+{
+    struct tcp_hello h = {.version = TCP_VERSION, .role = TCP_ROLE_STAT, .name_len = (uint16_t)strlen(a->name),
+                          .name = a->name};
+    struct tcp_shape shape;
+    uint8_t buf[8192];
+    size_t len = 0;
+    int n = 0;
+    int fd = tcp_handshake(a, c, &h, &shape, stat, subs, subs_cap, &n, buf, &len, sizeof buf);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    return n;
+}

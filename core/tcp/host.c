@@ -1,0 +1,904 @@
+/*
+ * The binding side of tcp://: a listener per address, the channels hosted
+ * on it (each an shm ring in the private directory, named while hosted), and
+ * one thread per connected peer (two for a subscriber: a reader for its
+ * acknowledgements, a forwarder for its messages).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../util/clock.h"
+#include "tcp.h"
+
+#define TOKENS 256 /* publishers remembered for deduplication across reconnects */
+
+struct tcp_token {
+    uint64_t token;
+    _Atomic uint64_t received; /* its messages published into the ring */
+    struct tcp_conn *owner;    /* the live connection using it, or NULL */
+    uint64_t used_ns;
+};
+
+struct tcp_conn {
+    struct tcp_conn *next;
+    struct tcp_listener *lst;
+    struct tcp_chan *ch;
+    int fd;
+    pthread_t thread;
+    atomic_bool stop, done;
+    char peer[80];
+    /* subscriber connections */
+    _Atomic uint64_t acks; /* acknowledged by the peer, not yet applied */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    dmaq_sub *sub;
+};
+
+struct tcp_chan {
+    struct tcp_chan *next;
+    struct tcp_listener *lst;
+    char name[TCP_NAME_MAX + 1];
+    char ring_uri[512];
+    uint32_t kind, policy;
+    uint64_t capacity, max_message;
+    struct tcp_conf conf;
+    int refs;
+    struct tcp_token tokens[TOKENS];
+    /* Queue: messages sent to subscribers that vanished before releasing
+     * them, for the next subscriber forwarder to hand out again. */
+    pthread_mutex_t stash_lock;
+    struct stashed *stash, **stash_end;
+    atomic_uint stashed;
+};
+
+/* A message waiting to be delivered again, with what its lease reports. */
+struct stashed {
+    struct stashed *next;
+    dmaq_lease lease; /* data points at bytes[] */
+    uint8_t bytes[];
+};
+
+struct tcp_listener {
+    struct tcp_listener *next;
+    struct tcp_addr addr;
+    int fd;
+    int stop_pipe[2];
+    pthread_t thread;
+    struct tcp_chan *chans;
+    struct tcp_conn *conns;
+};
+
+static pthread_mutex_t hosts_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tcp_listener *listeners;
+
+static int64_t handshake_timeout(void) { return TCP_DEFAULT_TIMEOUT_NS; }
+
+static void send_frame(struct tcp_conn *c, const uint8_t *frame, size_t len, int64_t timeout_ns)
+{
+    if (tcp_write_all(c->fd, frame, len, dmaq__deadline(timeout_ns), &c->stop) < 0)
+        atomic_store(&c->stop, true);
+}
+
+static void send_count(struct tcp_conn *c, uint8_t type, uint64_t count)
+{
+    uint8_t f[TCP_HEADER + 8];
+    size_t n = type == TCP_PING ? tcp_put_header(f, TCP_PING, 0) : tcp_put_count(f, type, count);
+    send_frame(c, f, n, c->ch->conf.timeout_ns);
+}
+
+static void reject(struct tcp_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void reject(struct tcp_conn *c, int code, const char *fmt, ...)
+{
+    char reason[TCP_REASON_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    struct tcp_welcome w = {.status = code, .reason = reason};
+    uint8_t frame[TCP_HEADER + TCP_WELCOME_FIXED + TCP_REASON_MAX];
+    send_frame(c, frame, tcp_put_welcome(frame, &w, NULL, 0), handshake_timeout());
+}
+
+static const char *kind_name(uint32_t k) { return k == DMAQ_KIND_QUEUE ? "queue" : "broadcast"; }
+static const char *policy_name(uint32_t p) { return p == DMAQ_POLICY_OVERWRITE ? "overwrite" : "block"; }
+
+/* Why a peer's wanted shape does not fit the channel, or NULL. */
+static const char *mismatch(const struct tcp_chan *ch, const struct tcp_hello *h, char *buf, size_t cap)
+{
+    if (h->kind && h->kind != ch->kind)
+        snprintf(buf, cap, "channel '%s' is a %s, opened as %s", ch->name, kind_name(ch->kind), kind_name(h->kind));
+    else if (h->policy && h->policy != ch->policy)
+        snprintf(buf, cap, "channel '%s' has policy %s, opened with %s", ch->name, policy_name(ch->policy),
+                 policy_name(h->policy));
+    else if (h->capacity && h->capacity != ch->capacity)
+        snprintf(buf, cap, "channel '%s' has capacity %llu, opened with %llu", ch->name,
+                 (unsigned long long)ch->capacity, (unsigned long long)h->capacity);
+    else if (h->max_message && h->max_message != ch->max_message)
+        snprintf(buf, cap, "channel '%s' has max_message %llu, opened with %llu", ch->name,
+                 (unsigned long long)ch->max_message, (unsigned long long)h->max_message);
+    else
+        return NULL;
+    return buf;
+}
+
+static void welcome(struct tcp_conn *c, const uint8_t host_nonce[TCP_NONCE], const struct tcp_hello *h,
+                    uint32_t publisher_id, uint64_t received, const uint8_t *stat, size_t stat_len)
+{
+    struct tcp_chan *ch = c->ch;
+    struct tcp_welcome w = {.publisher_id = publisher_id, .kind = ch->kind, .policy = ch->policy,
+                            .capacity = ch->capacity, .max_message = ch->max_message, .received = received};
+    tcp_welcome_mac(&ch->conf, host_nonce, h->nonce, w.mac);
+    uint8_t frame[TCP_HEADER + TCP_WELCOME_FIXED + TCP_STAT_FIXED + TCP_STAT_SUBS_MAX * TCP_SUB_STAT_SIZE];
+    send_frame(c, frame, tcp_put_welcome(frame, &w, stat, stat_len), handshake_timeout());
+}
+
+/* ---- stat ---- */
+
+static void serve_stat(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], const struct tcp_hello *h)
+{
+    dmaq_stat st = {.size = sizeof st};
+    static _Thread_local dmaq_sub_stat subs[TCP_STAT_SUBS_MAX];
+    int n = dmaq_channel_stat(c->ch->ring_uri, &st, subs, TCP_STAT_SUBS_MAX);
+    if (n < 0) {
+        reject(c, n, "%s", dmaq_last_error());
+        return;
+    }
+    uint32_t shown = n < (int)TCP_STAT_SUBS_MAX ? (uint32_t)n : TCP_STAT_SUBS_MAX;
+    uint8_t buf[TCP_STAT_FIXED + TCP_STAT_SUBS_MAX * TCP_SUB_STAT_SIZE], *s = buf;
+    tcp_put32(s, st.kind);
+    tcp_put32(s + 4, st.policy);
+    tcp_put32(s + 8, st.mode);
+    tcp_put32(s + 12, st.flags);
+    tcp_put64(s + 16, st.capacity);
+    tcp_put64(s + 24, st.max_message);
+    tcp_put64(s + 32, st.bytes_used);
+    tcp_put64(s + 40, st.published);
+    tcp_put32(s + 48, st.publishers);
+    tcp_put32(s + 52, st.subscribers);
+    tcp_put32(s + 56, (uint32_t)st.creator_pid);
+    tcp_put32(s + 60, shown);
+    for (uint32_t i = 0; i < shown; i++) {
+        uint8_t *e = s + TCP_STAT_FIXED + i * TCP_SUB_STAT_SIZE;
+        tcp_put64(e, subs[i].received);
+        tcp_put64(e + 8, subs[i].lost);
+        tcp_put64(e + 16, subs[i].lag);
+        tcp_put64(e + 24, subs[i].lag_bytes);
+        tcp_put32(e + 32, (uint32_t)subs[i].pid);
+        tcp_put32(e + 36, subs[i].alive);
+    }
+    welcome(c, nonce, h, 0, 0, buf, TCP_STAT_FIXED + shown * TCP_SUB_STAT_SIZE);
+}
+
+/* ---- publishers: frames in, messages into the ring ---- */
+
+/* Read what the peer sent. False when the connection is over: closed,
+ * failed, or silent for longer than the channel's peer timeout. */
+static bool read_peer(struct tcp_conn *c, uint8_t *rbuf, size_t *rlen, size_t rcap, uint64_t *last_rx,
+                      const char *role)
+{
+    long n = tcp_read_some(c->fd, rbuf, rlen, rcap, TCP_SLICE_NS);
+    if (n < 0)
+        return false;
+    uint64_t now = dmaq__mono_ns();
+    if (n > 0)
+        *last_rx = now;
+    else if (now - *last_rx > (uint64_t)c->ch->conf.timeout_ns) {
+        tcp_log("%s %s on '%s' silent for %lld ms: dropping it", role, c->peer, c->ch->name,
+                (long long)(c->ch->conf.timeout_ns / 1000000));
+        return false;
+    }
+    return true;
+}
+
+
+static struct tcp_token *claim_token(struct tcp_conn *c, uint64_t token, uint64_t acked)
+{
+    struct tcp_chan *ch = c->ch;
+    for (;;) {
+        pthread_mutex_lock(&hosts_lock);
+        struct tcp_token *t = NULL, *oldest = NULL;
+        for (int i = 0; i < TOKENS; i++) {
+            struct tcp_token *e = &ch->tokens[i];
+            if (e->token == token && token)
+                t = e;
+            if (!e->owner && (!oldest || e->used_ns < oldest->used_ns))
+                oldest = e;
+        }
+        if (t && t->owner) {
+            /* The same publisher again: its old connection is dead but not
+             * yet noticed. End it, and wait until its count is final. */
+            atomic_store(&t->owner->stop, true);
+            shutdown(t->owner->fd, SHUT_RDWR);
+            pthread_mutex_unlock(&hosts_lock);
+            usleep(1000);
+            if (atomic_load(&c->stop))
+                return NULL;
+            continue;
+        }
+        if (!t) {
+            t = oldest; /* with TOKENS slots and at most 64 publishers, never NULL */
+            t->token = token;
+            atomic_store(&t->received, acked);
+        }
+        t->owner = c;
+        t->used_ns = dmaq__mono_ns();
+        pthread_mutex_unlock(&hosts_lock);
+        return t;
+    }
+}
+
+static int publish(struct tcp_conn *c, dmaq_pub *pub, const uint8_t *data, uint32_t len, uint64_t *last_tx)
+{
+    dmaq_lease lease;
+    int rc;
+    while ((rc = dmaq_pub_reserve(pub, len, &lease, TCP_SLICE_NS)) == DMAQ_ETIMEDOUT) {
+        if (atomic_load(&c->stop))
+            return rc;
+        uint64_t now = dmaq__mono_ns();
+        if (now - *last_tx >= (uint64_t)tcp_ping_every(&c->ch->conf)) { /* keep the peer from giving up on us */
+            send_count(c, TCP_PING, 0);
+            *last_tx = now;
+        }
+    }
+    if (rc < 0)
+        return rc;
+    memcpy(lease.data, data, len);
+    return dmaq_pub_commit(pub, &lease, len);
+}
+
+static void serve_publisher(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], const struct tcp_hello *h,
+                            uint8_t *rbuf, size_t rcap, size_t rlen)
+{
+    struct tcp_chan *ch = c->ch;
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.flags = DMAQ_OPEN_NO_CREATE;
+    dmaq_pub *pub;
+    if (dmaq_pub_open(ch->ring_uri, &o, &pub) < 0) {
+        reject(c, DMAQ_ELIMIT, "%s", dmaq_last_error());
+        return;
+    }
+    struct tcp_token *t = claim_token(c, h->token, h->acked);
+    if (!t) {
+        dmaq_pub_close(pub);
+        return;
+    }
+    welcome(c, nonce, h, dmaq_pub_id(pub), atomic_load(&t->received), NULL, 0);
+    uint64_t last_rx = dmaq__mono_ns(), last_tx = last_rx, unacked = 0;
+    while (!atomic_load(&c->stop) && read_peer(c, rbuf, &rlen, rcap, &last_rx, "publisher")) {
+        uint64_t now = dmaq__mono_ns();
+        size_t off = 0;
+        long fl;
+        struct tcp_frame f;
+        const char *why = NULL;
+        while ((fl = tcp_frame_next(rbuf + off, rlen - off, TCP_FROM_PUB, ch->max_message, &f, &why)) > 0) {
+            if (f.type == TCP_MSG) {
+                if (publish(c, pub, f.u.msg.data, f.u.msg.len, &last_tx) < 0)
+                    goto out;
+                atomic_fetch_add(&t->received, 1);
+                unacked++;
+            }
+            off += (size_t)fl;
+        }
+        if (fl < 0) {
+            tcp_log("closing publisher %s on '%s': malformed frame: %s", c->peer, ch->name, why);
+            break;
+        }
+        tcp_consume(rbuf, &rlen, off);
+        if (unacked) {
+            send_count(c, TCP_ACK, unacked);
+            unacked = 0;
+            last_tx = now;
+        } else if (now - last_tx >= (uint64_t)tcp_ping_every(&ch->conf)) {
+            send_count(c, TCP_PING, 0);
+            last_tx = now;
+        }
+    }
+out:
+    pthread_mutex_lock(&hosts_lock);
+    t->owner = NULL;
+    pthread_mutex_unlock(&hosts_lock);
+    dmaq_pub_close(pub);
+}
+
+/* ---- subscribers: messages out of the ring, frames out ---- */
+
+struct forward {
+    struct tcp_conn *c;
+    uint8_t *buf;
+    size_t cap, head, sent, tail; /* [head, sent) sent, not acknowledged; [sent, tail) not sent */
+    uint64_t window, in_flight;   /* record bytes */
+    uint64_t lost;                /* to report before the next message */
+    uint64_t last_tx;
+    bool held;
+    dmaq_lease lease;
+    struct stashed *from_stash; /* the held message came from the stash, not the ring */
+};
+
+static bool dead(const struct forward *fw) { return atomic_load(&fw->c->stop); }
+
+static void flush(struct forward *fw)
+{
+    if (fw->tail == fw->sent)
+        return;
+    if (tcp_write_all(fw->c->fd, fw->buf + fw->sent, fw->tail - fw->sent,
+                      dmaq__deadline(fw->c->ch->conf.timeout_ns), &fw->c->stop) < 0)
+        atomic_store(&fw->c->stop, true);
+    fw->sent = fw->tail;
+    fw->last_tx = dmaq__mono_ns();
+}
+
+static void ping_if_idle(struct forward *fw)
+{
+    uint64_t now = dmaq__mono_ns();
+    if (fw->tail == fw->sent && now - fw->last_tx >= (uint64_t)tcp_ping_every(&fw->c->ch->conf)) {
+        send_count(fw->c, TCP_PING, 0);
+        fw->last_tx = now;
+    }
+}
+
+/* Drop the frames the peer acknowledged. False if it acknowledged more than
+ * it was sent (a broken or hostile peer). */
+static bool apply_acks(struct forward *fw)
+{
+    uint64_t n = atomic_exchange(&fw->c->acks, 0);
+    while (n) {
+        if (fw->head == fw->sent)
+            return false;
+        uint32_t body = tcp_get32(fw->buf + fw->head);
+        if (fw->buf[fw->head + 4] == TCP_MSG) {
+            fw->in_flight -= tcp_credit(body - TCP_MSG_META);
+            n--;
+        }
+        fw->head += TCP_HEADER + body;
+    }
+    if (fw->head == fw->tail)
+        fw->head = fw->sent = fw->tail = 0;
+    return true;
+}
+
+static void append_lost(struct forward *fw)
+{
+    if (fw->lost) {
+        fw->tail += tcp_put_count(fw->buf + fw->tail, TCP_LOST, fw->lost);
+        fw->lost = 0;
+    }
+}
+
+static void stash_push(struct tcp_chan *ch, struct stashed *m)
+{
+    pthread_mutex_lock(&ch->stash_lock);
+    m->next = NULL;
+    *ch->stash_end = m;
+    ch->stash_end = &m->next;
+    atomic_fetch_add(&ch->stashed, 1);
+    pthread_mutex_unlock(&ch->stash_lock);
+}
+
+static struct stashed *stash_pop(struct tcp_chan *ch)
+{
+    if (!atomic_load_explicit(&ch->stashed, memory_order_relaxed))
+        return NULL;
+    pthread_mutex_lock(&ch->stash_lock);
+    struct stashed *m = ch->stash;
+    if (m) {
+        ch->stash = m->next;
+        if (!ch->stash)
+            ch->stash_end = &ch->stash;
+        atomic_fetch_sub(&ch->stashed, 1);
+    }
+    pthread_mutex_unlock(&ch->stash_lock);
+    return m;
+}
+
+static void stash_copy(struct tcp_conn *c, const dmaq_lease *l)
+{
+    struct stashed *m = malloc(sizeof *m + l->len);
+    if (!m) {
+        tcp_log("out of memory: lost a message of subscriber %s on '%s'", c->peer, c->ch->name);
+        return;
+    }
+    m->lease = *l;
+    m->lease.data = m->bytes;
+    m->lease.flags |= DMAQ_LEASE_REDELIVERED;
+    memcpy(m->bytes, l->data, l->len);
+    stash_push(c->ch, m);
+}
+
+/* Queue: the messages a vanished subscriber was sent but never released go
+ * to the stash, in order, for the other subscribers. */
+static void redeliver(struct forward *fw)
+{
+    struct tcp_conn *c = fw->c;
+    if (c->ch->kind != DMAQ_KIND_QUEUE)
+        return;
+    for (size_t at = fw->head; at < fw->tail;) {
+        const uint8_t *f = fw->buf + at;
+        uint32_t body = tcp_get32(f);
+        if (f[4] == TCP_MSG) {
+            dmaq_lease l = {.data = (void *)(f + TCP_HEADER + TCP_MSG_META), .len = body - TCP_MSG_META,
+                            .seq = tcp_get64(f + 8), .timestamp_ns = tcp_get64(f + 16),
+                            .publisher_id = tcp_get32(f + 24), .flags = tcp_get32(f + 28)};
+            stash_copy(c, &l);
+        }
+        at += TCP_HEADER + body;
+    }
+    if (fw->held && fw->from_stash) {
+        stash_push(c->ch, fw->from_stash);
+    } else if (fw->held) {
+        stash_copy(c, &fw->lease);
+        dmaq_sub_release(c->sub, &fw->lease);
+    }
+    fw->held = false;
+    fw->from_stash = NULL;
+}
+
+static void *forwarder(void *arg)
+{
+    struct forward *fw = arg;
+    struct tcp_conn *c = fw->c;
+    while (!dead(fw)) {
+        if (!apply_acks(fw)) {
+            tcp_log("closing subscriber %s on '%s': it acknowledged more messages than it was sent", c->peer,
+                    c->ch->name);
+            atomic_store(&c->stop, true);
+            break;
+        }
+        if (!fw->held && (fw->from_stash = stash_pop(c->ch))) {
+            fw->lease = fw->from_stash->lease;
+            fw->held = true;
+        }
+        if (!fw->held) {
+            bool pending = fw->tail > fw->sent || fw->lost;
+            int rc = dmaq_sub_peek(c->sub, &fw->lease, pending ? 0 : TCP_SLICE_NS);
+            if (rc == DMAQ_ELOST) {
+                fw->lost += fw->lease.lost;
+                continue;
+            }
+            if (rc == DMAQ_EAGAIN || rc == DMAQ_ETIMEDOUT) {
+                append_lost(fw);
+                flush(fw);
+                ping_if_idle(fw);
+                continue;
+            }
+            if (rc < 0) {
+                tcp_log("subscriber %s on '%s': %s", c->peer, c->ch->name, dmaq_last_error());
+                atomic_store(&c->stop, true);
+                break;
+            }
+            fw->held = true;
+        }
+        uint64_t need = tcp_credit(fw->lease.len);
+        if (fw->in_flight && fw->in_flight + need > fw->window) {
+            /* Out of credit: what we have goes out, then we wait for the
+             * peer to release some. */
+            flush(fw);
+            pthread_mutex_lock(&c->lock);
+            if (!atomic_load(&c->acks) && !dead(fw)) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += TCP_SLICE_NS;
+                ts.tv_sec += ts.tv_nsec / 1000000000;
+                ts.tv_nsec %= 1000000000;
+                pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+            }
+            pthread_mutex_unlock(&c->lock);
+            ping_if_idle(fw);
+            continue;
+        }
+        size_t frame = TCP_HEADER + 8 + TCP_HEADER + TCP_MSG_META + fw->lease.len;
+        if (fw->tail + frame > fw->cap) {
+            memmove(fw->buf, fw->buf + fw->head, fw->tail - fw->head);
+            fw->sent -= fw->head;
+            fw->tail -= fw->head;
+            fw->head = 0;
+        }
+        append_lost(fw);
+        size_t at = fw->tail;
+        at += tcp_put_msg_meta(fw->buf + at, (uint32_t)fw->lease.len, fw->lease.seq, fw->lease.timestamp_ns,
+                               fw->lease.publisher_id, fw->lease.flags);
+        memcpy(fw->buf + at, fw->lease.data, fw->lease.len);
+        fw->held = false;
+        if (fw->from_stash) {
+            free(fw->from_stash);
+            fw->from_stash = NULL;
+        } else if (dmaq_sub_release(c->sub, &fw->lease) == DMAQ_EOVERWRITTEN) {
+            fw->lost++; /* the copy may be torn: it counts as lost */
+            continue;
+        }
+        fw->tail = at + fw->lease.len;
+        fw->in_flight += need;
+        if (fw->tail - fw->sent >= 65536)
+            flush(fw);
+    }
+    redeliver(fw);
+    if (fw->held && fw->from_stash)
+        free(fw->from_stash);
+    else if (fw->held)
+        dmaq_sub_release(c->sub, &fw->lease);
+    return NULL;
+}
+
+static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], const struct tcp_hello *h,
+                             uint8_t *rbuf, size_t rcap, size_t rlen)
+{
+    struct tcp_chan *ch = c->ch;
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.flags = DMAQ_OPEN_NO_CREATE;
+    o.start = h->start == DMAQ_START_OLDEST ? DMAQ_START_OLDEST : DMAQ_START_NEWEST;
+    if (dmaq_sub_open(ch->ring_uri, &o, &c->sub) < 0) {
+        reject(c, DMAQ_ELIMIT, "%s", dmaq_last_error());
+        return;
+    }
+    struct forward fw = {.c = c, .window = ch->capacity, .last_tx = dmaq__mono_ns()};
+    fw.cap = ch->capacity + tcp_frame_max(ch->max_message) + 2 * TCP_HEADER + 8;
+    fw.buf = malloc(fw.cap);
+    if (!fw.buf) {
+        reject(c, DMAQ_ENOMEM, "host is out of memory");
+        dmaq_sub_close(c->sub);
+        return;
+    }
+    /* The WELCOME goes first: from then on only the forwarder writes. */
+    welcome(c, nonce, h, 0, 0, NULL, 0);
+    pthread_t t;
+    if (pthread_create(&t, NULL, forwarder, &fw) != 0) {
+        tcp_log("no thread for subscriber %s on '%s'", c->peer, ch->name);
+        free(fw.buf);
+        dmaq_sub_close(c->sub);
+        return;
+    }
+    uint64_t last_rx = dmaq__mono_ns();
+    while (!atomic_load(&c->stop) && read_peer(c, rbuf, &rlen, rcap, &last_rx, "subscriber")) {
+        size_t off = 0;
+        long fl;
+        struct tcp_frame f;
+        const char *why = NULL;
+        while ((fl = tcp_frame_next(rbuf + off, rlen - off, TCP_FROM_SUB, ch->max_message, &f, &why)) > 0) {
+            if (f.type == TCP_ACK) {
+                atomic_fetch_add(&c->acks, f.u.count);
+                pthread_mutex_lock(&c->lock);
+                pthread_cond_signal(&c->cond);
+                pthread_mutex_unlock(&c->lock);
+            }
+            off += (size_t)fl;
+        }
+        if (fl < 0) {
+            tcp_log("closing subscriber %s on '%s': malformed frame: %s", c->peer, ch->name, why);
+            break;
+        }
+        tcp_consume(rbuf, &rlen, off);
+    }
+    atomic_store(&c->stop, true);
+    pthread_join(t, NULL);
+    free(fw.buf);
+    dmaq_sub_close(c->sub);
+}
+
+/* ---- connections ---- */
+
+static struct tcp_chan *find_chan(struct tcp_listener *l, const char *name, size_t len)
+{
+    for (struct tcp_chan *ch = l->chans; ch; ch = ch->next)
+        if (strlen(ch->name) == len && memcmp(ch->name, name, len) == 0)
+            return ch;
+    return NULL;
+}
+
+static void *conn_main(void *arg)
+{
+    struct tcp_conn *c = arg;
+    uint8_t nonce[TCP_NONCE];
+    tcp_random(nonce, sizeof nonce);
+    uint8_t challenge[TCP_HEADER + TCP_CHALLENGE_BODY];
+    size_t rcap = 256 * 1024, rlen = 0;
+    uint8_t *rbuf = NULL;
+    if (tcp_write_all(c->fd, challenge, tcp_put_challenge(challenge, nonce), dmaq__deadline(handshake_timeout()),
+                      &c->stop) < 0)
+        goto done;
+    uint8_t hbuf[TCP_HEADER + TCP_HELLO_FIXED + TCP_NAME_MAX];
+    struct tcp_frame f;
+    long fl = tcp_read_frame(c->fd, hbuf, &rlen, sizeof hbuf, TCP_FROM_PEER_HANDSHAKE, 0, &f, handshake_timeout(),
+                             "handshake");
+    if (fl < 0) {
+        if (fl == DMAQ_ECORRUPT)
+            tcp_log("closing connection from %s: %s", c->peer, dmaq_last_error());
+        goto done;
+    }
+    struct tcp_hello h = f.u.hello;
+    char name[TCP_NAME_MAX + 1];
+    memcpy(name, h.name, h.name_len);
+    name[h.name_len] = 0;
+    h.name = name;
+    if (h.version != TCP_VERSION) {
+        c->ch = NULL;
+        struct tcp_welcome w = {.status = DMAQ_EVERSION, .reason = "the host speaks another tcp:// protocol version"};
+        uint8_t frame[TCP_HEADER + TCP_WELCOME_FIXED + TCP_REASON_MAX];
+        tcp_write_all(c->fd, frame, tcp_put_welcome(frame, &w, NULL, 0), dmaq__deadline(handshake_timeout()), &c->stop);
+        goto done;
+    }
+    pthread_mutex_lock(&hosts_lock);
+    c->ch = find_chan(c->lst, h.name, h.name_len);
+    pthread_mutex_unlock(&hosts_lock);
+    if (!c->ch) {
+        reject(c, DMAQ_ENOENT, "no channel '%s' is bound at %s:%s", name, c->lst->addr.host, c->lst->addr.port);
+        goto done;
+    }
+    uint8_t mac[TCP_MAC];
+    tcp_hello_mac(&c->ch->conf, nonce, &h, mac);
+    /* A stat request needs no key: the figures are not secret, the messages are. */
+    if (c->ch->conf.has_key && h.role != TCP_ROLE_STAT && !tcp_mac_equal(mac, h.mac)) {
+        tcp_log("refused %s on '%s': it does not know the channel's key", c->peer, name);
+        reject(c, DMAQ_EACCES, "channel '%s' refused the connection: wrong or missing key", name);
+        goto done;
+    }
+    char why[TCP_REASON_MAX];
+    if (h.role != TCP_ROLE_STAT && mismatch(c->ch, &h, why, sizeof why)) {
+        reject(c, DMAQ_EINCOMPAT, "%s", why);
+        goto done;
+    }
+    if (h.role == TCP_ROLE_STAT) {
+        serve_stat(c, nonce, &h);
+        goto done;
+    }
+    rcap = rcap > 2 * tcp_frame_max(c->ch->max_message) ? rcap : 2 * tcp_frame_max(c->ch->max_message);
+    rbuf = malloc(rcap);
+    if (!rbuf) {
+        reject(c, DMAQ_ENOMEM, "host is out of memory");
+        goto done;
+    }
+    memcpy(rbuf, hbuf + fl, rlen - (size_t)fl); /* what came after the HELLO */
+    rlen -= (size_t)fl;
+    if (h.role == TCP_ROLE_PUB)
+        serve_publisher(c, nonce, &h, rbuf, rcap, rlen);
+    else
+        serve_subscriber(c, nonce, &h, rbuf, rcap, rlen);
+done:
+    free(rbuf);
+    shutdown(c->fd, SHUT_RDWR);
+    atomic_store(&c->done, true);
+    return NULL;
+}
+
+static void conn_free(struct tcp_conn *c)
+{
+    pthread_join(c->thread, NULL);
+    close(c->fd);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c);
+}
+
+/* Take the connections `which` selects out of l's list (under hosts_lock). */
+static struct tcp_conn *unlink_conns(struct tcp_listener *l, bool (*which)(struct tcp_conn *, void *), void *arg)
+{
+    struct tcp_conn *out = NULL, **pp = &l->conns;
+    while (*pp) {
+        struct tcp_conn *c = *pp;
+        if (which(c, arg)) {
+            *pp = c->next;
+            c->next = out;
+            out = c;
+        } else {
+            pp = &c->next;
+        }
+    }
+    return out;
+}
+
+static void stop_and_free(struct tcp_conn *list)
+{
+    for (struct tcp_conn *c = list; c; c = c->next) {
+        atomic_store(&c->stop, true);
+        shutdown(c->fd, SHUT_RDWR);
+    }
+    while (list) {
+        struct tcp_conn *next = list->next;
+        conn_free(list);
+        list = next;
+    }
+}
+
+static bool is_done(struct tcp_conn *c, void *arg)
+{
+    (void)arg;
+    return atomic_load(&c->done);
+}
+static bool of_chan(struct tcp_conn *c, void *arg) { return c->ch == arg; }
+
+static void *accept_main(void *arg)
+{
+    struct tcp_listener *l = arg;
+    for (;;) {
+        struct pollfd p[2] = {{l->fd, POLLIN, 0}, {l->stop_pipe[0], POLLIN, 0}};
+        poll(p, 2, 1000);
+        if (p[1].revents)
+            break;
+        pthread_mutex_lock(&hosts_lock);
+        struct tcp_conn *finished = unlink_conns(l, is_done, NULL);
+        pthread_mutex_unlock(&hosts_lock);
+        stop_and_free(finished);
+        if (!(p[0].revents & POLLIN))
+            continue;
+        struct sockaddr_storage sa;
+        socklen_t sl = sizeof sa;
+        int fd = accept4(l->fd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        struct tcp_conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->lst = l;
+        char host[64] = "?", port[8] = "?";
+        getnameinfo((struct sockaddr *)&sa, sl, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
+        snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
+        tcp_tune(fd, TCP_DEFAULT_TIMEOUT_NS);
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_cond_init(&c->cond, NULL);
+        pthread_mutex_lock(&hosts_lock);
+        if (pthread_create(&c->thread, NULL, conn_main, c) != 0) {
+            pthread_mutex_unlock(&hosts_lock);
+            close(fd);
+            free(c);
+            continue;
+        }
+        c->next = l->conns;
+        l->conns = c;
+        pthread_mutex_unlock(&hosts_lock);
+    }
+    return NULL;
+}
+
+/* ---- hosting ---- */
+
+static bool same_addr(const struct tcp_addr *a, const struct tcp_addr *b)
+{
+    return strcmp(a->host, b->host) == 0 && strcmp(a->port, b->port) == 0;
+}
+
+static int start_listener(const struct tcp_addr *a, struct tcp_listener **out)
+{
+    struct tcp_listener *l = calloc(1, sizeof *l);
+    if (!l)
+        return dmaq_error_set(DMAQ_ENOMEM, "out of memory");
+    l->addr = *a;
+    l->fd = tcp_listen(a);
+    if (l->fd < 0) {
+        int rc = l->fd;
+        free(l);
+        return rc;
+    }
+    if (pipe2(l->stop_pipe, O_CLOEXEC) < 0 || pthread_create(&l->thread, NULL, accept_main, l) != 0) {
+        int err = errno;
+        close(l->fd);
+        free(l);
+        return dmaq_error_set(DMAQ_ESYS, "cannot start the listener for %s:%s: %s", a->host, a->port, strerror(err));
+    }
+    *out = l;
+    return 0;
+}
+
+static void stop_listener(struct tcp_listener *l)
+{
+    if (write(l->stop_pipe[1], "x", 1) < 0) { /* the pipe is empty and ours: cannot fail */
+    }
+    pthread_join(l->thread, NULL);
+    close(l->fd);
+    close(l->stop_pipe[0]);
+    close(l->stop_pipe[1]);
+    stop_and_free(l->conns);
+    free(l);
+}
+
+int tcp_host_attach(const struct tcp_addr *a, const dmaq_options *o, const struct tcp_conf *conf,
+                    struct tcp_chan **out, const char **ring_uri)
+{
+    pthread_mutex_lock(&hosts_lock);
+    struct tcp_listener *l = listeners;
+    while (l && !same_addr(&l->addr, a))
+        l = l->next;
+    int rc = 0;
+    if (!l) {
+        rc = start_listener(a, &l);
+        if (rc < 0)
+            goto out;
+        l->next = listeners;
+        listeners = l;
+    }
+    struct tcp_chan *ch = find_chan(l, a->name, strlen(a->name));
+    if (ch) {
+        ch->refs++;
+        *out = ch;
+        *ring_uri = ch->ring_uri;
+        goto out;
+    }
+    ch = calloc(1, sizeof *ch);
+    if (!ch) {
+        rc = dmaq_error_set(DMAQ_ENOMEM, "out of memory");
+        goto out;
+    }
+    strcpy(ch->name, a->name);
+    ch->lst = l;
+    ch->conf = *conf;
+    ch->refs = 1;
+    pthread_mutex_init(&ch->stash_lock, NULL);
+    ch->stash_end = &ch->stash;
+    dmaq_options ro = *o;
+    ro.flags &= ~(uint32_t)(DMAQ_OPEN_BIND | DMAQ_OPEN_NO_CREATE);
+    ro.shm_dir = NULL;
+    ro.key = NULL;
+    dmaq_pub *creator = NULL;
+    dmaq_stat st = {.size = sizeof st};
+    if ((rc = tcp_ring_uri(ch->ring_uri, sizeof ch->ring_uri, "host")) < 0 ||
+        (rc = dmaq_pub_open(ch->ring_uri, &ro, &creator)) < 0 ||
+        (rc = dmaq_channel_stat(ch->ring_uri, &st, NULL, 0)) < 0) {
+        dmaq_pub_close(creator);
+        pthread_mutex_destroy(&ch->stash_lock);
+        free(ch);
+        goto out;
+    }
+    dmaq_pub_close(creator); /* the file stays, named, while we host it */
+    ch->kind = st.kind;
+    ch->policy = st.policy;
+    ch->capacity = st.capacity;
+    ch->max_message = st.max_message;
+    ch->next = l->chans;
+    l->chans = ch;
+    *out = ch;
+    *ring_uri = ch->ring_uri;
+    rc = 0;
+out:
+    if (rc < 0 && l && !l->chans) {
+        for (struct tcp_listener **pp = &listeners; *pp; pp = &(*pp)->next)
+            if (*pp == l) {
+                *pp = l->next;
+                break;
+            }
+        pthread_mutex_unlock(&hosts_lock);
+        stop_listener(l);
+        return rc;
+    }
+    pthread_mutex_unlock(&hosts_lock);
+    return rc;
+}
+
+void tcp_host_detach(struct tcp_chan *ch)
+{
+    pthread_mutex_lock(&hosts_lock);
+    if (--ch->refs > 0) {
+        pthread_mutex_unlock(&hosts_lock);
+        return;
+    }
+    struct tcp_listener *l = ch->lst;
+    for (struct tcp_chan **pp = &l->chans; *pp; pp = &(*pp)->next)
+        if (*pp == ch) {
+            *pp = ch->next;
+            break;
+        }
+    struct tcp_conn *conns = unlink_conns(l, of_chan, ch);
+    bool last = !l->chans;
+    if (last)
+        for (struct tcp_listener **pp = &listeners; *pp; pp = &(*pp)->next)
+            if (*pp == l) {
+                *pp = l->next;
+                break;
+            }
+    pthread_mutex_unlock(&hosts_lock);
+    stop_and_free(conns);
+    if (last)
+        stop_listener(l);
+    dmaq_channel_unlink(ch->ring_uri);
+    for (struct stashed *m; (m = stash_pop(ch));)
+        free(m);
+    pthread_mutex_destroy(&ch->stash_lock);
+    free(ch);
+}

@@ -1,0 +1,211 @@
+/* The tcp:// transport table (libdmaq-tcp.so). A handle that binds works
+ * on the hosted ring directly; one that connects works on its private ring,
+ * through client.c for what a subscriber reads. */
+#include <string.h>
+
+#include "tcp.h"
+
+#define KNOWN_FLAGS (DMAQ_OPEN_BIND | DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_HUGEPAGES)
+
+static int prepare(const char *address, const dmaq_options *o, struct tcp_addr *a, struct tcp_conf *c)
+{
+    int rc = tcp_parse_address(address, a);
+    if (rc < 0)
+        return rc;
+    if (o->flags & ~(uint32_t)KNOWN_FLAGS)
+        return dmaq_error_set(DMAQ_EINVAL, "tcp://%s: unknown flags 0x%x", address, o->flags);
+    return tcp_conf_from(o, c);
+}
+
+/* The options for a binding handle's shm handle on the hosted ring. */
+static dmaq_options ring_options(const dmaq_options *o)
+{
+    dmaq_options r = *o;
+    r.flags = (o->flags & DMAQ_OPEN_HUGEPAGES) | DMAQ_OPEN_NO_CREATE;
+    r.shm_dir = NULL;
+    r.key = NULL;
+    return r;
+}
+
+/* Open a handle on `address`: connect to the host through client.c, or
+ * (DMAQ_OPEN_BIND) host the channel and open a plain shm handle on its ring. */
+static int open_handle(const char *address, const dmaq_options *o, struct tcp_pub_state *ps,
+                       struct tcp_sub_state *ss)
+{
+    struct tcp_addr a;
+    struct tcp_conf c;
+    int rc = prepare(address, o, &a, &c);
+    if (rc < 0)
+        return rc;
+    if (!(o->flags & DMAQ_OPEN_BIND))
+        return ps ? tcp_client_pub_open(ps, &a, o, &c) : tcp_client_sub_open(ss, &a, o, &c);
+    const char *ring;
+    struct tcp_chan **hosted = ps ? &ps->hosted : &ss->hosted;
+    if ((rc = tcp_host_attach(&a, o, &c, hosted, &ring)) < 0)
+        return rc;
+    dmaq_options r = ring_options(o);
+    if ((rc = ps ? dmaq_pub_open(ring, &r, &ps->inner) : dmaq_sub_open(ring, &r, &ss->inner)) < 0)
+        tcp_host_detach(*hosted);
+    return rc;
+}
+
+static int pub_open(void *state, const char *address, const dmaq_options *o)
+{
+    return open_handle(address, o, state, NULL);
+}
+
+static void pub_close(void *state)
+{
+    struct tcp_pub_state *s = state;
+    if (s->client) {
+        tcp_client_pub_close(s);
+        return;
+    }
+    dmaq_pub_close(s->inner);
+    tcp_host_detach(s->hosted);
+}
+
+static uint32_t pub_id(const void *state)
+{
+    const struct tcp_pub_state *s = state;
+    return s->client ? tcp_client_pub_id(s) : dmaq_pub_id(s->inner);
+}
+
+static int pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t timeout_ns)
+{
+    return dmaq_pub_reserve(((struct tcp_pub_state *)state)->inner, len, lease, timeout_ns);
+}
+
+static int pub_commit(void *state, dmaq_lease *lease, size_t used)
+{
+    return dmaq_pub_commit(((struct tcp_pub_state *)state)->inner, lease, used);
+}
+
+static int pub_abort(void *state, dmaq_lease *lease) { return dmaq_pub_abort(((struct tcp_pub_state *)state)->inner, lease); }
+
+static int pub_send(void *state, const void *data, size_t len, int64_t timeout_ns)
+{
+    return dmaq_pub_send(((struct tcp_pub_state *)state)->inner, data, len, timeout_ns);
+}
+
+static int pub_send_many(void *state, const void *data, const size_t *lens, size_t count, size_t *sent,
+                         int64_t timeout_ns)
+{
+    return dmaq_pub_send_many(((struct tcp_pub_state *)state)->inner, data, lens, count, sent, timeout_ns);
+}
+
+static int sub_open(void *state, const char *address, const dmaq_options *o)
+{
+    return open_handle(address, o, NULL, state);
+}
+
+static void sub_close(void *state)
+{
+    struct tcp_sub_state *s = state;
+    if (s->client) {
+        tcp_client_sub_close(s);
+        return;
+    }
+    dmaq_sub_close(s->inner);
+    tcp_host_detach(s->hosted);
+}
+
+static int sub_peek(void *state, dmaq_lease *lease, int64_t timeout_ns)
+{
+    struct tcp_sub_state *s = state;
+    return s->client ? tcp_client_peek(s, lease, timeout_ns) : dmaq_sub_peek(s->inner, lease, timeout_ns);
+}
+
+static int sub_release(void *state, dmaq_lease *lease)
+{
+    struct tcp_sub_state *s = state;
+    return s->client ? tcp_client_release(s, lease) : dmaq_sub_release(s->inner, lease);
+}
+
+static int sub_recv(void *state, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
+{
+    struct tcp_sub_state *s = state;
+    if (!s->client)
+        return dmaq_sub_recv(s->inner, buf, cap, len, timeout_ns);
+    dmaq_lease lease;
+    int rc = tcp_client_peek(s, &lease, timeout_ns);
+    if (rc == DMAQ_ELOST)
+        *len = lease.lost;
+    if (rc < 0)
+        return rc;
+    *len = lease.len;
+    if (lease.len > cap) { /* stays unread: the next peek or recv gets it */
+        s->held = true;
+        s->held_lease = lease;
+        return dmaq_error_set(DMAQ_EMSGSIZE, "message of %llu bytes does not fit a buffer of %zu",
+                              (unsigned long long)lease.len, cap);
+    }
+    memcpy(buf, lease.data, lease.len);
+    return tcp_client_release(s, &lease);
+}
+
+/* A connecting subscriber hands out one lease per batch. */
+static int sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, size_t *count, int64_t timeout_ns)
+{
+    struct tcp_sub_state *s = state;
+    if (!s->client)
+        return dmaq_sub_peek_many(s->inner, leases, max_count, count, timeout_ns);
+    int rc = tcp_client_peek(s, &leases[0], timeout_ns);
+    *count = rc == 0;
+    return rc;
+}
+
+static int sub_release_many(void *state, dmaq_lease *leases, size_t count)
+{
+    struct tcp_sub_state *s = state;
+    if (!s->client)
+        return dmaq_sub_release_many(s->inner, leases, count);
+    if (count != 1)
+        return dmaq_error_set(DMAQ_ELEASE, "a tcp:// subscriber's batches hold one lease; release_many got %zu",
+                              count);
+    return tcp_client_release(s, &leases[0]);
+}
+
+static int channel_stat(const char *address, dmaq_stat *stat, dmaq_sub_stat *subs, size_t cap)
+{
+    struct tcp_addr a;
+    struct tcp_conf c;
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    int rc = prepare(address, &o, &a, &c);
+    return rc < 0 ? rc : tcp_client_stat(&a, stat, subs, cap, &c);
+}
+
+static int channel_unlink(const char *address)
+{
+    return dmaq_error_set(DMAQ_EINVAL,
+                          "tcp://%s has no name to remove: a tcp:// channel ends when the last handle binding "
+                          "it closes",
+                          address);
+}
+
+static const dmaq_transport_ops tcp_ops = {
+    .abi_version = DMAQ_TRANSPORT_ABI,
+    .struct_size = sizeof(dmaq_transport_ops),
+    .scheme = "tcp",
+    .pub_state_size = sizeof(struct tcp_pub_state),
+    .sub_state_size = sizeof(struct tcp_sub_state),
+    .pub_open = pub_open,
+    .pub_close = pub_close,
+    .pub_id = pub_id,
+    .pub_reserve = pub_reserve,
+    .pub_commit = pub_commit,
+    .pub_abort = pub_abort,
+    .pub_send = pub_send,
+    .sub_open = sub_open,
+    .sub_close = sub_close,
+    .sub_peek = sub_peek,
+    .sub_release = sub_release,
+    .sub_recv = sub_recv,
+    .channel_stat = channel_stat,
+    .channel_unlink = channel_unlink,
+    .sub_peek_many = sub_peek_many,
+    .sub_release_many = sub_release_many,
+    .pub_send_many = pub_send_many,
+};
+
+__attribute__((visibility("default"))) const dmaq_transport_ops *dmaq_transport_plugin(void) { return &tcp_ops; }

@@ -1,0 +1,140 @@
+/*
+ * Internal to the tcp:// transport (libdmaq-tcp.so).
+ *
+ * The design: every byte an application touches lives in a shared-memory
+ * ring, so leases, waits, batches and timeouts are the shm transport's own.
+ * The process that binds hosts the channel as an shm ring in a private
+ * directory; its handles are plain shm handles on that ring. For each peer
+ * that connects, a host thread pumps between the ring and the socket. A
+ * connecting handle owns a private ring of its own (publisher: the messages
+ * on their way out; subscriber: the messages that came in, each behind a
+ * small prefix carrying the sequence number, timestamp and publisher id the
+ * host gave it) and one pump thread between that ring and its socket.
+ */
+#ifndef DMAQ_TCP_H
+#define DMAQ_TCP_H
+
+#include <dmaq/transport.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "frame.h"
+
+#define TCP_DEFAULT_TIMEOUT_NS 5000000000LL
+#define TCP_SLICE_NS 20000000LL   /* longest a pump waits before looking at its flags */
+#define TCP_KEY_BYTES 32u
+#define TCP_ACK_EVERY 32u         /* subscriber: releases per ACK while busy */
+#define TCP_BATCH 256u            /* publisher pump: messages per write */
+
+struct tcp_addr {
+    char host[256];
+    char port[8];
+    char name[TCP_NAME_MAX + 1];
+};
+
+/* What a handle was opened with, beyond the channel's shape. */
+struct tcp_conf {
+    int64_t timeout_ns;          /* a peer silent this long is dead */
+    bool has_key;
+    uint8_t key[TCP_KEY_BYTES];  /* SHA-256 of the pre-shared key */
+};
+
+/* net.c */
+int tcp_parse_address(const char *address, struct tcp_addr *a);
+int tcp_conf_from(const dmaq_options *o, struct tcp_conf *c);
+int64_t tcp_ping_every(const struct tcp_conf *c);
+/* Connect to a.host:a.port within timeout_ns; TCP_NODELAY and the peer
+ * timeout set. Returns the socket or a DMAQ_E* code. */
+int tcp_dial(const struct tcp_addr *a, int64_t timeout_ns);
+/* Listen on a.host:a.port. Returns the socket or a DMAQ_E* code. */
+int tcp_listen(const struct tcp_addr *a);
+void tcp_tune(int fd, int64_t timeout_ns);
+/* Write all of buf, waiting at most until `deadline` (CLOCK_MONOTONIC ns)
+ * while the socket is full, and giving up early if *stop becomes true.
+ * Returns 0 or -1 (errno set; ETIMEDOUT at the deadline). */
+int tcp_write_all(int fd, const void *buf, size_t len, uint64_t deadline, const atomic_bool *stop);
+/* Read what is there (waiting at most wait_ns for something) into
+ * buf[*len..cap). Returns bytes read, 0 if none came in time, -1 on EOF or
+ * error (errno 0 for EOF). */
+long tcp_read_some(int fd, uint8_t *buf, size_t *len, size_t cap, int64_t wait_ns);
+/* Read until one whole frame from `sender` is at the front of buf, within
+ * timeout_ns. Returns its size, or a DMAQ_E* code with the reason set. */
+long tcp_read_frame(int fd, uint8_t *buf, size_t *len, size_t cap, enum tcp_sender sender, uint64_t max_message,
+                    struct tcp_frame *f, int64_t timeout_ns, const char *what);
+/* Drop the first `n` bytes of buf[0..*len). */
+void tcp_consume(uint8_t *buf, size_t *len, size_t n);
+void tcp_random(void *buf, size_t len);
+/* The MACs of the handshake (all zero without a key). */
+void tcp_hello_mac(const struct tcp_conf *c, const uint8_t host_nonce[TCP_NONCE], const struct tcp_hello *h,
+                   uint8_t out[TCP_MAC]);
+void tcp_welcome_mac(const struct tcp_conf *c, const uint8_t host_nonce[TCP_NONCE],
+                     const uint8_t peer_nonce[TCP_NONCE], uint8_t out[TCP_MAC]);
+bool tcp_mac_equal(const uint8_t a[TCP_MAC], const uint8_t b[TCP_MAC]);
+/* "shm://DIR/NAME" for a new private ring of this process. */
+int tcp_ring_uri(char *out, size_t cap, const char *what);
+void tcp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Bytes in front of each message in a connecting subscriber's ring. */
+#define TCP_SUB_PREFIX 32u
+
+/* Ring bytes a message of `len` payload bytes takes in a connecting
+ * subscriber's ring: the unit of its credit window. */
+static inline uint64_t tcp_credit(uint64_t len)
+{
+    return (TCP_SUB_PREFIX + len + DMAQ_RECORD_HEADER + DMAQ_RECORD_ALIGN - 1) & ~(uint64_t)(DMAQ_RECORD_ALIGN - 1);
+}
+
+/* host.c: a channel this process hosts. */
+struct tcp_chan;
+/* Host (or join the hosting of) the channel at `a`, creating its ring from
+ * `o`. Stores the ring's shm:// URI in ring_uri. */
+int tcp_host_attach(const struct tcp_addr *a, const dmaq_options *o, const struct tcp_conf *c,
+                    struct tcp_chan **out, const char **ring_uri);
+void tcp_host_detach(struct tcp_chan *ch);
+
+/* client.c: the handshake of a connecting handle. */
+struct tcp_shape {
+    uint32_t kind, policy, publisher_id;
+    uint64_t capacity, max_message, received;
+};
+/* Connect and introduce ourselves as `hello` (role, wanted shape, token).
+ * On success returns the socket and fills *shape (and, for a stat request,
+ * *stat and subs); buf[0..*len) holds what the host sent after its WELCOME. */
+int tcp_handshake(const struct tcp_addr *a, const struct tcp_conf *c, struct tcp_hello *hello,
+                  struct tcp_shape *shape, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap, int *n_subs,
+                  uint8_t *buf, size_t *len, size_t cap);
+
+/* The handle states, given to the core as pub_state_size/sub_state_size. */
+struct tcp_client;
+struct tcp_pub_state {
+    dmaq_pub *inner;           /* on the host's ring, or on our outgoing ring */
+    struct tcp_chan *hosted;   /* bind: the channel we host */
+    struct tcp_client *client; /* connect: the pump */
+};
+
+struct tcp_sub_state {
+    dmaq_sub *inner;
+    struct tcp_chan *hosted;
+    struct tcp_client *client;
+    bool queue;
+    uint32_t pending_acks; /* connect: releases not yet acknowledged */
+    uint32_t acks_epoch;   /* the connection they belong to */
+    bool held;             /* connect: a peeked message recv could not take */
+    dmaq_lease held_lease;
+};
+
+int tcp_client_pub_open(struct tcp_pub_state *s, const struct tcp_addr *a, const dmaq_options *o,
+                        const struct tcp_conf *c);
+void tcp_client_pub_close(struct tcp_pub_state *s);
+/* The id the host gave this publisher (a new one after each reconnect). */
+uint32_t tcp_client_pub_id(const struct tcp_pub_state *s);
+int tcp_client_sub_open(struct tcp_sub_state *s, const struct tcp_addr *a, const dmaq_options *o,
+                        const struct tcp_conf *c);
+void tcp_client_sub_close(struct tcp_sub_state *s);
+int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_ns);
+int tcp_client_release(struct tcp_sub_state *s, dmaq_lease *lease);
+int tcp_client_stat(const struct tcp_addr *a, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap,
+                    const struct tcp_conf *c);
+
+#endif
