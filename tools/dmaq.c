@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -333,7 +334,26 @@ static int cmd_stat(int argc, char **argv)
 
 /* ---- pub, sub -------------------------------------------------------------- */
 
-/* Options shared by pub and sub: how to create the channel if need be. */
+/* The pre-shared key in file `path` (its first line), kept for the process's
+ * life: the options point at it. A key belongs in a file, not on a command
+ * line every user can read in ps. */
+static int read_key(const char *path, dmaq_options *o)
+{
+    static char key[1025];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return usage("--key-file: cannot read %s: %s", path, strerror(errno));
+    bool ok = fgets(key, sizeof key, f) != NULL;
+    fclose(f);
+    key[strcspn(key, "\r\n")] = 0;
+    if (!ok || !key[0])
+        return usage("--key-file: %s holds no key on its first line", path);
+    o->key = key;
+    return 0;
+}
+
+/* Options shared by pub and sub: how to create the channel if need be, and
+ * for network channels whether to bind and with which key. */
 static int open_option(int argc, char **argv, int *i, dmaq_options *o, bool *matched)
 {
     const char *opt = argv[*i];
@@ -365,6 +385,23 @@ static int open_option(int argc, char **argv, int *i, dmaq_options *o, bool *mat
     if (strcmp(opt, "--no-create") == 0) {
         o->flags |= DMAQ_OPEN_NO_CREATE;
         return 0;
+    }
+    if (strcmp(opt, "--bind") == 0) {
+        o->flags |= DMAQ_OPEN_BIND;
+        return 0;
+    }
+    if (strcmp(opt, "--key-file") == 0 || strcmp(opt, "--peer-timeout") == 0) {
+        const char *v = value_of(argc, argv, i);
+        if (!v)
+            return USAGE;
+        if (strcmp(opt, "--peer-timeout") == 0) {
+            double sec = seconds_of(v);
+            if (sec <= 0)
+                return usage("--peer-timeout wants a number of seconds above 0, not '%s'", v);
+            o->peer_timeout_ns = (int64_t)(sec * 1e9);
+            return 0;
+        }
+        return read_key(v, o);
     }
     *matched = false;
     return 0;
@@ -563,6 +600,62 @@ static int cmd_sub(int argc, char **argv)
     return status;
 }
 
+/* ---- relay ----------------------------------------------------------------- */
+
+static volatile int relay_stop;
+static void on_stop_signal(int sig) { relay_stop = sig; }
+
+static int cmd_relay(int argc, char **argv)
+{
+    const char *names[2] = {NULL, NULL};
+    dmaq_options src = DMAQ_OPTIONS_INIT, dst = DMAQ_OPTIONS_INIT;
+    bool dst_given = false;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i]))
+            return printf("usage: dmaq %s", current->help), 0;
+        if (strcmp(argv[i], "--bind-src") == 0) {
+            src.flags |= DMAQ_OPEN_BIND;
+        } else if (strcmp(argv[i], "--bind-dst") == 0) {
+            dst.flags |= DMAQ_OPEN_BIND;
+            dst_given = true;
+        } else if (strcmp(argv[i], "--key-file") == 0) {
+            const char *v = value_of(argc, argv, &i);
+            if (!v || read_key(v, &src))
+                return USAGE;
+            dst.key = src.key;
+            dst_given = true;
+        } else if (argv[i][0] == '-' || names[1]) {
+            return usage("unexpected argument '%s'", argv[i]);
+        } else {
+            names[names[0] ? 1 : 0] = argv[i];
+        }
+    }
+    if (!names[1])
+        return usage("needs a source and a destination");
+    char src_uri[1024], dst_uri[1024];
+    to_uri(names[0], src_uri, sizeof src_uri);
+    to_uri(names[1], dst_uri, sizeof dst_uri);
+    if (dst_given) { /* the destination takes the source's shape, plus what was asked */
+        dmaq_stat st = {.size = sizeof st};
+        if (!(src.flags & DMAQ_OPEN_BIND) && dmaq_channel_stat(src_uri, &st, NULL, 0) >= 0) {
+            dst.kind = st.kind;
+            dst.policy = st.policy;
+            dst.capacity = st.capacity;
+            dst.max_message = st.max_message;
+        }
+    }
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    dmaq_relay_stat st;
+    int rc = dmaq_relay(src_uri, &src, dst_uri, dst_given ? &dst : NULL, &relay_stop, &st);
+    fprintf(stderr, "relayed %llu messages, %llu lost\n", (unsigned long long)st.relayed,
+            (unsigned long long)st.lost);
+    if (rc < 0)
+        return failed();
+    return 0;
+}
+
 /* ---- bench ----------------------------------------------------------------- */
 
 static int cmd_bench(int argc, char **argv)
@@ -614,13 +707,23 @@ static const struct command commands[] = {
      "  a send may wait for room (default forever).\n"
      "  CREATE OPTIONS, used if the channel does not exist: --kind queue|broadcast,\n"
      "  --policy block|overwrite, --capacity BYTES, --max-message BYTES (K/M/G suffixes);\n"
-     "  --no-create fails instead.\n"},
+     "  --no-create fails instead.\n"
+     "  NETWORK OPTIONS, for tcp:// URIs: --bind hosts the channel and listens at the URI's\n"
+     "  address (without it, connect to the process that does); --key-file PATH, a pre-shared\n"
+     "  key (first line of PATH); --peer-timeout S, when a silent peer counts as gone (5 s).\n"},
     {"sub", cmd_sub,
      "sub NAME|URI [--count N] [--timeout S] [--format text|hex|raw] [--oldest] [CREATE OPTIONS]\n"
      "  Print the messages that arrive: text (one per line), hex (a dump with the sequence\n"
      "  number) or raw (the bytes alone). Stops after N messages, or when none came for S\n"
      "  seconds (exit 1 if that was before N). --oldest starts at the oldest retained message\n"
-     "  of a broadcast channel. CREATE OPTIONS as for pub.\n"},
+     "  of a broadcast channel. CREATE and NETWORK OPTIONS as for pub.\n"},
+    {"relay", cmd_relay,
+     "relay SRC DST [--bind-src] [--bind-dst] [--key-file PATH]\n"
+     "  Subscribe to SRC and republish every message into DST until interrupted, so one\n"
+     "  network stream fans out through shared memory: dmaq relay tcp://feed:7000/quotes quotes.\n"
+     "  DST is created like SRC if it does not exist. --bind-src/--bind-dst: that side of a\n"
+     "  network URI hosts the channel (listens) instead of connecting. --key-file: the\n"
+     "  channels' pre-shared key.\n"},
     {"gc", cmd_gc,
      "gc [--dir DIR]\n"
      "  Remove stale channels (no handle open on them anywhere) and files of creators that died.\n"},

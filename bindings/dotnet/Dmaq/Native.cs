@@ -16,6 +16,8 @@ internal static unsafe partial class Native
         public uint Mode, Start;
         public long SpinNs;
         public byte* ShmDir;
+        public long PeerTimeoutNs;
+        public byte* Key;
     }
 
     [StructLayout(LayoutKind.Sequential)]

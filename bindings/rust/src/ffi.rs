@@ -60,6 +60,8 @@ pub struct dmaq_options {
     pub start: u32,
     pub spin_ns: i64,
     pub shm_dir: *const c_char,
+    pub peer_timeout_ns: i64,
+    pub key: *const c_char,
 }
 
 #[repr(C)]

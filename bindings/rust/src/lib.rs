@@ -306,6 +306,8 @@ impl Options {
             start: 0,
             spin_ns: -1,
             shm_dir: ptr::null(),
+            peer_timeout_ns: 0,
+            key: ptr::null(),
         };
         unsafe { ffi::dmaq_options_init(&mut raw) };
         Options { raw, shm_dir: None }

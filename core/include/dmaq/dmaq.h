@@ -386,6 +386,30 @@ DMAQ_API int dmaq_channel_unlink(const char *uri);
  * DMAQ_ENOENT (no such directory), DMAQ_EACCES or DMAQ_ESYS. Any thread. */
 DMAQ_API int dmaq_channel_gc(const char *shm_dir);
 
+/* ---- Relay ---------------------------------------------------------------- */
+
+/* What dmaq_relay() has done so far; it updates the caller's struct as it
+ * goes (plain stores, read them from another thread only as estimates). */
+typedef struct dmaq_relay_stat {
+    uint64_t relayed; /* messages republished into the destination */
+    uint64_t lost;    /* messages the source reported lost (overwrite policy) */
+} dmaq_relay_stat;
+
+/* Subscribe to `src_uri` and republish every message into `dst_uri` (one
+ * copy each, the payload unchanged), so one network stream per machine can
+ * fan out to many local processes: dmaq_relay("tcp://feed:7000/quotes", NULL,
+ * "shm://quotes", NULL, &stop, &st). Opens both with their options (NULL =
+ * defaults; the destination is created like the source if it does not exist,
+ * unless dst_opts says otherwise), then runs in the calling thread until
+ * *stop becomes nonzero (looked at least every 100 ms) or a failure. Lost
+ * messages of an overwriting source are counted in stat->lost; a publisher
+ * that waits on a full destination makes the relay wait too. `stop` and
+ * `stat` may be NULL (run until failure; no figures). Returns 0 when
+ * stopped, or the first failure's code (opening either channel, or a
+ * message larger than the destination's max_message: DMAQ_EMSGSIZE). */
+DMAQ_API int dmaq_relay(const char *src_uri, const dmaq_options *src_opts, const char *dst_uri,
+                        const dmaq_options *dst_opts, const volatile int *stop, dmaq_relay_stat *stat);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,7 +11,8 @@ from ctypes import POINTER, Structure, c_char_p, c_int, c_int32, c_int64, c_size
 class Options(Structure):
     _fields_ = [("size", c_uint32), ("kind", c_uint32), ("policy", c_uint32), ("flags", c_uint32),
                 ("capacity", c_uint64), ("max_message", c_uint64), ("mode", c_uint32), ("start", c_uint32),
-                ("spin_ns", c_int64), ("shm_dir", c_char_p)]
+                ("spin_ns", c_int64), ("shm_dir", c_char_p),
+                ("peer_timeout_ns", c_int64), ("key", c_char_p)]
 
 
 class Lease(Structure):
