@@ -5,6 +5,8 @@
  *
  *   dmaq-test-peer pub URI COUNT PUBINDEX
  *   dmaq-test-peer sub URI EXPECT OUTFILE
+ *   dmaq-test-peer hold URI     (peek one message, print "held", keep it
+ *                                until killed)
  *
  * A message of len >= 16 bytes holds [u32 publisher index][u32 index]
  * [u64 XXH64(rest, publisher index << 32 | index)][rest]; a shorter one holds
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "payload.h"
 
@@ -223,8 +226,26 @@ static int subscriber(const char *uri, uint64_t expect, const char *out)
     return 0;
 }
 
+/* A subscriber that takes one message and then hangs on to it: for the
+ * tests that kill a subscriber holding messages. */
+static int holder(const char *uri)
+{
+    dmaq_sub *sub;
+    dmaq_lease lease;
+    if (dmaq_sub_open(uri, NULL, &sub) < 0 || dmaq_sub_peek(sub, &lease, 60LL * 1000000000) < 0) {
+        fprintf(stderr, "peer hold: %s\n", dmaq_last_error());
+        return 2;
+    }
+    printf("held\n");
+    fflush(stdout);
+    for (;;)
+        pause();
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "hold") == 0)
+        return holder(argv[2]);
     if (argc == 5 && strcmp(argv[1], "pub") == 0)
         return publisher(argv[2], atol(argv[3]), (uint32_t)strtoul(argv[4], NULL, 10));
     if (argc == 5 && strcmp(argv[1], "sub") == 0)

@@ -1,0 +1,497 @@
+/*
+ * tcp:// beyond the stress matrix (test_stress_tcp): every error a user can
+ * cause, keys, leases and their metadata, hostile peers, peers killed with
+ * SIGKILL, and (in network namespaces joined by a veth pair, when this
+ * process may create them) a subscriber on another "host" whose link is cut
+ * while traffic flows.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <stdarg.h>
+
+#include "../core/tcp/frame.c" /* to speak the protocol, and break it, on purpose */
+#include "harness.h"
+#include "payload.h"
+
+#define PEER DMAQ_TEST_PEER
+#define SEC 1000000000LL
+
+static void tcp_uri(char *buf, size_t cap, const char *host, int port, const char *name)
+{
+    snprintf(buf, cap, "tcp://%s:%d/%s", host, port, name);
+}
+
+static dmaq_options bind_opts(uint32_t kind, uint32_t policy)
+{
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.kind = kind;
+    o.policy = policy;
+    o.capacity = 1 << 16;
+    o.max_message = 1024;
+    o.flags = DMAQ_OPEN_BIND;
+    return o;
+}
+
+/* ---- errors ---- */
+
+Test(tcp_errors, malformed_addresses)
+{
+    dmaq_sub *s;
+    expect_error(dmaq_sub_open("tcp://127.0.0.1/x", NULL, &s), DMAQ_EINVAL, "has no port");
+    expect_error(dmaq_sub_open("tcp://127.0.0.1:70000/x", NULL, &s), DMAQ_EINVAL, "port must be a number");
+    expect_error(dmaq_sub_open("tcp://127.0.0.1:http/x", NULL, &s), DMAQ_EINVAL, "port must be a number");
+    expect_error(dmaq_sub_open("tcp://127.0.0.1:7000", NULL, &s), DMAQ_EINVAL, "has no channel name");
+    expect_error(dmaq_sub_open("tcp://127.0.0.1:7000/", NULL, &s), DMAQ_EINVAL, "channel name is empty");
+    expect_error(dmaq_sub_open("tcp://127.0.0.1:7000/a b", NULL, &s), DMAQ_EINVAL, "character 0x20");
+    expect_error(dmaq_sub_open("tcp://[::1/x", NULL, &s), DMAQ_EINVAL, "expected [IPV6]:PORT/NAME");
+    expect_error(dmaq_sub_open("tcp://no-such-host.invalid:7000/x", NULL, &s), DMAQ_EINVAL, "cannot resolve");
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.flags = 0x80;
+    expect_error(dmaq_sub_open("tcp://127.0.0.1:7000/x", &o, &s), DMAQ_EINVAL, "unknown flags");
+    o.flags = 0;
+    o.peer_timeout_ns = 1000;
+    expect_error(dmaq_sub_open("tcp://127.0.0.1:7000/x", &o, &s), DMAQ_EINVAL, "below the minimum");
+    o.peer_timeout_ns = 0;
+    o.key = "";
+    expect_error(dmaq_sub_open("tcp://127.0.0.1:7000/x", &o, &s), DMAQ_EINVAL, "key must be");
+    expect_error(dmaq_channel_unlink("tcp://127.0.0.1:7000/x"), DMAQ_EINVAL, "ends when the last handle");
+    dmaq_pub *p;
+    o = (dmaq_options)DMAQ_OPTIONS_INIT;
+    o.flags = DMAQ_OPEN_BIND;
+    expect_error(dmaq_pub_open("shm://x", &o, &p), DMAQ_EINVAL, "unknown flags");
+}
+
+Test(tcp_errors, nothing_listens)
+{
+    char uri[128];
+    tcp_uri(uri, sizeof uri, "127.0.0.1", free_tcp_port(), "x");
+    dmaq_sub *s;
+    dmaq_pub *p;
+    expect_error(dmaq_sub_open(uri, NULL, &s), DMAQ_ENOENT, "nothing listens at 127.0.0.1");
+    expect_error(dmaq_pub_open(uri, NULL, &p), DMAQ_ENOENT, "nothing listens at 127.0.0.1");
+    dmaq_stat st = {.size = sizeof st};
+    expect_error(dmaq_channel_stat(uri, &st, NULL, 0), DMAQ_ENOENT, "nothing listens");
+}
+
+Test(tcp_errors, wrong_channel_kind_and_shape)
+{
+    int port = free_tcp_port();
+    char uri[128], other[128];
+    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "orders");
+    tcp_uri(other, sizeof other, "127.0.0.1", port, "quotes");
+    dmaq_options o = bind_opts(DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK);
+    dmaq_pub *host;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
+    dmaq_sub *s;
+    expect_error(dmaq_sub_open(other, NULL, &s), DMAQ_ENOENT, "no channel 'quotes' is bound at");
+    dmaq_options want = DMAQ_OPTIONS_INIT;
+    want.kind = DMAQ_KIND_BROADCAST;
+    expect_error(dmaq_sub_open(uri, &want, &s), DMAQ_EINCOMPAT, "is a queue, opened as broadcast");
+    want.kind = 0;
+    want.capacity = 1 << 20;
+    expect_error(dmaq_sub_open(uri, &want, &s), DMAQ_EINCOMPAT, "has capacity 65536");
+    /* A second binding handle in this process joins the same channel... */
+    dmaq_sub *local;
+    o.flags = DMAQ_OPEN_BIND;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &local), 0, "%s", dmaq_last_error());
+    /* ...but not with another shape. */
+    o.kind = DMAQ_KIND_BROADCAST;
+    expect_error(dmaq_sub_open(uri, &o, &s), DMAQ_EINCOMPAT, "created as queue");
+    dmaq_sub_close(local);
+    dmaq_pub_close(host);
+    expect_error(dmaq_sub_open(uri, NULL, &s), DMAQ_ENOENT, "nothing listens");
+}
+
+Test(tcp_errors, wrong_key_refused)
+{
+    int port = free_tcp_port();
+    char uri[128];
+    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "secret");
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    o.key = "correct horse";
+    dmaq_pub *host;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
+    dmaq_options c = DMAQ_OPTIONS_INIT;
+    dmaq_sub *s;
+    expect_error(dmaq_sub_open(uri, &c, &s), DMAQ_EACCES, "wrong or missing key");
+    c.key = "battery staple";
+    expect_error(dmaq_sub_open(uri, &c, &s), DMAQ_EACCES, "wrong or missing key");
+    dmaq_pub *p;
+    expect_error(dmaq_pub_open(uri, &c, &p), DMAQ_EACCES, "wrong or missing key");
+    c.key = "correct horse";
+    cr_assert_eq(dmaq_sub_open(uri, &c, &s), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_pub_send(host, "sealed", 6, SEC), 0);
+    char buf[16];
+    size_t len;
+    cr_assert_eq(dmaq_sub_recv(s, buf, sizeof buf, &len, 10 * SEC), 0, "%s", dmaq_last_error());
+    cr_expect(len == 6 && memcmp(buf, "sealed", 6) == 0);
+    dmaq_sub_close(s);
+    dmaq_pub_close(host);
+
+    /* A host without the key cannot prove it knows it. */
+    o.key = NULL;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
+    expect_error(dmaq_sub_open(uri, &c, &s), DMAQ_EACCES, "could not prove it knows the channel's key");
+    dmaq_pub_close(host);
+}
+
+/* ---- leases ---- */
+
+Test(tcp, leases_carry_the_hosts_metadata)
+{
+    int port = free_tcp_port();
+    char uri[128];
+    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "meta");
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    dmaq_sub *host;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
+    dmaq_sub *remote;
+    cr_assert_eq(dmaq_sub_open(uri, NULL, &remote), 0, "%s", dmaq_last_error());
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_pub_open(uri, NULL, &pub), 0, "%s", dmaq_last_error());
+    dmaq_lease w;
+    cr_assert_eq(dmaq_pub_reserve(pub, 100, &w, SEC), 0, "%s", dmaq_last_error());
+    memset(w.data, 'z', 100);
+    cr_assert_eq(dmaq_pub_commit(pub, &w, 100), 0);
+    cr_assert_eq(dmaq_pub_send(pub, "second", 6, SEC), 0);
+
+    dmaq_lease a, b;
+    cr_assert_eq(dmaq_sub_peek(host, &a, 10 * SEC), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_sub_peek(remote, &b, 10 * SEC), 0, "%s", dmaq_last_error());
+    cr_expect_eq(b.len, 100);
+    cr_expect_eq(((char *)b.data)[99], 'z');
+    cr_expect_eq(b.seq, a.seq, "the remote subscriber sees the host's sequence number");
+    cr_expect_eq(b.timestamp_ns, a.timestamp_ns);
+    cr_expect_eq(b.publisher_id, a.publisher_id);
+    cr_expect_eq(b.publisher_id, dmaq_pub_id(pub));
+    expect_error(dmaq_sub_peek(remote, &b, 0), DMAQ_EBUSY, "");
+    cr_expect_eq(dmaq_sub_release(remote, &b), 0);
+    expect_error(dmaq_sub_release(remote, &b), DMAQ_ELEASE, "");
+    cr_expect_eq(dmaq_sub_release(host, &a), 0);
+
+    /* A message too big for the buffer stays unread. */
+    char small[4];
+    size_t len = 0;
+    expect_error(dmaq_sub_recv(remote, small, sizeof small, &len, 10 * SEC), DMAQ_EMSGSIZE, "does not fit");
+    cr_expect_eq(len, 6);
+    char big[16];
+    cr_assert_eq(dmaq_sub_recv(remote, big, sizeof big, &len, SEC), 0, "%s", dmaq_last_error());
+    cr_expect(len == 6 && memcmp(big, "second", 6) == 0);
+    expect_error(dmaq_sub_recv(remote, big, sizeof big, &len, 50000000), DMAQ_ETIMEDOUT, "");
+
+    dmaq_stat st = {.size = sizeof st};
+    dmaq_sub_stat subs[4];
+    cr_expect_eq(dmaq_channel_stat(uri, &st, subs, 4), 2, "%s", dmaq_last_error());
+    cr_expect_eq(st.published, 2);
+    cr_expect_eq(st.kind, DMAQ_KIND_BROADCAST);
+    cr_expect_eq(st.capacity, 1 << 16);
+    dmaq_pub_close(pub);
+    dmaq_sub_close(remote);
+    dmaq_sub_close(host);
+}
+
+/* ---- hostile peers ---- */
+
+static int raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+/* True if the host closes fd within `seconds` (reading and dropping what it
+ * sends until then). */
+static bool closed_by_host(int fd, int seconds)
+{
+    uint64_t deadline = mono_ns() + (uint64_t)seconds * SEC;
+    char buf[4096];
+    while (mono_ns() < deadline) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) == 1) {
+            ssize_t n = recv(fd, buf, sizeof buf, 0);
+            if (n <= 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+static void send_hello(int fd, uint32_t role, const char *name)
+{
+    struct tcp_hello h = {.version = TCP_VERSION, .role = role, .name_len = (uint16_t)strlen(name), .name = name};
+    uint8_t frame[512];
+    size_t n = tcp_put_hello(frame, &h);
+    cr_assert_eq(send(fd, frame, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+Test(tcp, hostile_peers_are_cut_off_and_others_keep_their_service, .timeout = 120)
+{
+    int port = free_tcp_port();
+    char uri[128];
+    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "hostile");
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    dmaq_pub *host;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
+    dmaq_sub *good;
+    cr_assert_eq(dmaq_sub_open(uri, NULL, &good), 0, "%s", dmaq_last_error());
+
+    uint64_t rng = 7;
+    uint8_t junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)rng_next(&rng);
+    int fds[6];
+    fds[0] = raw_connect(port); /* random bytes instead of a HELLO */
+    send(fds[0], junk, sizeof junk, MSG_NOSIGNAL);
+    fds[1] = raw_connect(port); /* a HELLO claiming a 4 GB body */
+    uint8_t huge[8];
+    tcp_put_header(huge, TCP_HELLO, 0xffffffffu);
+    send(fds[1], huge, sizeof huge, MSG_NOSIGNAL);
+    fds[2] = raw_connect(port); /* a publisher sending a message over the maximum */
+    send_hello(fds[2], TCP_ROLE_PUB, "hostile");
+    uint8_t over[8];
+    tcp_put_header(over, TCP_MSG, 1025);
+    send(fds[2], over, sizeof over, MSG_NOSIGNAL);
+    fds[3] = raw_connect(port); /* a subscriber sending what only hosts send */
+    send_hello(fds[3], TCP_ROLE_SUB, "hostile");
+    uint8_t lost[16];
+    tcp_put_count(lost, TCP_LOST, 5);
+    send(fds[3], lost, sizeof lost, MSG_NOSIGNAL);
+    fds[4] = raw_connect(port); /* a subscriber acknowledging what it never got */
+    send_hello(fds[4], TCP_ROLE_SUB, "hostile");
+    uint8_t ack[16];
+    tcp_put_count(ack, TCP_ACK, 1000);
+    send(fds[4], ack, sizeof ack, MSG_NOSIGNAL);
+    fds[5] = raw_connect(port); /* a publisher that sends random bytes after its HELLO */
+    send_hello(fds[5], TCP_ROLE_PUB, "hostile");
+    send(fds[5], junk, sizeof junk, MSG_NOSIGNAL);
+    for (int i = 0; i < 6; i++) {
+        cr_expect(closed_by_host(fds[i], 10), "hostile connection %d was not closed", i);
+        close(fds[i]);
+    }
+    /* A peer that connects and says nothing is dropped when the handshake
+     * times out; meanwhile the good subscriber is served. */
+    for (uint32_t i = 0; i < 100; i++)
+        cr_assert_eq(dmaq_pub_send(host, &i, sizeof i, 10 * SEC), 0, "%s", dmaq_last_error());
+    for (uint32_t i = 0; i < 100; i++) {
+        uint32_t v;
+        size_t len;
+        cr_assert_eq(dmaq_sub_recv(good, &v, sizeof v, &len, 10 * SEC), 0, "%s", dmaq_last_error());
+        cr_expect_eq(v, i);
+    }
+    dmaq_sub_close(good);
+    dmaq_pub_close(host);
+}
+
+/* ---- peers killed ---- */
+
+Test(tcp, queue_messages_of_a_killed_subscriber_go_to_another, .timeout = 120)
+{
+    int port = free_tcp_port();
+    char uri[128];
+    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "work");
+    dmaq_options o = bind_opts(DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK);
+    o.capacity = 1 << 20; /* room for all: most go to the victim on credit */
+    dmaq_pub *host;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
+    char *argv[] = {PEER, "hold", uri, NULL};
+    pid_t victim = spawn(argv);
+    cr_assert_gt(victim, 0);
+    cr_assert(wait_subscribers(uri, 1, 30));
+    enum { N = 2000 };
+    uint64_t rng = 1;
+    for (uint32_t i = 0; i < N; i++) {
+        unsigned char m[64];
+        payload_fill(m, sizeof m, 0, i, &rng);
+        cr_assert_eq(dmaq_pub_send(host, m, sizeof m, 10 * SEC), 0, "%s", dmaq_last_error());
+    }
+    /* Wait until the victim's connection has taken messages, then kill it. */
+    dmaq_sub_stat subs[2];
+    dmaq_stat st = {.size = sizeof st};
+    uint64_t deadline = mono_ns() + 30 * SEC;
+    while (mono_ns() < deadline && !(dmaq_channel_stat(uri, &st, subs, 2) >= 1 && subs[0].received > 0))
+        sleep_ms(5);
+    cr_assert_gt(subs[0].received, 0, "the victim took nothing");
+    sleep_ms(200);
+    kill(victim, SIGKILL);
+    waitpid(victim, NULL, 0);
+
+    dmaq_sub *survivor;
+    cr_assert_eq(dmaq_sub_open(uri, NULL, &survivor), 0, "%s", dmaq_last_error());
+    static bool seen[N];
+    unsigned redelivered = 0;
+    for (int k = 0; k < N; k++) {
+        dmaq_lease l;
+        cr_assert_eq(dmaq_sub_peek(survivor, &l, 30 * SEC), 0, "after %d: %s", k, dmaq_last_error());
+        uint32_t key, index;
+        cr_assert(payload_intact(l.data, l.len, &key, &index));
+        cr_assert_lt(index, N);
+        cr_expect(!seen[index], "message %u delivered twice", index);
+        seen[index] = true;
+        redelivered += (l.flags & DMAQ_LEASE_REDELIVERED) != 0;
+        dmaq_sub_release(survivor, &l);
+    }
+    cr_expect_gt(redelivered, 0, "no message was marked redelivered");
+    dmaq_lease l;
+    expect_error(dmaq_sub_peek(survivor, &l, 100000000), DMAQ_ETIMEDOUT, "");
+    dmaq_sub_close(survivor);
+    dmaq_pub_close(host);
+}
+
+Test(tcp, a_killed_publisher_is_dropped_and_the_channel_goes_on, .timeout = 120)
+{
+    int port = free_tcp_port();
+    char uri[128];
+    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "fanin");
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    dmaq_sub *host;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
+    char *argv[] = {PEER, "pub", uri, "100000000", "3", NULL};
+    pid_t victim = spawn(argv);
+    dmaq_lease l;
+    for (int i = 0; i < 1000; i++) {
+        cr_assert_eq(dmaq_sub_peek(host, &l, 30 * SEC), 0, "%s", dmaq_last_error());
+        dmaq_sub_release(host, &l);
+    }
+    kill(victim, SIGKILL);
+    waitpid(victim, NULL, 0);
+    dmaq_stat st = {.size = sizeof st};
+    uint64_t deadline = mono_ns() + 30 * SEC;
+    while (mono_ns() < deadline && (dmaq_channel_stat(uri, &st, NULL, 0) < 0 || st.publishers > 0))
+        sleep_ms(10);
+    cr_expect_eq(st.publishers, 0, "the dead publisher is still attached");
+    while (dmaq_sub_peek(host, &l, 0) == 0) /* drain what it sent before dying */
+        dmaq_sub_release(host, &l);
+    dmaq_pub *next;
+    cr_assert_eq(dmaq_pub_open(uri, NULL, &next), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_pub_send(next, "after", 5, SEC), 0);
+    cr_assert_eq(dmaq_sub_peek(host, &l, 10 * SEC), 0, "%s", dmaq_last_error());
+    cr_expect(l.len == 5 && memcmp(l.data, "after", 5) == 0);
+    dmaq_sub_release(host, &l);
+    dmaq_pub_close(next);
+    dmaq_sub_close(host);
+}
+
+/* ---- another host: network namespaces ---- */
+
+static char netns[32], veth[16];
+
+static int sh(const char *fmt, ...)
+{
+    char cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return system(cmd);
+}
+
+/* This process's namespace holds 10.77.N.1 on veth; namespace `netns` holds
+ * 10.77.N.2 on its peer. */
+static void make_hosts(void)
+{
+    int n = getpid() % 250;
+    snprintf(netns, sizeof netns, "dmaq-test-%d", (int)getpid());
+    snprintf(veth, sizeof veth, "dq%da", (int)getpid() % 100000);
+    if (sh("ip netns add %s 2>/dev/null", netns) != 0)
+        cr_skip_test("cannot create network namespaces here (needs root and iproute2)");
+    cr_assert_eq(sh("ip link add %s type veth peer name %.13sb && ip link set %.13sb netns %s && "
+                    "ip addr add 10.77.%d.1/24 dev %s && ip link set %s up && "
+                    "ip netns exec %s sh -c 'ip addr add 10.77.%d.2/24 dev %.13sb && ip link set %.13sb up && "
+                    "ip link set lo up'",
+                    veth, veth, veth, netns, n, veth, veth, netns, n, veth, veth),
+                 0, "could not wire the namespaces");
+}
+
+static void remove_hosts(void)
+{
+    if (netns[0]) {
+        sh("ip netns del %s 2>/dev/null", netns); /* takes the veth pair with it */
+        sh("ip link del %s 2>/dev/null", veth);
+    }
+}
+
+static pid_t spawn_in_netns(char *const peer_argv[])
+{
+    char *argv[16] = {"/usr/bin/env", "ip", "netns", "exec", netns};
+    int k = 5;
+    for (int i = 0; peer_argv[i] && k < 15; i++)
+        argv[k++] = peer_argv[i];
+    argv[k] = NULL;
+    return spawn(argv);
+}
+
+static void publish_range(dmaq_pub *pub, uint32_t from, uint32_t to, uint64_t *rng)
+{
+    for (uint32_t i = from; i < to; i++) {
+        unsigned char m[64];
+        payload_fill(m, sizeof m, 0, i, rng);
+        cr_assert_eq(dmaq_pub_send(pub, m, sizeof m, 30 * SEC), 0, "%s", dmaq_last_error());
+        if (i % 100 == 0)
+            sleep_ms(1); /* a stream, not one burst */
+    }
+}
+
+/* Both sides use the same peer timeout (the subscriber peer's default,
+ * 5 s) for the short cut, and the host a shorter one for the long cut. */
+static void link_cut(int cut_ms, bool expect_reconnect)
+{
+    make_hosts();
+    int n = getpid() % 250;
+    char uri[128], host[32], total[16], out[128];
+    snprintf(host, sizeof host, "10.77.%d.1", n);
+    tcp_uri(uri, sizeof uri, host, free_tcp_port(), "feed");
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    o.peer_timeout_ns = expect_reconnect ? 2 * SEC : 0;
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0, "%s", dmaq_last_error());
+    enum { PART = 3000 };
+    snprintf(total, sizeof total, "%d", 3 * PART);
+    snprintf(out, sizeof out, "/tmp/dmaq-netns-%d.out", (int)getpid());
+    char *argv[] = {PEER, "sub", uri, total, out, NULL};
+    pid_t sub = spawn_in_netns(argv);
+    cr_assert(wait_subscribers(uri, 1, 30), "the subscriber in the other namespace did not attach");
+    uint64_t rng = 3;
+    publish_range(pub, 0, PART, &rng);
+    /* The link comes back by itself while we publish into the cut (block
+     * policy: the publisher waits for the stalled subscriber until the link
+     * returns or the host gives up on it). */
+    cr_assert_eq(sh("ip link set %s down && (sleep %d.%03d; ip link set %s up) &", veth, cut_ms / 1000,
+                    cut_ms % 1000, veth),
+                 0);
+    publish_range(pub, PART, 2 * PART, &rng);
+    if (expect_reconnect) {
+        dmaq_stat st = {.size = sizeof st};
+        uint64_t deadline = mono_ns() + 30 * SEC;
+        while (mono_ns() < deadline && (dmaq_channel_stat(uri, &st, NULL, 0) < 0 || st.subscribers < 1))
+            sleep_ms(20);
+        cr_assert_eq(st.subscribers, 1, "the subscriber did not reconnect");
+    }
+    publish_range(pub, 2 * PART, 3 * PART, &rng);
+    cr_assert(wait_all(&sub, 1, 90), "the subscriber failed or hung");
+    FILE *f = fopen(out, "r");
+    cr_assert(f);
+    unsigned long long received, lost, bad, order;
+    cr_assert_eq(fscanf(f, "received=%llu lost=%llu bad=%llu order=%llu", &received, &lost, &bad, &order), 4);
+    fclose(f);
+    unlink(out);
+    cr_expect_eq(bad, 0);
+    cr_expect_eq(order, 0);
+    cr_expect_eq(received + lost, 3 * PART, "received %llu + lost %llu != published %d", received, lost, 3 * PART);
+    if (!expect_reconnect)
+        cr_expect_eq(lost, 0, "a short cut lost %llu messages", lost);
+    else
+        cr_expect_gt(received, PART, "nothing arrived after the reconnect");
+    dmaq_pub_close(pub);
+}
+
+TestSuite(tcp_netns, .fini = remove_hosts);
+
+/* Shorter than the peer timeout: TCP retransmits, nothing is lost. */
+Test(tcp_netns, short_link_cut_loses_nothing, .timeout = 180) { link_cut(1000, false); }
+
+/* Longer: both sides give up on each other, the subscriber reconnects by
+ * itself, and received + lost still equals published. */
+Test(tcp_netns, long_link_cut_reconnects_with_exact_accounting, .timeout = 180) { link_cut(7000, true); }
