@@ -43,6 +43,7 @@ struct tcp_client {
     uint8_t *rbuf;
     size_t rcap, rlen;
     uint64_t last_rx, last_tx, down_since;
+    int64_t ping_ns; /* idle time after which we send a PING */
     /* publisher */
     dmaq_sub *out;
     dmaq_lease *batch;
@@ -109,6 +110,7 @@ int tcp_handshake(const struct tcp_addr *a, const struct tcp_conf *c, struct tcp
     shape->max_message = w->max_message;
     shape->publisher_id = w->publisher_id;
     shape->received = w->received;
+    shape->timeout_ms = w->timeout_ms;
     if ((w->kind != DMAQ_KIND_QUEUE && w->kind != DMAQ_KIND_BROADCAST) ||
         (w->policy != DMAQ_POLICY_BLOCK && w->policy != DMAQ_POLICY_OVERWRITE) || w->capacity < DMAQ_CAPACITY_MIN ||
         (w->capacity & (w->capacity - 1)) || w->capacity > (1ull << 40) ||
@@ -176,6 +178,7 @@ static int connect_once(struct tcp_client *cl)
                               cl->addr.host, cl->addr.port, cl->addr.name);
     }
     cl->shape = shape;
+    cl->ping_ns = tcp_ping_every(&cl->conf, shape.timeout_ms);
     atomic_store(&cl->publisher_id, shape.publisher_id);
     cl->rlen = len;
     cl->last_rx = cl->last_tx = dmaq__mono_ns();
@@ -229,7 +232,7 @@ static bool read_host(struct tcp_client *cl, int64_t wait_ns)
         disconnect(cl, "the host went silent");
         return false;
     }
-    if (now - cl->last_tx >= (uint64_t)tcp_ping_every(&cl->conf))
+    if (now - cl->last_tx >= (uint64_t)cl->ping_ns)
         send_small(cl, TCP_PING, 0);
     return true;
 }
@@ -367,6 +370,7 @@ static struct tcp_client *client_new(const struct tcp_addr *a, const dmaq_option
     cl->fd = -1;
     cl->hello = (struct tcp_hello){.version = TCP_VERSION, .role = role, .kind = o->kind, .policy = o->policy,
                                    .start = o->start, .capacity = o->capacity, .max_message = o->max_message,
+                                   .timeout_ms = (uint32_t)(c->timeout_ns / 1000000),
                                    .name_len = (uint16_t)strlen(cl->addr.name), .name = cl->addr.name};
     while (!cl->hello.token)
         tcp_random(&cl->hello.token, sizeof cl->hello.token);
@@ -444,7 +448,7 @@ static int start_pump(struct tcp_client *cl, void *(*pump)(void *), dmaq_pub *pu
 int tcp_client_pub_open(struct tcp_pub_state *s, const struct tcp_addr *a, const dmaq_options *o,
                         const struct tcp_conf *c)
 {
-    struct tcp_client *cl;
+    struct tcp_client *cl = NULL;
     int rc = client_start(a, o, c, TCP_ROLE_PUB, &cl);
     if (rc < 0)
         return rc;
@@ -552,7 +556,7 @@ static void *sub_pump(void *arg)
 int tcp_client_sub_open(struct tcp_sub_state *s, const struct tcp_addr *a, const dmaq_options *o,
                         const struct tcp_conf *c)
 {
-    struct tcp_client *cl;
+    struct tcp_client *cl = NULL;
     int rc = client_start(a, o, c, TCP_ROLE_SUB, &cl);
     if (rc < 0)
         return rc;
@@ -687,7 +691,8 @@ int tcp_client_release(struct tcp_sub_state *s, dmaq_lease *lease)
 int tcp_client_stat(const struct tcp_addr *a, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap,
                     const struct tcp_conf *c)
 {
-    struct tcp_hello h = {.version = TCP_VERSION, .role = TCP_ROLE_STAT, .name_len = (uint16_t)strlen(a->name),
+    struct tcp_hello h = {.version = TCP_VERSION, .role = TCP_ROLE_STAT,
+                          .timeout_ms = (uint32_t)(c->timeout_ns / 1000000), .name_len = (uint16_t)strlen(a->name),
                           .name = a->name};
     struct tcp_shape shape;
     uint8_t buf[8192];

@@ -43,7 +43,7 @@ static long parse_hello(struct tcp_frame *f, const char **why)
     h->kind = tcp_get32(b + 8);
     h->policy = tcp_get32(b + 12);
     h->start = tcp_get32(b + 16);
-    h->flags = tcp_get32(b + 20);
+    h->timeout_ms = tcp_get32(b + 20);
     h->capacity = tcp_get64(b + 24);
     h->max_message = tcp_get64(b + 32);
     h->token = tcp_get64(b + 40);
@@ -72,11 +72,12 @@ static long parse_welcome(struct tcp_frame *f, const char **why)
     w->publisher_id = tcp_get32(b + 4);
     w->kind = tcp_get32(b + 8);
     w->policy = tcp_get32(b + 12);
-    w->capacity = tcp_get64(b + 16);
-    w->max_message = tcp_get64(b + 24);
-    w->received = tcp_get64(b + 32);
-    memcpy(w->mac, b + 40, TCP_MAC);
-    w->reason_len = (uint16_t)(b[40 + TCP_MAC] | b[41 + TCP_MAC] << 8);
+    w->timeout_ms = tcp_get32(b + 16);
+    w->capacity = tcp_get64(b + 20);
+    w->max_message = tcp_get64(b + 28);
+    w->received = tcp_get64(b + 36);
+    memcpy(w->mac, b + 44, TCP_MAC);
+    w->reason_len = (uint16_t)(b[44 + TCP_MAC] | b[45 + TCP_MAC] << 8);
     if (w->reason_len > TCP_REASON_MAX || TCP_WELCOME_FIXED + (uint32_t)w->reason_len > f->body_len)
         return bad(why, "WELCOME's reason is too long");
     w->reason = (const char *)b + TCP_WELCOME_FIXED;
@@ -218,7 +219,7 @@ size_t tcp_put_hello(uint8_t *out, const struct tcp_hello *h)
     tcp_put32(b + 8, h->kind);
     tcp_put32(b + 12, h->policy);
     tcp_put32(b + 16, h->start);
-    tcp_put32(b + 20, h->flags);
+    tcp_put32(b + 20, h->timeout_ms);
     tcp_put64(b + 24, h->capacity);
     tcp_put64(b + 32, h->max_message);
     tcp_put64(b + 40, h->token);
@@ -258,12 +259,13 @@ size_t tcp_put_welcome(uint8_t *out, const struct tcp_welcome *w, const uint8_t 
     tcp_put32(b + 4, w->publisher_id);
     tcp_put32(b + 8, w->kind);
     tcp_put32(b + 12, w->policy);
-    tcp_put64(b + 16, w->capacity);
-    tcp_put64(b + 24, w->max_message);
-    tcp_put64(b + 32, w->received);
-    memcpy(b + 40, w->mac, TCP_MAC);
-    b[40 + TCP_MAC] = (uint8_t)reason_len;
-    b[41 + TCP_MAC] = (uint8_t)(reason_len >> 8);
+    tcp_put32(b + 16, w->timeout_ms);
+    tcp_put64(b + 20, w->capacity);
+    tcp_put64(b + 28, w->max_message);
+    tcp_put64(b + 36, w->received);
+    memcpy(b + 44, w->mac, TCP_MAC);
+    b[44 + TCP_MAC] = (uint8_t)reason_len;
+    b[45 + TCP_MAC] = (uint8_t)(reason_len >> 8);
     memcpy(b + TCP_WELCOME_FIXED, w->reason ? w->reason : "", reason_len);
     if (stat_len)
         memcpy(b + TCP_WELCOME_FIXED + reason_len, stat_bytes, stat_len);

@@ -45,12 +45,13 @@ enum tcp_role { TCP_ROLE_PUB = 1, TCP_ROLE_SUB = 2, TCP_ROLE_STAT = 3 };
 /* Fixed-size parts of the handshake bodies. */
 #define TCP_CHALLENGE_BODY (8 + 4 + TCP_NONCE)
 #define TCP_HELLO_FIXED (4 + 4 * 5 + 8 * 4 + TCP_NONCE + TCP_MAC + 2) /* then the name */
-#define TCP_WELCOME_FIXED (4 + 4 + 4 + 4 + 8 * 3 + TCP_MAC + 2)       /* then the reason */
+#define TCP_WELCOME_FIXED (4 * 5 + 8 * 3 + TCP_MAC + 2)               /* then the reason */
 #define TCP_STAT_FIXED (4 * 4 + 8 * 4 + 4 * 3 + 4)                      /* after the reason */
 #define TCP_SUB_STAT_SIZE (8 * 4 + 4 + 4)
 
 struct tcp_hello {
-    uint32_t version, role, kind, policy, start, flags;
+    uint32_t version, role, kind, policy, start;
+    uint32_t timeout_ms; /* the peer gives up on silence this long: ping well within it */
     uint64_t capacity, max_message;
     uint64_t token; /* publisher: identifies it across reconnects */
     uint64_t acked; /* publisher: messages the host has acknowledged so far */
@@ -63,6 +64,7 @@ struct tcp_hello {
 struct tcp_welcome {
     int32_t status; /* 0 or a DMAQ_E* code; then `reason` says why */
     uint32_t publisher_id, kind, policy;
+    uint32_t timeout_ms; /* the host gives up on silence this long */
     uint64_t capacity, max_message;
     uint64_t received; /* publisher: messages of its token the host already has */
     uint8_t mac[TCP_MAC];

@@ -35,6 +35,7 @@ struct tcp_conn {
     pthread_t thread;
     atomic_bool stop, done;
     char peer[80];
+    int64_t ping_ns; /* idle time after which we send a PING */
     /* subscriber connections */
     _Atomic uint64_t acks; /* acknowledged by the peer, not yet applied */
     pthread_mutex_t lock;
@@ -134,6 +135,7 @@ static void welcome(struct tcp_conn *c, const uint8_t host_nonce[TCP_NONCE], con
 {
     struct tcp_chan *ch = c->ch;
     struct tcp_welcome w = {.publisher_id = publisher_id, .kind = ch->kind, .policy = ch->policy,
+                            .timeout_ms = (uint32_t)(ch->conf.timeout_ns / 1000000),
                             .capacity = ch->capacity, .max_message = ch->max_message, .received = received};
     tcp_welcome_mac(&ch->conf, host_nonce, h->nonce, w.mac);
     uint8_t frame[TCP_HEADER + TCP_WELCOME_FIXED + TCP_STAT_FIXED + TCP_STAT_SUBS_MAX * TCP_SUB_STAT_SIZE];
@@ -243,7 +245,7 @@ static int publish(struct tcp_conn *c, dmaq_pub *pub, const uint8_t *data, uint3
         if (atomic_load(&c->stop))
             return rc;
         uint64_t now = dmaq__mono_ns();
-        if (now - *last_tx >= (uint64_t)tcp_ping_every(&c->ch->conf)) { /* keep the peer from giving up on us */
+        if (now - *last_tx >= (uint64_t)c->ping_ns) { /* keep the peer from giving up on us */
             send_count(c, TCP_PING, 0);
             *last_tx = now;
         }
@@ -296,7 +298,7 @@ static void serve_publisher(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], 
             send_count(c, TCP_ACK, unacked);
             unacked = 0;
             last_tx = now;
-        } else if (now - last_tx >= (uint64_t)tcp_ping_every(&ch->conf)) {
+        } else if (now - last_tx >= (uint64_t)c->ping_ns) {
             send_count(c, TCP_PING, 0);
             last_tx = now;
         }
@@ -338,7 +340,7 @@ static void flush(struct forward *fw)
 static void ping_if_idle(struct forward *fw)
 {
     uint64_t now = dmaq__mono_ns();
-    if (fw->tail == fw->sent && now - fw->last_tx >= (uint64_t)tcp_ping_every(&fw->c->ch->conf)) {
+    if (fw->tail == fw->sent && now - fw->last_tx >= (uint64_t)fw->c->ping_ns) {
         send_count(fw->c, TCP_PING, 0);
         fw->last_tx = now;
     }
@@ -643,6 +645,7 @@ static void *conn_main(void *arg)
         reject(c, DMAQ_EINCOMPAT, "%s", why);
         goto done;
     }
+    c->ping_ns = tcp_ping_every(&c->ch->conf, h.timeout_ms);
     if (h.role == TCP_ROLE_STAT) {
         serve_stat(c, nonce, &h);
         goto done;

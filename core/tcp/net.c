@@ -91,7 +91,11 @@ int tcp_conf_from(const dmaq_options *o, struct tcp_conf *c)
     return 0;
 }
 
-int64_t tcp_ping_every(const struct tcp_conf *c) { return c->timeout_ns / 4; }
+int64_t tcp_ping_every(const struct tcp_conf *c, uint32_t peer_timeout_ms)
+{
+    int64_t t = c->timeout_ns, peer = (int64_t)peer_timeout_ms * 1000000;
+    return (peer > 0 && peer < t ? peer : t) / 4;
+}
 
 void tcp_tune(int fd, int64_t timeout_ns)
 {

@@ -43,7 +43,9 @@ struct tcp_conf {
 /* net.c */
 int tcp_parse_address(const char *address, struct tcp_addr *a);
 int tcp_conf_from(const dmaq_options *o, struct tcp_conf *c);
-int64_t tcp_ping_every(const struct tcp_conf *c);
+/* How often to send something when idle: a quarter of the shorter of our
+ * peer timeout and the peer's (0 = not known). */
+int64_t tcp_ping_every(const struct tcp_conf *c, uint32_t peer_timeout_ms);
 /* Connect to a.host:a.port within timeout_ns; TCP_NODELAY and the peer
  * timeout set. Returns the socket or a DMAQ_E* code. */
 int tcp_dial(const struct tcp_addr *a, int64_t timeout_ns);
@@ -95,7 +97,7 @@ void tcp_host_detach(struct tcp_chan *ch);
 
 /* client.c: the handshake of a connecting handle. */
 struct tcp_shape {
-    uint32_t kind, policy, publisher_id;
+    uint32_t kind, policy, publisher_id, timeout_ms;
     uint64_t capacity, max_message, received;
 };
 /* Connect and introduce ourselves as `hello` (role, wanted shape, token).
