@@ -13,10 +13,12 @@ clang=$(command -v clang-14 || command -v clang)
 out=build-fuzz
 mkdir -p "$out"
 core=(core/util/*.c core/transport/*.c core/shm/*.c) # every source of libdmaq, as CMakeLists.txt lists them
-for target in open ring; do
+for target in open ring frame; do
+  srcs=("${core[@]}")
+  [ "$target" = frame ] && srcs=(core/tcp/frame.c) # the tcp:// frame parser alone
   "$clang" -g -O1 -std=gnu11 -mcx16 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -D_GNU_SOURCE -DDMAQ_BUILDING -DCREATE_WAIT_NS=0 -Icore/include \
-    "${core[@]}" "tests/fuzz/fuzz_$target.c" -o "$out/fuzz_$target" -lpthread
+    "${srcs[@]}" "tests/fuzz/fuzz_$target.c" -o "$out/fuzz_$target" -lpthread
   work="$out/corpus-$target"
   rm -rf "$work" && mkdir -p "$work" && cp -r "tests/fuzz/corpus/$target/." "$work/" 2>/dev/null || true
   echo "== fuzz_$target for ${seconds}s ($(ls "$work" | wc -l) corpus inputs)"
