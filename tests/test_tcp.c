@@ -378,6 +378,8 @@ Test(tcp, a_killed_publisher_is_dropped_and_the_channel_goes_on, .timeout = 120)
 
 static char netns[32], veth[16];
 
+static void remove_hosts(void);
+
 static int sh(const char *fmt, ...)
 {
     char cmd[512];
@@ -397,6 +399,7 @@ static void make_hosts(void)
     snprintf(veth, sizeof veth, "dq%da", (int)getpid() % 100000);
     if (sh("ip netns add %s 2>/dev/null", netns) != 0)
         cr_skip_test("cannot create network namespaces here (needs root and iproute2)");
+    atexit(remove_hosts); /* each test runs in a process of its own, passing or not */
     cr_assert_eq(sh("ip link add %s type veth peer name %.13sb && ip link set %.13sb netns %s && "
                     "ip addr add 10.77.%d.1/24 dev %s && ip link set %s up && "
                     "ip netns exec %s sh -c 'ip addr add 10.77.%d.2/24 dev %.13sb && ip link set %.13sb up && "
@@ -486,8 +489,6 @@ static void link_cut(int cut_ms, bool expect_reconnect)
         cr_expect_gt(received, PART, "nothing arrived after the reconnect");
     dmaq_pub_close(pub);
 }
-
-TestSuite(tcp_netns, .fini = remove_hosts);
 
 /* Shorter than the peer timeout: TCP retransmits, nothing is lost. */
 Test(tcp_netns, short_link_cut_loses_nothing, .timeout = 180) { link_cut(1000, false); }

@@ -42,7 +42,8 @@ struct tcp_client {
     char why[256]; /* why the connection was lost (under wlock) */
     uint8_t *rbuf;
     size_t rcap, rlen;
-    uint64_t last_rx, last_tx, down_since;
+    uint64_t last_rx, down_since;
+    _Atomic uint64_t last_tx; /* the application's ACKs count too */
     int64_t ping_ns; /* idle time after which we send a PING */
     /* publisher */
     dmaq_sub *out;
@@ -181,7 +182,8 @@ static int connect_once(struct tcp_client *cl)
     cl->ping_ns = tcp_ping_every(&cl->conf, shape.timeout_ms);
     atomic_store(&cl->publisher_id, shape.publisher_id);
     cl->rlen = len;
-    cl->last_rx = cl->last_tx = dmaq__mono_ns();
+    cl->last_rx = dmaq__mono_ns();
+    atomic_store(&cl->last_tx, cl->last_rx);
     pthread_mutex_lock(&cl->wlock);
     cl->fd = fd;
     atomic_fetch_add(&cl->epoch, 1);
@@ -214,7 +216,7 @@ static void send_small(struct tcp_client *cl, uint8_t type, uint64_t count)
     if (cl->fd >= 0 && tcp_write_all(cl->fd, f, n, dmaq__deadline(cl->conf.timeout_ns), NULL) < 0)
         shutdown(cl->fd, SHUT_RDWR); /* the pump notices and reconnects */
     pthread_mutex_unlock(&cl->wlock);
-    cl->last_tx = dmaq__mono_ns();
+    atomic_store_explicit(&cl->last_tx, dmaq__mono_ns(), memory_order_relaxed);
 }
 
 /* Read what the host sent. Returns false when the connection is gone. */
@@ -232,7 +234,7 @@ static bool read_host(struct tcp_client *cl, int64_t wait_ns)
         disconnect(cl, "the host went silent");
         return false;
     }
-    if (now - cl->last_tx >= (uint64_t)cl->ping_ns)
+    if (now - atomic_load_explicit(&cl->last_tx, memory_order_relaxed) >= (uint64_t)cl->ping_ns)
         send_small(cl, TCP_PING, 0);
     return true;
 }
@@ -278,7 +280,7 @@ static bool send_batch(struct tcp_client *cl)
         }
     }
     cl->batch_sent = cl->batch_n;
-    cl->last_tx = dmaq__mono_ns();
+    atomic_store_explicit(&cl->last_tx, dmaq__mono_ns(), memory_order_relaxed);
     return true;
 }
 
@@ -499,7 +501,8 @@ static bool put_in(struct tcp_client *cl, const struct prefix *p, const void *da
         return false;
     }
     memcpy(lease.data, p, PREFIX);
-    memcpy((uint8_t *)lease.data + PREFIX, data, len);
+    if (len)
+        memcpy((uint8_t *)lease.data + PREFIX, data, len);
     return dmaq_pub_commit(cl->in, &lease, PREFIX + len) == 0;
 }
 

@@ -74,6 +74,7 @@ __attribute__((format(printf, 6, 7))) static void shim_check(bool ok, bool fatal
 #define cr_expect_geq(a, b, ...) shim_cond(false, (a) >= (b), #a " >= " #b, __VA_ARGS__)
 #define cr_expect_gt(a, b, ...) shim_cond(false, (a) > (b), #a " > " #b, __VA_ARGS__)
 #define cr_expect_lt(a, b, ...) shim_cond(false, (a) < (b), #a " < " #b, __VA_ARGS__)
+#define cr_assert_lt(a, b, ...) shim_cond(true, (a) < (b), #a " < " #b, __VA_ARGS__)
 #define cr_assert_leq(a, b, ...) shim_cond(true, (a) <= (b), #a " <= " #b, __VA_ARGS__)
 #define cr_expect_leq(a, b, ...) shim_cond(false, (a) <= (b), #a " <= " #b, __VA_ARGS__)
 #define cr_assert_null(p, ...) shim_cond(true, (p) == NULL, #p " == NULL", __VA_ARGS__)
