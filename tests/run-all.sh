@@ -10,7 +10,7 @@
 #     against tests/tsan-shim, a small stand-in for the Criterion calls used;
 #   - the tests, cross-process ones included, under valgrind memcheck in
 #     short mode, failing on any error or definite leak;
-#   - each libFuzzer target for DMAQ_FUZZ_SECONDS (default 60).
+#   - each libFuzzer target (shm open, ring, tcp:// frames) for DMAQ_FUZZ_SECONDS (default 45).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/deps.sh
@@ -55,10 +55,13 @@ echo "== valgrind (memcheck), short mode"
 export DMAQ_TEST_MESSAGES=3000 DMAQ_FAULT_TRIALS=9 DMAQ_SOAK_SECONDS=2
 vg="valgrind -q --vgdb=no --error-exitcode=99 --trace-children=yes --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite"
 $vg build/tests/test_ring --jobs 1 --filter 'ring/*'
-for t in errors wait stress fault lifecycle hostile batch plugin; do
+for t in errors wait stress fault lifecycle hostile batch plugin stress_tcp; do
   echo "-- $t"
   $vg build/tests/test_$t --jobs 1 --verbose=0
 done
+echo "-- tcp (not the network-namespace tests: valgrind would judge ip(8) too)"
+$vg build/tests/test_tcp --jobs 1 --verbose=0 --filter 'tcp/*'
+$vg build/tests/test_tcp --jobs 1 --verbose=0 --filter 'tcp_errors/*'
 echo "-- soak"
 $vg build/tests/dmaq-soak --procs
 
