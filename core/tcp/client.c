@@ -42,7 +42,7 @@ struct tcp_client {
     char why[256]; /* why the connection was lost (under wlock) */
     uint8_t *rbuf;
     size_t rcap, rlen;
-    uint64_t last_rx, down_since;
+    uint64_t last_rx, down_since, last_progress;
     _Atomic uint64_t last_tx; /* the application's ACKs count too */
     int64_t ping_ns; /* idle time after which we send a PING */
     /* publisher */
@@ -284,11 +284,9 @@ static bool send_batch(struct tcp_client *cl)
     return true;
 }
 
-/* Take in acknowledgements; true once the whole batch is acknowledged. */
-static bool await_acks(struct tcp_client *cl)
+/* Take in what the host sent a publisher: acknowledgements and pings. */
+static bool take_acks(struct tcp_client *cl)
 {
-    if (!read_host(cl, TCP_SLICE_NS))
-        return false;
     size_t off = 0;
     long fl;
     struct tcp_frame f;
@@ -301,6 +299,7 @@ static bool await_acks(struct tcp_client *cl)
                 return false;
             }
             cl->batch_acked += f.u.count;
+            cl->last_progress = dmaq__mono_ns();
         }
         off += (size_t)fl;
     }
@@ -309,7 +308,21 @@ static bool await_acks(struct tcp_client *cl)
         return false;
     }
     tcp_consume(cl->rbuf, &cl->rlen, off);
-    return cl->batch_acked == cl->batch_n;
+    return true;
+}
+
+/* Wait a little for acknowledgements; true once the whole batch has them. */
+static bool await_acks(struct tcp_client *cl)
+{
+    return read_host(cl, TCP_SLICE_NS) && take_acks(cl) && cl->batch_acked == cl->batch_n;
+}
+
+/* Closing: give up when the host has taken nothing for a whole peer
+ * timeout (gone, or its channel full and nobody reading). */
+static bool linger_over(struct tcp_client *cl)
+{
+    uint64_t since = cl->fd < 0 ? cl->down_since : cl->last_progress;
+    return atomic_load(&cl->closing) && dmaq__mono_ns() - since > (uint64_t)cl->conf.timeout_ns;
 }
 
 static void *pub_pump(void *arg)
@@ -317,9 +330,9 @@ static void *pub_pump(void *arg)
     struct tcp_client *cl = arg;
     int64_t backoff = 0;
     while (!atomic_load(&cl->stop)) {
+        if (linger_over(cl))
+            break;
         if (cl->fd < 0) {
-            if (atomic_load(&cl->closing) && dmaq__mono_ns() - cl->down_since > (uint64_t)cl->conf.timeout_ns)
-                break;
             reconnect(cl, &backoff);
             if (cl->fd >= 0 && cl->batch_n) {
                 /* The host already has shape.received - acked of this batch. */
@@ -335,7 +348,7 @@ static void *pub_pump(void *arg)
                 if (atomic_load(&cl->closing))
                     break; /* all sent and acknowledged */
                 if (read_host(cl, 0))
-                    tcp_consume(cl->rbuf, &cl->rlen, 0);
+                    take_acks(cl);
                 continue;
             }
             if (rc < 0) {
@@ -344,6 +357,7 @@ static void *pub_pump(void *arg)
             }
             cl->batch_n = n;
             cl->batch_sent = cl->batch_acked = 0;
+            cl->last_progress = dmaq__mono_ns();
         }
         if (cl->batch_sent < cl->batch_n && !send_batch(cl))
             continue;

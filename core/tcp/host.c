@@ -19,6 +19,7 @@
 #include "tcp.h"
 
 #define TOKENS 256 /* publishers remembered for deduplication across reconnects */
+#define MAX_CONNS 512 /* connections per listener, handshaking ones included */
 
 struct tcp_token {
     uint64_t token;
@@ -646,6 +647,7 @@ static void *conn_main(void *arg)
         goto done;
     }
     c->ping_ns = tcp_ping_every(&c->ch->conf, h.timeout_ms);
+    tcp_tune(c->fd, c->ch->conf.timeout_ns);
     if (h.role == TCP_ROLE_STAT) {
         serve_stat(c, nonce, &h);
         goto done;
@@ -725,8 +727,20 @@ static void *accept_main(void *arg)
             break;
         pthread_mutex_lock(&hosts_lock);
         struct tcp_conn *finished = unlink_conns(l, is_done, NULL);
+        unsigned open_conns = 0;
+        for (struct tcp_conn *c = l->conns; c; c = c->next)
+            open_conns++;
         pthread_mutex_unlock(&hosts_lock);
         stop_and_free(finished);
+        if ((p[0].revents & POLLIN) && open_conns >= MAX_CONNS) {
+            /* A flood of connections must not become a flood of threads:
+             * refuse until some end (a channel has at most 128 peers). */
+            int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0)
+                close(fd);
+            tcp_log("refused a connection to %s:%s: %u connections open", l->addr.host, l->addr.port, open_conns);
+            continue;
+        }
         if (!(p[0].revents & POLLIN))
             continue;
         struct sockaddr_storage sa;

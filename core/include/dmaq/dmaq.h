@@ -314,7 +314,9 @@ DMAQ_API int dmaq_sub_close(dmaq_sub *sub);
  * read-only pointer to it in the ring (no copy). Returns 0; DMAQ_EAGAIN or
  * DMAQ_ETIMEDOUT if none came; DMAQ_ELOST (overwrite policy) if the ring
  * lapped this subscriber: lease->lost says how many messages it lost, no
- * lease is held, and the next call resumes at the newest message;
+ * lease is held, and the next call resumes at the newest message (a
+ * broadcast subscriber of a network scheme also gets it after reconnecting,
+ * counting what it missed while away);
  * DMAQ_EBUSY if a lease is already held; DMAQ_ECORRUPT. */
 DMAQ_API int dmaq_sub_peek(dmaq_sub *sub, dmaq_lease *lease, int64_t timeout_ns);
 
