@@ -191,6 +191,75 @@ Test(tcp, leases_carry_the_hosts_metadata)
     dmaq_sub_close(host);
 }
 
+/* ---- encodings ---- */
+
+static void round_trip(uint32_t flags)
+{
+    int port = free_tcp_port();
+    char uri[128];
+    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "sealed");
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    o.max_message = 8192;
+    o.flags |= flags;
+    o.key = "k3y";
+    dmaq_sub *host;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
+    dmaq_options c = DMAQ_OPTIONS_INIT;
+    c.key = "k3y";
+    c.flags = flags & DMAQ_OPEN_ENCRYPT; /* a peer may insist on encryption */
+    dmaq_sub *remote;
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_sub_open(uri, &c, &remote), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_pub_open(uri, &c, &pub), 0, "%s", dmaq_last_error());
+    /* empty, small, compressible, incompressible and maximal messages */
+    static unsigned char msgs[5][8192];
+    size_t lens[5] = {0, 10, 600, 1000, 8192};
+    uint64_t rng = 99;
+    for (int i = 0; i < 5; i++)
+        for (size_t j = 0; j < lens[i]; j++)
+            msgs[i][j] = i == 3 ? (unsigned char)rng_next(&rng) : (unsigned char)(j / 100);
+    dmaq_sub *readers[2] = {host, remote};
+    for (int round = 0; round < 20; round++) { /* a round at a time: the ring holds less than all */
+        for (int i = 0; i < 5; i++)
+            cr_assert_eq(dmaq_pub_send(pub, msgs[i], lens[i], 10 * SEC), 0, "%s", dmaq_last_error());
+        for (int r = 0; r < 2; r++)
+            for (int i = 0; i < 5; i++) {
+                dmaq_lease l;
+                cr_assert_eq(dmaq_sub_peek(readers[r], &l, 10 * SEC), 0, "%s", dmaq_last_error());
+                cr_assert_eq(l.len, lens[i], "reader %d, message %d: %llu bytes", r, i, (unsigned long long)l.len);
+                cr_assert(memcmp(l.data, msgs[i], lens[i]) == 0, "reader %d, message %d differs", r, i);
+                dmaq_sub_release(readers[r], &l);
+            }
+    }
+    dmaq_pub_close(pub);
+    dmaq_sub_close(remote);
+    dmaq_sub_close(host);
+}
+
+Test(tcp, encrypted_channels_round_trip) { round_trip(DMAQ_OPEN_ENCRYPT); }
+Test(tcp, compressed_channels_round_trip) { round_trip(DMAQ_OPEN_COMPRESS); }
+Test(tcp, encrypted_and_compressed_channels_round_trip) { round_trip(DMAQ_OPEN_ENCRYPT | DMAQ_OPEN_COMPRESS); }
+
+Test(tcp_errors, encryption_needs_a_key_and_can_be_insisted_on)
+{
+    int port = free_tcp_port();
+    char uri[128];
+    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "clear");
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    o.flags |= DMAQ_OPEN_ENCRYPT;
+    dmaq_pub *host;
+    expect_error(dmaq_pub_open(uri, &o, &host), DMAQ_EINVAL, "DMAQ_OPEN_ENCRYPT needs a key");
+    o.flags &= ~DMAQ_OPEN_ENCRYPT;
+    o.key = "k";
+    cr_assert_eq(dmaq_pub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
+    dmaq_options c = DMAQ_OPTIONS_INIT;
+    c.key = "k";
+    c.flags = DMAQ_OPEN_ENCRYPT;
+    dmaq_sub *s;
+    expect_error(dmaq_sub_open(uri, &c, &s), DMAQ_EINCOMPAT, "is not encrypted, which the peer requires");
+    dmaq_pub_close(host);
+}
+
 /* ---- hostile peers ---- */
 
 static int raw_connect(int port)
@@ -242,7 +311,7 @@ Test(tcp, hostile_peers_are_cut_off_and_others_keep_their_service, .timeout = 12
     uint8_t junk[4096];
     for (size_t i = 0; i < sizeof junk; i++)
         junk[i] = (uint8_t)rng_next(&rng);
-    int fds[6];
+    int fds[7];
     fds[0] = raw_connect(port); /* random bytes instead of a HELLO */
     send(fds[0], junk, sizeof junk, MSG_NOSIGNAL);
     fds[1] = raw_connect(port); /* a HELLO claiming a 4 GB body */
@@ -251,7 +320,7 @@ Test(tcp, hostile_peers_are_cut_off_and_others_keep_their_service, .timeout = 12
     send(fds[1], huge, sizeof huge, MSG_NOSIGNAL);
     fds[2] = raw_connect(port); /* a publisher sending a message over the maximum */
     send_hello(fds[2], TCP_ROLE_PUB, "hostile");
-    uint8_t over[8];
+    uint8_t over[8 + 1025] = {0};
     tcp_put_header(over, TCP_MSG, 1025);
     send(fds[2], over, sizeof over, MSG_NOSIGNAL);
     fds[3] = raw_connect(port); /* a subscriber sending what only hosts send */
@@ -267,7 +336,11 @@ Test(tcp, hostile_peers_are_cut_off_and_others_keep_their_service, .timeout = 12
     fds[5] = raw_connect(port); /* a publisher that sends random bytes after its HELLO */
     send_hello(fds[5], TCP_ROLE_PUB, "hostile");
     send(fds[5], junk, sizeof junk, MSG_NOSIGNAL);
-    for (int i = 0; i < 6; i++) {
+    fds[6] = raw_connect(port); /* a publisher announcing a message far over the maximum */
+    send_hello(fds[6], TCP_ROLE_PUB, "hostile");
+    tcp_put_header(over, TCP_MSG, 100000);
+    send(fds[6], over, 8, MSG_NOSIGNAL);
+    for (int i = 0; i < 7; i++) {
         cr_expect(closed_by_host(fds[i], 10), "hostile connection %d was not closed", i);
         close(fds[i]);
     }

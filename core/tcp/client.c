@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../util/clock.h"
+#include "codec.h"
 #include "tcp.h"
 
 /* In front of every message in a subscriber's incoming ring. */
@@ -45,6 +46,9 @@ struct tcp_client {
     uint64_t last_rx, down_since, last_progress;
     _Atomic uint64_t last_tx; /* the application's ACKs count too */
     int64_t ping_ns; /* idle time after which we send a PING */
+    struct tcp_codec codec; /* this connection's payload encoding */
+    uint8_t *scratch;       /* publisher on an encoding channel: encoded messages */
+    size_t scratch_cap;
     /* publisher */
     dmaq_sub *out;
     dmaq_lease *batch;
@@ -58,8 +62,8 @@ struct tcp_client {
 };
 
 int tcp_handshake(const struct tcp_addr *a, const struct tcp_conf *c, struct tcp_hello *hello,
-                  struct tcp_shape *shape, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap, int *n_subs,
-                  uint8_t *buf, size_t *len, size_t cap)
+                  struct tcp_codec *codec, struct tcp_shape *shape, dmaq_stat *stat, dmaq_sub_stat *subs,
+                  size_t subs_cap, int *n_subs, uint8_t *buf, size_t *len, size_t cap)
 {
     int fd = tcp_dial(a, c->timeout_ns);
     if (fd < 0)
@@ -105,6 +109,11 @@ int tcp_handshake(const struct tcp_addr *a, const struct tcp_conf *c, struct tcp
         n = dmaq_error_set(DMAQ_EACCES, "%s: the host could not prove it knows the channel's key", what);
         goto fail;
     }
+    if (codec && tcp_codec_init(codec, c, w->features, false, host_nonce, hello->nonce) < 0) {
+        n = dmaq_error_set(DMAQ_ENOMEM, "%s: out of memory", what);
+        goto fail;
+    }
+    shape->features = w->features;
     shape->kind = w->kind;
     shape->policy = w->policy;
     shape->capacity = w->capacity;
@@ -169,13 +178,17 @@ static int connect_once(struct tcp_client *cl)
     h.acked = cl->acked;
     struct tcp_shape shape;
     size_t len = 0;
-    int fd = tcp_handshake(&cl->addr, &cl->conf, &h, &shape, NULL, NULL, 0, NULL, cl->rbuf, &len, cl->rcap);
+    tcp_codec_free(&cl->codec);
+    int fd = tcp_handshake(&cl->addr, &cl->conf, &h, &cl->codec, &shape, NULL, NULL, 0, NULL, cl->rbuf, &len,
+                           cl->rcap);
     if (fd < 0)
         return fd;
     if (cl->epoch && (shape.kind != cl->shape.kind || shape.policy != cl->shape.policy ||
-                      shape.capacity != cl->shape.capacity || shape.max_message != cl->shape.max_message)) {
+                      shape.capacity != cl->shape.capacity || shape.max_message != cl->shape.max_message ||
+                      shape.features != cl->shape.features)) {
         close(fd);
-        return dmaq_error_set(DMAQ_EINCOMPAT, "tcp://%s:%s/%s was bound again with another kind, policy or size",
+        return dmaq_error_set(DMAQ_EINCOMPAT,
+                              "tcp://%s:%s/%s was bound again with another kind, policy, size or encoding",
                               cl->addr.host, cl->addr.port, cl->addr.name);
     }
     cl->shape = shape;
@@ -247,18 +260,9 @@ static void protocol_error(struct tcp_client *cl, const char *why)
 
 /* ---- publishers ---- */
 
-static bool send_batch(struct tcp_client *cl)
+/* Write iov[0..k) whole, or disconnect. */
+static bool write_iov(struct tcp_client *cl, struct iovec *v, size_t k)
 {
-    struct iovec iov[2 * TCP_BATCH];
-    uint8_t heads[TCP_BATCH][TCP_HEADER];
-    size_t k = 0;
-    for (size_t i = cl->batch_sent; i < cl->batch_n; i++) {
-        tcp_put_header(heads[i], TCP_MSG, (uint32_t)cl->batch[i].len);
-        iov[k++] = (struct iovec){heads[i], TCP_HEADER};
-        if (cl->batch[i].len)
-            iov[k++] = (struct iovec){cl->batch[i].data, cl->batch[i].len};
-    }
-    struct iovec *v = iov;
     uint64_t deadline = dmaq__deadline(cl->conf.timeout_ns);
     while (k) {
         struct msghdr m = {.msg_iov = v, .msg_iovlen = k};
@@ -279,6 +283,40 @@ static bool send_batch(struct tcp_client *cl)
             v->iov_len -= (size_t)n;
         }
     }
+    return true;
+}
+
+/* Write the batch's messages not sent yet, in one writev when they go as
+ * they are, else encoded through the scratch buffer a chunk at a time. */
+static bool send_batch(struct tcp_client *cl)
+{
+    struct iovec iov[2 * TCP_BATCH];
+    uint8_t heads[TCP_BATCH][TCP_HEADER];
+    bool encode = tcp_codec_active(&cl->codec);
+    size_t k = 0, used = 0;
+    for (size_t i = cl->batch_sent; i < cl->batch_n; i++) {
+        const dmaq_lease *l = &cl->batch[i];
+        if (!encode) {
+            tcp_put_header(heads[i], TCP_MSG, (uint32_t)l->len);
+            iov[k++] = (struct iovec){heads[i], TCP_HEADER};
+            if (l->len)
+                iov[k++] = (struct iovec){l->data, l->len};
+            continue;
+        }
+        if (used + TCP_HEADER + tcp_codec_bound(l->len) > cl->scratch_cap) {
+            if (!write_iov(cl, iov, k))
+                return false;
+            k = used = 0;
+        }
+        uint8_t *o = cl->scratch + used, flags;
+        size_t n = tcp_codec_seal(&cl->codec, NULL, 0, l->data, l->len, o + TCP_HEADER, &flags);
+        tcp_put_header(o, TCP_MSG, (uint32_t)n);
+        o[5] = flags;
+        iov[k++] = (struct iovec){o, TCP_HEADER + n};
+        used += TCP_HEADER + n;
+    }
+    if (!write_iov(cl, iov, k))
+        return false;
     cl->batch_sent = cl->batch_n;
     atomic_store_explicit(&cl->last_tx, dmaq__mono_ns(), memory_order_relaxed);
     return true;
@@ -387,6 +425,7 @@ static struct tcp_client *client_new(const struct tcp_addr *a, const dmaq_option
     cl->hello = (struct tcp_hello){.version = TCP_VERSION, .role = role, .kind = o->kind, .policy = o->policy,
                                    .start = o->start, .capacity = o->capacity, .max_message = o->max_message,
                                    .timeout_ms = (uint32_t)(c->timeout_ns / 1000000),
+                                   .features = (o->flags & DMAQ_OPEN_ENCRYPT) ? TCP_FEATURE_ENCRYPT : 0,
                                    .name_len = (uint16_t)strlen(cl->addr.name), .name = cl->addr.name};
     while (!cl->hello.token)
         tcp_random(&cl->hello.token, sizeof cl->hello.token);
@@ -423,6 +462,8 @@ static void client_free(struct tcp_client *cl)
 {
     if (cl->fd >= 0)
         close(cl->fd);
+    tcp_codec_free(&cl->codec);
+    free(cl->scratch);
     pthread_mutex_destroy(&cl->wlock);
     free(cl->rbuf);
     free(cl->batch);
@@ -469,6 +510,13 @@ int tcp_client_pub_open(struct tcp_pub_state *s, const struct tcp_addr *a, const
     if (rc < 0)
         return rc;
     cl->batch = calloc(TCP_BATCH, sizeof *cl->batch);
+    if (cl->batch && tcp_codec_active(&cl->codec)) {
+        cl->scratch_cap = 256 * 1024 + TCP_HEADER + tcp_codec_bound(cl->shape.max_message);
+        if (!(cl->scratch = malloc(cl->scratch_cap))) {
+            free(cl->batch);
+            cl->batch = NULL;
+        }
+    }
     dmaq_options ro = DMAQ_OPTIONS_INIT;
     ro.kind = DMAQ_KIND_QUEUE;
     ro.capacity = cl->shape.capacity;
@@ -503,11 +551,26 @@ void tcp_client_pub_close(struct tcp_pub_state *s)
 
 /* ---- subscribers ---- */
 
-static bool put_in(struct tcp_client *cl, const struct prefix *p, const void *data, uint32_t len)
+/* Write a message into the incoming ring behind its prefix, decoding the
+ * MSG frame `f` straight into place (f NULL: a LOST marker). */
+static bool put_in(struct tcp_client *cl, const struct prefix *p, const struct tcp_frame *f)
 {
+    uint8_t *in = NULL;
+    size_t in_len = 0;
+    long len = 0;
+    const char *why = NULL;
+    if (f) {
+        in = (uint8_t *)f->u.msg.data; /* in our receive buffer: decrypted in place */
+        in_len = f->u.msg.len;
+        len = tcp_codec_open(&cl->codec, f->body, TCP_MSG_META, in, &in_len, f->flags, cl->shape.max_message, &why);
+        if (len < 0) {
+            protocol_error(cl, why);
+            return false;
+        }
+    }
     dmaq_lease lease;
     int rc;
-    while ((rc = dmaq_pub_reserve(cl->in, PREFIX + len, &lease, TCP_SLICE_NS)) == DMAQ_ETIMEDOUT)
+    while ((rc = dmaq_pub_reserve(cl->in, PREFIX + (size_t)len, &lease, TCP_SLICE_NS)) == DMAQ_ETIMEDOUT)
         if (atomic_load(&cl->stop))
             return false;
     if (rc < 0) {
@@ -515,15 +578,18 @@ static bool put_in(struct tcp_client *cl, const struct prefix *p, const void *da
         return false;
     }
     memcpy(lease.data, p, PREFIX);
-    if (len)
-        memcpy((uint8_t *)lease.data + PREFIX, data, len);
-    return dmaq_pub_commit(cl->in, &lease, PREFIX + len) == 0;
+    if (f && tcp_codec_copy(&cl->codec, in, in_len, f->flags, (uint8_t *)lease.data + PREFIX, (size_t)len, &why) < 0) {
+        dmaq_pub_abort(cl->in, &lease);
+        protocol_error(cl, why);
+        return false;
+    }
+    return dmaq_pub_commit(cl->in, &lease, PREFIX + (size_t)len) == 0;
 }
 
 static bool put_lost(struct tcp_client *cl, uint64_t count)
 {
     struct prefix p = {.seq = count, .lost_marker = 1, .epoch = atomic_load(&cl->epoch)};
-    return put_in(cl, &p, NULL, 0);
+    return put_in(cl, &p, NULL);
 }
 
 static void *sub_pump(void *arg)
@@ -552,7 +618,7 @@ static void *sub_pump(void *arg)
                     ok = put_lost(cl, f.u.msg.seq - cl->last_seq - 1);
                 cl->check_gap = false;
                 struct prefix p = {f.u.msg.seq, f.u.msg.timestamp_ns, f.u.msg.publisher_id, f.u.msg.flags, 0, epoch};
-                ok = ok && put_in(cl, &p, f.u.msg.data, f.u.msg.len);
+                ok = ok && put_in(cl, &p, &f);
                 cl->last_seq = f.u.msg.seq;
                 cl->any_seq = true;
             } else if (f.type == TCP_LOST) {
@@ -715,7 +781,7 @@ int tcp_client_stat(const struct tcp_addr *a, dmaq_stat *stat, dmaq_sub_stat *su
     uint8_t buf[8192];
     size_t len = 0;
     int n = 0;
-    int fd = tcp_handshake(a, c, &h, &shape, stat, subs, subs_cap, &n, buf, &len, sizeof buf);
+    int fd = tcp_handshake(a, c, &h, NULL, &shape, stat, subs, subs_cap, &n, buf, &len, sizeof buf);
     if (fd < 0)
         return fd;
     close(fd);

@@ -44,13 +44,14 @@ static long parse_hello(struct tcp_frame *f, const char **why)
     h->policy = tcp_get32(b + 12);
     h->start = tcp_get32(b + 16);
     h->timeout_ms = tcp_get32(b + 20);
-    h->capacity = tcp_get64(b + 24);
-    h->max_message = tcp_get64(b + 32);
-    h->token = tcp_get64(b + 40);
-    h->acked = tcp_get64(b + 48);
-    memcpy(h->nonce, b + 56, TCP_NONCE);
-    memcpy(h->mac, b + 56 + TCP_NONCE, TCP_MAC);
-    h->name_len = (uint16_t)(b[56 + TCP_NONCE + TCP_MAC] | b[57 + TCP_NONCE + TCP_MAC] << 8);
+    h->features = tcp_get32(b + 24);
+    h->capacity = tcp_get64(b + 28);
+    h->max_message = tcp_get64(b + 36);
+    h->token = tcp_get64(b + 44);
+    h->acked = tcp_get64(b + 52);
+    memcpy(h->nonce, b + 60, TCP_NONCE);
+    memcpy(h->mac, b + 60 + TCP_NONCE, TCP_MAC);
+    h->name_len = (uint16_t)(b[60 + TCP_NONCE + TCP_MAC] | b[61 + TCP_NONCE + TCP_MAC] << 8);
     h->name = (const char *)b + TCP_HELLO_FIXED;
     if (h->role < TCP_ROLE_PUB || h->role > TCP_ROLE_STAT)
         return bad(why, "HELLO names an unknown role");
@@ -73,11 +74,12 @@ static long parse_welcome(struct tcp_frame *f, const char **why)
     w->kind = tcp_get32(b + 8);
     w->policy = tcp_get32(b + 12);
     w->timeout_ms = tcp_get32(b + 16);
-    w->capacity = tcp_get64(b + 20);
-    w->max_message = tcp_get64(b + 28);
-    w->received = tcp_get64(b + 36);
-    memcpy(w->mac, b + 44, TCP_MAC);
-    w->reason_len = (uint16_t)(b[44 + TCP_MAC] | b[45 + TCP_MAC] << 8);
+    w->features = tcp_get32(b + 20);
+    w->capacity = tcp_get64(b + 24);
+    w->max_message = tcp_get64(b + 32);
+    w->received = tcp_get64(b + 40);
+    memcpy(w->mac, b + 48, TCP_MAC);
+    w->reason_len = (uint16_t)(b[48 + TCP_MAC] | b[49 + TCP_MAC] << 8);
     if (w->reason_len > TCP_REASON_MAX || TCP_WELCOME_FIXED + (uint32_t)w->reason_len > f->body_len)
         return bad(why, "WELCOME's reason is too long");
     w->reason = (const char *)b + TCP_WELCOME_FIXED;
@@ -113,14 +115,17 @@ long tcp_frame_next(const uint8_t *buf, size_t avail, enum tcp_sender sender, ui
         return 0;
     f->body_len = tcp_get32(buf);
     f->type = buf[4];
-    if (buf[5] | buf[6] | buf[7])
-        return bad(why, "reserved header bytes are not zero");
+    f->flags = buf[5];
+    if (buf[6] | buf[7] || (f->flags & ~(f->type == TCP_MSG ? TCP_FRAME_COMPRESSED : 0u)))
+        return bad(why, "reserved header bytes or flags are not zero");
     if (!may_send(sender, f->type))
         return bad(why, "frame type is unknown or not allowed from this peer here");
     uint64_t limit;
     switch (f->type) {
     case TCP_MSG:
-        limit = max_message + (sender == TCP_FROM_HOST_TO_SUB ? TCP_MSG_META : 0);
+        /* an encrypted payload carries its tag; a compressed one is sent
+         * only when it came out smaller */
+        limit = max_message + TCP_TAG + (sender == TCP_FROM_HOST_TO_SUB ? TCP_MSG_META : 0);
         break;
     case TCP_HELLO:
         limit = TCP_HELLO_FIXED + TCP_NAME_MAX;
@@ -220,14 +225,15 @@ size_t tcp_put_hello(uint8_t *out, const struct tcp_hello *h)
     tcp_put32(b + 12, h->policy);
     tcp_put32(b + 16, h->start);
     tcp_put32(b + 20, h->timeout_ms);
-    tcp_put64(b + 24, h->capacity);
-    tcp_put64(b + 32, h->max_message);
-    tcp_put64(b + 40, h->token);
-    tcp_put64(b + 48, h->acked);
-    memcpy(b + 56, h->nonce, TCP_NONCE);
-    memcpy(b + 56 + TCP_NONCE, h->mac, TCP_MAC);
-    b[56 + TCP_NONCE + TCP_MAC] = (uint8_t)h->name_len;
-    b[57 + TCP_NONCE + TCP_MAC] = (uint8_t)(h->name_len >> 8);
+    tcp_put32(b + 24, h->features);
+    tcp_put64(b + 28, h->capacity);
+    tcp_put64(b + 36, h->max_message);
+    tcp_put64(b + 44, h->token);
+    tcp_put64(b + 52, h->acked);
+    memcpy(b + 60, h->nonce, TCP_NONCE);
+    memcpy(b + 60 + TCP_NONCE, h->mac, TCP_MAC);
+    b[60 + TCP_NONCE + TCP_MAC] = (uint8_t)h->name_len;
+    b[61 + TCP_NONCE + TCP_MAC] = (uint8_t)(h->name_len >> 8);
     memcpy(b + TCP_HELLO_FIXED, h->name, h->name_len);
     return TCP_HEADER + TCP_HELLO_FIXED + h->name_len;
 }
@@ -260,12 +266,13 @@ size_t tcp_put_welcome(uint8_t *out, const struct tcp_welcome *w, const uint8_t 
     tcp_put32(b + 8, w->kind);
     tcp_put32(b + 12, w->policy);
     tcp_put32(b + 16, w->timeout_ms);
-    tcp_put64(b + 20, w->capacity);
-    tcp_put64(b + 28, w->max_message);
-    tcp_put64(b + 36, w->received);
-    memcpy(b + 44, w->mac, TCP_MAC);
-    b[44 + TCP_MAC] = (uint8_t)reason_len;
-    b[45 + TCP_MAC] = (uint8_t)(reason_len >> 8);
+    tcp_put32(b + 20, w->features);
+    tcp_put64(b + 24, w->capacity);
+    tcp_put64(b + 32, w->max_message);
+    tcp_put64(b + 40, w->received);
+    memcpy(b + 48, w->mac, TCP_MAC);
+    b[48 + TCP_MAC] = (uint8_t)reason_len;
+    b[49 + TCP_MAC] = (uint8_t)(reason_len >> 8);
     memcpy(b + TCP_WELCOME_FIXED, w->reason ? w->reason : "", reason_len);
     if (stat_len)
         memcpy(b + TCP_WELCOME_FIXED + reason_len, stat_bytes, stat_len);

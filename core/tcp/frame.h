@@ -44,14 +44,22 @@ enum tcp_role { TCP_ROLE_PUB = 1, TCP_ROLE_SUB = 2, TCP_ROLE_STAT = 3 };
 
 /* Fixed-size parts of the handshake bodies. */
 #define TCP_CHALLENGE_BODY (8 + 4 + TCP_NONCE)
-#define TCP_HELLO_FIXED (4 + 4 * 5 + 8 * 4 + TCP_NONCE + TCP_MAC + 2) /* then the name */
-#define TCP_WELCOME_FIXED (4 * 5 + 8 * 3 + TCP_MAC + 2)               /* then the reason */
+#define TCP_HELLO_FIXED (4 * 7 + 8 * 4 + TCP_NONCE + TCP_MAC + 2) /* then the name */
+#define TCP_WELCOME_FIXED (4 * 6 + 8 * 3 + TCP_MAC + 2)           /* then the reason */
+
+/* Channel features (HELLO: wanted; WELCOME: the channel's). */
+#define TCP_FEATURE_ENCRYPT 0x1u  /* MSG payloads are ChaCha20-Poly1305 sealed */
+#define TCP_FEATURE_COMPRESS 0x2u /* MSG payloads may be zstd frames */
+/* Header byte 5 of a MSG: how its payload was encoded. */
+#define TCP_FRAME_COMPRESSED 0x1u
+#define TCP_TAG 16u /* bytes an encrypted payload grows by */
 #define TCP_STAT_FIXED (4 * 4 + 8 * 4 + 4 * 3 + 4)                      /* after the reason */
 #define TCP_SUB_STAT_SIZE (8 * 4 + 4 + 4)
 
 struct tcp_hello {
     uint32_t version, role, kind, policy, start;
     uint32_t timeout_ms; /* the peer gives up on silence this long: ping well within it */
+    uint32_t features;   /* TCP_FEATURE_* the peer insists on */
     uint64_t capacity, max_message;
     uint64_t token; /* publisher: identifies it across reconnects */
     uint64_t acked; /* publisher: messages the host has acknowledged so far */
@@ -65,6 +73,7 @@ struct tcp_welcome {
     int32_t status; /* 0 or a DMAQ_E* code; then `reason` says why */
     uint32_t publisher_id, kind, policy;
     uint32_t timeout_ms; /* the host gives up on silence this long */
+    uint32_t features;   /* TCP_FEATURE_* of the channel */
     uint64_t capacity, max_message;
     uint64_t received; /* publisher: messages of its token the host already has */
     uint8_t mac[TCP_MAC];
@@ -82,6 +91,7 @@ struct tcp_welcome {
 /* One parsed frame. Pointers point into the buffer given to tcp_frame_next. */
 struct tcp_frame {
     uint8_t type;
+    uint8_t flags; /* MSG: TCP_FRAME_* */
     uint32_t body_len;
     const uint8_t *body;
     union {
@@ -130,7 +140,7 @@ static inline uint64_t tcp_frame_max(uint64_t max_message)
 {
     uint64_t handshake = TCP_HEADER + TCP_WELCOME_FIXED + TCP_REASON_MAX + TCP_STAT_FIXED +
                          TCP_STAT_SUBS_MAX * TCP_SUB_STAT_SIZE;
-    uint64_t msg = TCP_HEADER + TCP_MSG_META + max_message;
+    uint64_t msg = TCP_HEADER + TCP_MSG_META + max_message + TCP_TAG;
     return msg > handshake ? msg : handshake;
 }
 

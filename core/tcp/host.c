@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../util/clock.h"
+#include "codec.h"
 #include "tcp.h"
 
 #define TOKENS 256 /* publishers remembered for deduplication across reconnects */
@@ -37,6 +38,7 @@ struct tcp_conn {
     atomic_bool stop, done;
     char peer[80];
     int64_t ping_ns; /* idle time after which we send a PING */
+    struct tcp_codec codec;
     /* subscriber connections */
     _Atomic uint64_t acks; /* acknowledged by the peer, not yet applied */
     pthread_mutex_t lock;
@@ -51,6 +53,7 @@ struct tcp_chan {
     char ring_uri[512];
     uint32_t kind, policy;
     uint64_t capacity, max_message;
+    uint32_t features; /* TCP_FEATURE_* */
     struct tcp_conf conf;
     int refs;
     struct tcp_token tokens[TOKENS];
@@ -136,7 +139,7 @@ static void welcome(struct tcp_conn *c, const uint8_t host_nonce[TCP_NONCE], con
 {
     struct tcp_chan *ch = c->ch;
     struct tcp_welcome w = {.publisher_id = publisher_id, .kind = ch->kind, .policy = ch->policy,
-                            .timeout_ms = (uint32_t)(ch->conf.timeout_ns / 1000000),
+                            .timeout_ms = (uint32_t)(ch->conf.timeout_ns / 1000000), .features = ch->features,
                             .capacity = ch->capacity, .max_message = ch->max_message, .received = received};
     tcp_welcome_mac(&ch->conf, host_nonce, h->nonce, w.mac);
     uint8_t frame[TCP_HEADER + TCP_WELCOME_FIXED + TCP_STAT_FIXED + TCP_STAT_SUBS_MAX * TCP_SUB_STAT_SIZE];
@@ -238,11 +241,22 @@ static struct tcp_token *claim_token(struct tcp_conn *c, uint64_t token, uint64_
     }
 }
 
-static int publish(struct tcp_conn *c, dmaq_pub *pub, const uint8_t *data, uint32_t len, uint64_t *last_tx)
+/* Put a publisher's MSG into the ring, decoding it straight into place.
+ * Returns 0, or a DMAQ_E* code (stopping, or a payload that fails to
+ * decode: logged). */
+static int publish(struct tcp_conn *c, dmaq_pub *pub, const struct tcp_frame *f, uint64_t *last_tx)
 {
+    uint8_t *in = (uint8_t *)f->u.msg.data; /* in the receive buffer: ours to decrypt in place */
+    size_t in_len = f->u.msg.len;
+    const char *why = NULL;
+    long len = tcp_codec_open(&c->codec, NULL, 0, in, &in_len, f->flags, c->ch->max_message, &why);
+    if (len < 0) {
+        tcp_log("closing publisher %s on '%s': %s", c->peer, c->ch->name, why);
+        return DMAQ_ECORRUPT;
+    }
     dmaq_lease lease;
     int rc;
-    while ((rc = dmaq_pub_reserve(pub, len, &lease, TCP_SLICE_NS)) == DMAQ_ETIMEDOUT) {
+    while ((rc = dmaq_pub_reserve(pub, (size_t)len, &lease, TCP_SLICE_NS)) == DMAQ_ETIMEDOUT) {
         if (atomic_load(&c->stop))
             return rc;
         uint64_t now = dmaq__mono_ns();
@@ -253,8 +267,12 @@ static int publish(struct tcp_conn *c, dmaq_pub *pub, const uint8_t *data, uint3
     }
     if (rc < 0)
         return rc;
-    memcpy(lease.data, data, len);
-    return dmaq_pub_commit(pub, &lease, len);
+    if (tcp_codec_copy(&c->codec, in, in_len, f->flags, lease.data, (size_t)len, &why) < 0) {
+        tcp_log("closing publisher %s on '%s': %s", c->peer, c->ch->name, why);
+        dmaq_pub_abort(pub, &lease);
+        return DMAQ_ECORRUPT;
+    }
+    return dmaq_pub_commit(pub, &lease, (size_t)len);
 }
 
 static void serve_publisher(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], const struct tcp_hello *h,
@@ -283,7 +301,7 @@ static void serve_publisher(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], 
         const char *why = NULL;
         while ((fl = tcp_frame_next(rbuf + off, rlen - off, TCP_FROM_PUB, ch->max_message, &f, &why)) > 0) {
             if (f.type == TCP_MSG) {
-                if (publish(c, pub, f.u.msg.data, f.u.msg.len, &last_tx) < 0)
+                if (publish(c, pub, &f, &last_tx) < 0)
                     goto out;
                 atomic_fetch_add(&t->received, 1);
                 unacked++;
@@ -315,6 +333,8 @@ out:
 
 struct forward {
     struct tcp_conn *c;
+    uint8_t *scratch; /* encoded frames on their way out, when the channel encodes */
+    size_t scratch_cap;
     uint8_t *buf;
     size_t cap, head, sent, tail; /* [head, sent) sent, not acknowledged; [sent, tail) not sent */
     uint64_t window, in_flight;   /* record bytes */
@@ -327,13 +347,48 @@ struct forward {
 
 static bool dead(const struct forward *fw) { return atomic_load(&fw->c->stop); }
 
+static void write_out(struct forward *fw, const uint8_t *p, size_t n)
+{
+    if (n && tcp_write_all(fw->c->fd, p, n, dmaq__deadline(fw->c->ch->conf.timeout_ns), &fw->c->stop) < 0)
+        atomic_store(&fw->c->stop, true);
+}
+
+/* Send the frames not sent yet. They stay plain in buf (a queue may have to
+ * hand them to another subscriber); an encoding channel sends them encoded
+ * through the scratch buffer. */
 static void flush(struct forward *fw)
 {
     if (fw->tail == fw->sent)
         return;
-    if (tcp_write_all(fw->c->fd, fw->buf + fw->sent, fw->tail - fw->sent,
-                      dmaq__deadline(fw->c->ch->conf.timeout_ns), &fw->c->stop) < 0)
-        atomic_store(&fw->c->stop, true);
+    if (!tcp_codec_active(&fw->c->codec)) {
+        write_out(fw, fw->buf + fw->sent, fw->tail - fw->sent);
+    } else {
+        size_t used = 0;
+        for (size_t at = fw->sent; at < fw->tail;) {
+            const uint8_t *f = fw->buf + at;
+            uint32_t body = tcp_get32(f);
+            size_t need = TCP_HEADER + TCP_MSG_META + tcp_codec_bound(body);
+            if (used + need > fw->scratch_cap) {
+                write_out(fw, fw->scratch, used);
+                used = 0;
+            }
+            uint8_t *o = fw->scratch + used;
+            if (f[4] != TCP_MSG) {
+                memcpy(o, f, TCP_HEADER + body);
+                used += TCP_HEADER + body;
+            } else {
+                uint8_t flags;
+                memcpy(o + TCP_HEADER, f + TCP_HEADER, TCP_MSG_META);
+                size_t n = tcp_codec_seal(&fw->c->codec, f + TCP_HEADER, TCP_MSG_META, f + TCP_HEADER + TCP_MSG_META,
+                                          body - TCP_MSG_META, o + TCP_HEADER + TCP_MSG_META, &flags);
+                tcp_put_header(o, TCP_MSG, (uint32_t)(TCP_MSG_META + n));
+                o[5] = flags;
+                used += TCP_HEADER + TCP_MSG_META + n;
+            }
+            at += TCP_HEADER + body;
+        }
+        write_out(fw, fw->scratch, used);
+    }
     fw->sent = fw->tail;
     fw->last_tx = dmaq__mono_ns();
 }
@@ -543,8 +598,14 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
     struct forward fw = {.c = c, .window = ch->capacity, .last_tx = dmaq__mono_ns()};
     fw.cap = ch->capacity + tcp_frame_max(ch->max_message) + 2 * TCP_HEADER + 8;
     fw.buf = malloc(fw.cap);
-    if (!fw.buf) {
+    if (tcp_codec_active(&c->codec)) {
+        fw.scratch_cap = 256 * 1024 + TCP_HEADER + TCP_MSG_META + tcp_codec_bound(ch->max_message);
+        fw.scratch = malloc(fw.scratch_cap);
+    }
+    if (!fw.buf || (tcp_codec_active(&c->codec) && !fw.scratch)) {
         reject(c, DMAQ_ENOMEM, "host is out of memory");
+        free(fw.buf);
+        free(fw.scratch);
         dmaq_sub_close(c->sub);
         return;
     }
@@ -554,6 +615,7 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
     if (pthread_create(&t, NULL, forwarder, &fw) != 0) {
         tcp_log("no thread for subscriber %s on '%s'", c->peer, ch->name);
         free(fw.buf);
+        free(fw.scratch);
         dmaq_sub_close(c->sub);
         return;
     }
@@ -581,6 +643,7 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
     atomic_store(&c->stop, true);
     pthread_join(t, NULL);
     free(fw.buf);
+    free(fw.scratch);
     dmaq_sub_close(c->sub);
 }
 
@@ -646,6 +709,16 @@ static void *conn_main(void *arg)
         reject(c, DMAQ_EINCOMPAT, "%s", why);
         goto done;
     }
+    if (h.role != TCP_ROLE_STAT && (h.features & ~c->ch->features)) {
+        reject(c, DMAQ_EINCOMPAT, "channel '%s' is not %s, which the peer requires", name,
+               (h.features & ~c->ch->features & TCP_FEATURE_ENCRYPT) ? "encrypted" : "compressed");
+        goto done;
+    }
+    if (tcp_codec_init(&c->codec, &c->ch->conf, h.role == TCP_ROLE_STAT ? 0 : c->ch->features, true, nonce,
+                       h.nonce) < 0) {
+        reject(c, DMAQ_ENOMEM, "host is out of memory");
+        goto done;
+    }
     c->ping_ns = tcp_ping_every(&c->ch->conf, h.timeout_ms);
     tcp_tune(c->fd, c->ch->conf.timeout_ns);
     if (h.role == TCP_ROLE_STAT) {
@@ -674,6 +747,7 @@ done:
 static void conn_free(struct tcp_conn *c)
 {
     pthread_join(c->thread, NULL);
+    tcp_codec_free(&c->codec);
     close(c->fd);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
@@ -847,10 +921,12 @@ int tcp_host_attach(const struct tcp_addr *a, const dmaq_options *o, const struc
     ch->lst = l;
     ch->conf = *conf;
     ch->refs = 1;
+    ch->features = ((o->flags & DMAQ_OPEN_ENCRYPT) ? TCP_FEATURE_ENCRYPT : 0) |
+                   ((o->flags & DMAQ_OPEN_COMPRESS) ? TCP_FEATURE_COMPRESS : 0);
     pthread_mutex_init(&ch->stash_lock, NULL);
     ch->stash_end = &ch->stash;
     dmaq_options ro = *o;
-    ro.flags &= ~(uint32_t)(DMAQ_OPEN_BIND | DMAQ_OPEN_NO_CREATE);
+    ro.flags &= DMAQ_OPEN_HUGEPAGES;
     ro.shm_dir = NULL;
     ro.key = NULL;
     dmaq_pub *creator = NULL;

@@ -5,7 +5,8 @@
 
 #include "tcp.h"
 
-#define KNOWN_FLAGS (DMAQ_OPEN_BIND | DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_HUGEPAGES)
+#define KNOWN_FLAGS \
+    (DMAQ_OPEN_BIND | DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_HUGEPAGES | DMAQ_OPEN_ENCRYPT | DMAQ_OPEN_COMPRESS)
 
 static int prepare(const char *address, const dmaq_options *o, struct tcp_addr *a, struct tcp_conf *c)
 {
@@ -14,6 +15,8 @@ static int prepare(const char *address, const dmaq_options *o, struct tcp_addr *
         return rc;
     if (o->flags & ~(uint32_t)KNOWN_FLAGS)
         return dmaq_error_set(DMAQ_EINVAL, "tcp://%s: unknown flags 0x%x", address, o->flags);
+    if ((o->flags & DMAQ_OPEN_ENCRYPT) && !o->key)
+        return dmaq_error_set(DMAQ_EINVAL, "tcp://%s: DMAQ_OPEN_ENCRYPT needs a key (dmaq_options.key)", address);
     return tcp_conf_from(o, c);
 }
 
@@ -21,7 +24,7 @@ static int prepare(const char *address, const dmaq_options *o, struct tcp_addr *
 static dmaq_options ring_options(const dmaq_options *o)
 {
     dmaq_options r = *o;
-    r.flags = (o->flags & DMAQ_OPEN_HUGEPAGES) | DMAQ_OPEN_NO_CREATE;
+    r.flags = (o->flags & DMAQ_OPEN_HUGEPAGES) | DMAQ_OPEN_NO_CREATE; /* the encoding is the wire's, not the ring's */
     r.shm_dir = NULL;
     r.key = NULL;
     return r;

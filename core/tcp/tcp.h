@@ -97,15 +97,16 @@ void tcp_host_detach(struct tcp_chan *ch);
 
 /* client.c: the handshake of a connecting handle. */
 struct tcp_shape {
-    uint32_t kind, policy, publisher_id, timeout_ms;
+    uint32_t kind, policy, publisher_id, timeout_ms, features;
     uint64_t capacity, max_message, received;
 };
 /* Connect and introduce ourselves as `hello` (role, wanted shape, token).
  * On success returns the socket and fills *shape (and, for a stat request,
  * *stat and subs); buf[0..*len) holds what the host sent after its WELCOME. */
+struct tcp_codec;
 int tcp_handshake(const struct tcp_addr *a, const struct tcp_conf *c, struct tcp_hello *hello,
-                  struct tcp_shape *shape, dmaq_stat *stat, dmaq_sub_stat *subs, size_t subs_cap, int *n_subs,
-                  uint8_t *buf, size_t *len, size_t cap);
+                  struct tcp_codec *codec, struct tcp_shape *shape, dmaq_stat *stat, dmaq_sub_stat *subs,
+                  size_t subs_cap, int *n_subs, uint8_t *buf, size_t *len, size_t cap);
 
 /* The handle states, given to the core as pub_state_size/sub_state_size. */
 struct tcp_client;

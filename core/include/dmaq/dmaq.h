@@ -107,6 +107,11 @@ enum {
 #define DMAQ_OPEN_BIND 0x4u      /* network schemes: this handle hosts the channel and
                                     listens at the URI's address; without it, the
                                     handle connects to the process that does */
+#define DMAQ_OPEN_ENCRYPT 0x8u   /* network schemes, with a key: binding, seal every
+                                    payload (ChaCha20-Poly1305, per-connection keys);
+                                    connecting, refuse a channel that does not */
+#define DMAQ_OPEN_COMPRESS 0x10u /* network schemes, binding: zstd-compress payloads
+                                    of 512 bytes or more when that makes them smaller */
 
 /* Limits of the shared-memory transport. */
 #define DMAQ_NAME_MAX 200u              /* bytes in a channel name */
