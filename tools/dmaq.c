@@ -386,8 +386,8 @@ static int open_option(int argc, char **argv, int *i, dmaq_options *o, bool *mat
         o->flags |= DMAQ_OPEN_NO_CREATE;
         return 0;
     }
-    if (strcmp(opt, "--bind") == 0) {
-        o->flags |= DMAQ_OPEN_BIND;
+    if (strcmp(opt, "--bind") == 0 || strcmp(opt, "--encrypt") == 0 || strcmp(opt, "--compress") == 0) {
+        o->flags |= opt[2] == 'b' ? DMAQ_OPEN_BIND : opt[2] == 'e' ? DMAQ_OPEN_ENCRYPT : DMAQ_OPEN_COMPRESS;
         return 0;
     }
     if (strcmp(opt, "--key-file") == 0 || strcmp(opt, "--peer-timeout") == 0) {
@@ -710,7 +710,9 @@ static const struct command commands[] = {
      "  --no-create fails instead.\n"
      "  NETWORK OPTIONS, for tcp:// URIs: --bind hosts the channel and listens at the URI's\n"
      "  address (without it, connect to the process that does); --key-file PATH, a pre-shared\n"
-     "  key (first line of PATH); --peer-timeout S, when a silent peer counts as gone (5 s).\n"},
+     "  key (first line of PATH); --peer-timeout S, when a silent peer counts as gone (5 s);\n"
+     "  --encrypt (with a key: binding, seal payloads; connecting, insist they are);\n"
+     "  --compress (binding: zstd for payloads of 512 bytes or more).\n"},
     {"sub", cmd_sub,
      "sub NAME|URI [--count N] [--timeout S] [--format text|hex|raw] [--oldest] [CREATE OPTIONS]\n"
      "  Print the messages that arrive: text (one per line), hex (a dump with the sequence\n"
