@@ -101,9 +101,20 @@ def _build_library(work):
     build = os.path.join(work, "cmake-build")
     subprocess.run([cmake, "-S", _c_root(), "-B", build, "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DDMAQ_BUILD_TESTS=OFF",
                     "-DDMAQ_BUILD_BENCH=OFF", "-DDMAQ_BUILD_EXAMPLES=OFF"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([cmake, "--build", build, "--target", "dmaq", "-j", str(os.cpu_count() or 1)], check=True,
+    targets = ["dmaq"]
+    if os.path.exists(os.path.join(build, "CMakeFiles", "dmaq-tcp.dir")):  # configured where libsodium and zstd are
+        targets.append("dmaq-tcp")
+    subprocess.run([cmake, "--build", build, "--target", *targets, "-j", str(os.cpu_count() or 1)], check=True,
                    stdout=subprocess.DEVNULL)
     return os.path.realpath(os.path.join(build, "libdmaq.so"))
+
+
+def _plugins(library):
+    """The transport plugins built next to libdmaq.so (libdmaq-tcp.so, ...):
+    the wheel ships them beside it, where the library's loader looks."""
+    here = os.path.dirname(library)
+    return sorted(n for n in os.listdir(here) if n.startswith("libdmaq-") and n.endswith(".so")
+                  and not n.startswith("libdmaq-test"))
 
 
 def _record_line(path, data):
@@ -133,8 +144,12 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
             with open(os.path.join(PACKAGE_ROOT, "src", "dmaq", name), "rb") as f:
                 contents[f"dmaq/{name}"] = f.read()
         contents["dmaq/_version.py"] = f'__version__ = "{version}"\n'.encode()
-        with open(_build_library(work), "rb") as f:
+        library = _build_library(work)
+        with open(library, "rb") as f:
             contents["dmaq/libdmaq.so"] = f.read()
+        for plugin in _plugins(library):
+            with open(os.path.join(os.path.dirname(library), plugin), "rb") as f:
+                contents[f"dmaq/{plugin}"] = f.read()
         info = _write_dist_info(work)
         for name in ("METADATA", "WHEEL", "top_level.txt"):
             with open(os.path.join(work, info, name), "rb") as f:

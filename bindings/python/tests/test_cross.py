@@ -1,7 +1,10 @@
 """Python and C peers on one channel, in separate processes, on every kind:
 a Python publisher with C subscribers and a C publisher with Python
-subscribers, every message checksummed and checked on arrival."""
+subscribers, every message checksummed and checked on arrival; over shm://
+and again over tcp:// (this process binding the channel, the peers
+connecting)."""
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,15 +31,25 @@ def peer(lang, *args):
 class CrossLanguage(unittest.TestCase):
     serial = 0
 
-    def run_case(self, kind, policy, pub_lang, sub_lang):
+    def run_case(self, kind, policy, pub_lang, sub_lang, scheme):
         CrossLanguage.serial += 1
-        uri = f"shm://pytest-cross-{os.getpid()}-{CrossLanguage.serial}"
         # A small ring makes the blocking kinds wait and wrap; an overwriting
         # one holds the whole stream, since a C publisher can lap a Python
         # subscriber before it reads anything at all.
         capacity = 1 << 20 if policy == dmaq.OVERWRITE else 1 << 16
-        dmaq.Publisher(uri, kind=kind, policy=policy, capacity=capacity, max_message=2048).close()
-        self.addCleanup(dmaq.unlink, uri)
+        host = None
+        if scheme == "tcp":
+            # This process hosts the channel (binds); both peers connect.
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            uri = f"tcp://127.0.0.1:{port}/pytest-cross-{CrossLanguage.serial}"
+            host = dmaq.Publisher(uri, kind=kind, policy=policy, capacity=capacity, max_message=2048, bind=True)
+            self.addCleanup(host.close)
+        else:
+            uri = f"shm://pytest-cross-{os.getpid()}-{CrossLanguage.serial}"
+            dmaq.Publisher(uri, kind=kind, policy=policy, capacity=capacity, max_message=2048).close()
+            self.addCleanup(dmaq.unlink, uri)
         with tempfile.TemporaryDirectory() as tmp:
             outs = [os.path.join(tmp, f"sub{i}") for i in range(SUBSCRIBERS)]
             subs = [peer(sub_lang, "sub", uri, COUNT, out) for out in outs]
@@ -47,9 +60,11 @@ class CrossLanguage(unittest.TestCase):
             pub = peer(pub_lang, "pub", uri, COUNT, 1)
             self.assertEqual(pub.wait(timeout=120), 0, f"{pub_lang} publisher failed")
             if kind == dmaq.QUEUE:
-                with dmaq.Publisher(uri) as stopper:
-                    for _ in subs:
-                        stopper.send(b"DMAQSTOP")
+                stopper = host if scheme == "tcp" else dmaq.Publisher(uri)
+                for _ in subs:
+                    stopper.send(b"DMAQSTOP")
+                if stopper is not host:
+                    stopper.close()
             for s in subs:
                 self.assertEqual(s.wait(timeout=120), 0, f"{sub_lang} subscriber failed")
             results = []
@@ -73,11 +88,13 @@ class CrossLanguage(unittest.TestCase):
 def _add_cases():
     kinds = {"queue": (dmaq.QUEUE, dmaq.BLOCK), "broadcast_block": (dmaq.BROADCAST, dmaq.BLOCK),
              "broadcast_overwrite": (dmaq.BROADCAST, dmaq.OVERWRITE)}
-    for name, (kind, policy) in kinds.items():
-        for pub_lang, sub_lang in (("py", "c"), ("c", "py")):
-            def case(self, kind=kind, policy=policy, pub_lang=pub_lang, sub_lang=sub_lang):
-                self.run_case(kind, policy, pub_lang, sub_lang)
-            setattr(CrossLanguage, f"test_{name}_{pub_lang}_publisher_{sub_lang}_subscribers", case)
+    for scheme in ("shm", "tcp"):
+        for name, (kind, policy) in kinds.items():
+            for pub_lang, sub_lang in (("py", "c"), ("c", "py")):
+                def case(self, kind=kind, policy=policy, pub_lang=pub_lang, sub_lang=sub_lang, scheme=scheme):
+                    self.run_case(kind, policy, pub_lang, sub_lang, scheme)
+                prefix = "" if scheme == "shm" else "tcp_"
+                setattr(CrossLanguage, f"test_{prefix}{name}_{pub_lang}_publisher_{sub_lang}_subscribers", case)
 
 
 _add_cases()

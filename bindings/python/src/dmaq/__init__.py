@@ -307,12 +307,26 @@ class _Handle:
             pass
 
 
-def _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create) -> _Options:
+_OPEN_NO_CREATE, _OPEN_BIND, _OPEN_ENCRYPT, _OPEN_COMPRESS = 0x1, 0x4, 0x8, 0x10
+
+
+def _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create, net=None) -> _Options:
     o = _Options()
     o.size = ctypes.sizeof(_Options)
     o.kind = Kind[kind.upper()] if isinstance(kind, str) else int(kind)
     o.policy = Policy[policy.upper()] if isinstance(policy, str) else int(policy)
-    o.flags = 0 if create else 0x1
+    o.flags = 0 if create else _OPEN_NO_CREATE
+    net = net or {}
+    if net.get("bind"):
+        o.flags |= _OPEN_BIND
+    if net.get("encrypt"):
+        o.flags |= _OPEN_ENCRYPT
+    if net.get("compress"):
+        o.flags |= _OPEN_COMPRESS
+    if net.get("key") is not None:
+        o.key = net["key"].encode() if isinstance(net["key"], str) else bytes(net["key"])
+    if net.get("peer_timeout") is not None:
+        o.peer_timeout_ns = int(net["peer_timeout"] * 1e9)
     o.capacity = capacity
     o.max_message = max_message
     o.mode = mode
@@ -338,6 +352,11 @@ _OPEN_DOC = """
     two; max_message: largest payload; mode: file permissions (0600);
     start: where a broadcast subscriber starts; spin_ns: how long waits spin
     before sleeping (None = 50 us); shm_dir: directory of the channel files.
+    Network URIs ("tcp://HOST:PORT/NAME"): bind=True hosts the channel and
+    listens (else connect to the process that does); key: the pre-shared
+    key; encrypt / compress: seal / zstd-compress payloads (binding; a
+    connecting encrypt=True insists on it); peer_timeout: seconds of silence
+    after which a peer counts as gone (None = 5).
     Raises a DmaqError subclass saying what was wrong."""
 
 
@@ -347,11 +366,14 @@ class Publisher(_Handle):
 
     def __init__(self, uri: str, *, kind: Union[Kind, str] = Kind.ANY, policy: Union[Policy, str] = Policy.ANY,
                  capacity: int = 0, max_message: int = 0, mode: int = 0, start: Union[Start, str] = Start.NEWEST,
-                 spin_ns: Optional[int] = None, shm_dir: Optional[str] = None, create: bool = True) -> None:
+                 spin_ns: Optional[int] = None, shm_dir: Optional[str] = None, create: bool = True,
+                 bind: bool = False, key: Union[str, bytes, None] = None, encrypt: bool = False,
+                 compress: bool = False, peer_timeout: Optional[float] = None) -> None:
         super().__init__()
         self.uri = uri
+        net = dict(bind=bind, key=key, encrypt=encrypt, compress=compress, peer_timeout=peer_timeout)
         self._opened(_open(_lib.dmaq_pub_open, uri,
-                           _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create)))
+                           _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create, net)))
 
     @property
     def id(self) -> int:
@@ -438,11 +460,14 @@ class Subscriber(_Handle):
 
     def __init__(self, uri: str, *, kind: Union[Kind, str] = Kind.ANY, policy: Union[Policy, str] = Policy.ANY,
                  capacity: int = 0, max_message: int = 0, mode: int = 0, start: Union[Start, str] = Start.NEWEST,
-                 spin_ns: Optional[int] = None, shm_dir: Optional[str] = None, create: bool = True) -> None:
+                 spin_ns: Optional[int] = None, shm_dir: Optional[str] = None, create: bool = True,
+                 bind: bool = False, key: Union[str, bytes, None] = None, encrypt: bool = False,
+                 compress: bool = False, peer_timeout: Optional[float] = None) -> None:
         super().__init__()
         self.uri = uri
+        net = dict(bind=bind, key=key, encrypt=encrypt, compress=compress, peer_timeout=peer_timeout)
         self._opened(_open(_lib.dmaq_sub_open, uri,
-                           _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create)))
+                           _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create, net)))
         try:
             self.max_message: int = stat(uri).max_message
         except DmaqError:
