@@ -263,7 +263,9 @@ DMAQ_API int dmaq_pub_open(const char *uri, const dmaq_options *opts, dmaq_pub *
 DMAQ_API int dmaq_pub_close(dmaq_pub *pub);
 
 /* This publisher's id, as carried in dmaq_lease.publisher_id of the messages
- * it commits. Unique among the channel's publishers since its creation. */
+ * it commits. Unique among the channel's publishers since its creation. A
+ * publisher that connects to a network channel gets its id from the host,
+ * and a new one each time it reconnects. */
 DMAQ_API uint32_t dmaq_pub_id(const dmaq_pub *pub);
 
 /* Reserve `len` bytes in the ring (len <= the channel's max_message) and fill
