@@ -678,6 +678,7 @@ static void flush_acks(struct tcp_sub_state *s)
     if (s->pending_acks && s->acks_epoch == atomic_load(&s->client->epoch))
         send_small(s->client, TCP_ACK, s->pending_acks);
     s->pending_acks = 0;
+    s->pending_credit = 0;
 }
 
 void tcp_client_sub_close(struct tcp_sub_state *s)
@@ -715,7 +716,8 @@ int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_
     for (;;) {
         int rc = dmaq_sub_peek(s->inner, lease, 0);
         if (rc == DMAQ_EAGAIN && timeout_ns != 0) {
-            flush_acks(s); /* before sleeping, so the host is not left waiting for credit */
+            if (s->pending_credit >= s->client->shape.capacity / TCP_ACK_IDLE_DIV)
+                flush_acks(s); /* before sleeping, so the host is not left waiting for credit */
             rc = dmaq_sub_peek(s->inner, lease, dmaq__timeout_left(timeout_ns, deadline));
             if (rc == DMAQ_EAGAIN && timeout_ns > 0)
                 rc = DMAQ_ETIMEDOUT;
@@ -765,8 +767,11 @@ int tcp_client_release(struct tcp_sub_state *s, dmaq_lease *lease)
     if (epoch != s->acks_epoch) {
         s->acks_epoch = epoch;
         s->pending_acks = 0;
+        s->pending_credit = 0;
     }
-    if (++s->pending_acks >= TCP_ACK_EVERY)
+    s->pending_acks++;
+    s->pending_credit += tcp_credit(lease->len);
+    if (s->pending_credit >= s->client->shape.capacity / TCP_ACK_BUSY_DIV)
         flush_acks(s);
     return 0;
 }

@@ -24,7 +24,12 @@
 #define TCP_DEFAULT_TIMEOUT_NS 5000000000LL
 #define TCP_SLICE_NS 20000000LL   /* longest a pump waits before looking at its flags */
 #define TCP_KEY_BYTES 32u
-#define TCP_ACK_EVERY 32u         /* subscriber: releases per ACK while busy */
+/* A subscriber acknowledges what it released once that is an eighth of its
+ * credit window while busy, and a quarter before it sleeps: the host never
+ * waits for credit the subscriber holds back (it keeps at least half the
+ * window for the messages in flight, and a message is at most half). */
+#define TCP_ACK_BUSY_DIV 8u
+#define TCP_ACK_IDLE_DIV 4u
 #define TCP_BATCH 256u            /* publisher pump: messages per write */
 
 struct tcp_addr {
@@ -121,7 +126,8 @@ struct tcp_sub_state {
     struct tcp_chan *hosted;
     struct tcp_client *client;
     bool queue;
-    uint32_t pending_acks; /* connect: releases not yet acknowledged */
+    uint32_t pending_acks;   /* connect: releases not yet acknowledged */
+    uint64_t pending_credit; /* and the credit they return (tcp_credit units) */
     uint32_t acks_epoch;   /* the connection they belong to */
     bool held;             /* connect: a peeked message recv could not take */
     dmaq_lease held_lease;
