@@ -6,7 +6,8 @@
 #   bench/run.sh --quick   under a minute
 #
 # Writes bench/RESULTS.md (dmaq-bench's report, then the Python, Rust and
-# .NET bindings' per-call cost against C's), and bench/results/
+# .NET bindings' per-call cost against C's, then tcp:// from dmaq-tcp-bench),
+# and bench/results/
 # (results.json, the plots' tables, latency.png and throughput.png).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,9 @@ build/bench-venv/bin/python bench/python_bench.py --c-bench build/bench/dmaq-cal
 # The .NET binding's calls against C.
 (cd bindings/dotnet/Dmaq.Bench && dotnet run -c Release -- "$PWD/../../../build/bench/dmaq-call-bench" ${quick:+5}) \
     >>bench/RESULTS.md || status=$?
+# tcp:// against ZeroMQ and a plain socket on loopback, and the relay.
+cmake --build build -j"$(nproc)" --target dmaq-tcp-bench >/dev/null
+build/bench/dmaq-tcp-bench ${quick:+--quick} --md bench/RESULTS.md >/dev/null || status=$?
 gnuplot -e "dir='$out'" bench/plot.gp
 printf '\n## Plots\n\n![one-way latency per transport](results/latency.png)\n\n![throughput against message size](results/throughput.png)\n' \
     >>bench/RESULTS.md

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The shm hot path before and after a change: builds dmaq-call-bench at
+# revision BEFORE (in a temporary worktree) and at the working tree, runs
+# them alternately ROUNDS times (default 6) on this machine, and prints a
+# Markdown table of the medians and of the median ratio of each pair.
+#
+#   bench/before_after.sh BEFORE [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+before=${1:?usage: bench/before_after.sh BEFORE-REVISION [ROUNDS]}
+rounds=${2:-6}
+work=$(mktemp -d)
+trap 'git worktree remove --force "$work/src" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+git worktree add -f -q "$work/src" "$before"
+cmake -S "$work/src" -B "$work/b" -DCMAKE_BUILD_TYPE=Release -DDMAQ_BUILD_TESTS=OFF >/dev/null
+cmake --build "$work/b" --target dmaq-call-bench -j"$(nproc)" >/dev/null
+cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release -DDMAQ_BUILD_TESTS=OFF >/dev/null
+cmake --build build-rel --target dmaq-call-bench -j"$(nproc)" >/dev/null
+log="$work/log"
+for ((r = 1; r <= rounds; r++)); do
+  for side in before after; do
+    bin=$([ $side = before ] && echo "$work/b/bench/dmaq-call-bench" || echo build-rel/bench/dmaq-call-bench)
+    { "$bin" 2000000; "$bin" --stream 5000000; } | sed "s/^/$r $side /" >>"$log"
+  done
+done
+python3 - "$log" "$before" "$(git rev-parse --short HEAD)" "$rounds" <<'PY'
+import collections, statistics, sys
+runs = collections.defaultdict(dict)
+for line in open(sys.argv[1]):
+    r, side, *name, value = line.split()
+    runs[" ".join(name)].setdefault(side, {})[r] = float(value)
+print(f"| 64 B, msg/s (millions) | before ({sys.argv[2]}) | after ({sys.argv[3]}+working tree) | after/before, median of {sys.argv[4]} paired rounds |")
+print("|---|---:|---:|---:|")
+for name, sides in runs.items():
+    b, a = sides["before"], sides["after"]
+    ratio = statistics.median(a[r] / b[r] for r in b)
+    print(f"| {name} | {statistics.median(b.values()) / 1e6:.1f} | {statistics.median(a.values()) / 1e6:.1f} | {ratio:.2f}x |")
+PY
