@@ -576,6 +576,10 @@ static void *forwarder(void *arg)
         if (fw->tail - fw->sent >= 65536)
             flush(fw);
     }
+    /* The peer's last ACK (a subscriber acknowledges at close) may have come
+     * in with the end of the connection: count it before handing back what
+     * is left, or those messages would be delivered twice. */
+    apply_acks(fw);
     redeliver(fw);
     if (fw->held && fw->from_stash)
         free(fw->from_stash);
