@@ -4,7 +4,7 @@ using Dmaq;
 using Dmaq.Testing;
 
 string uri = args[1];
-var options = new QueueOptions(uri["shm://".Length..]) { Kind = ChannelKind.Any, Policy = OverflowPolicy.Any };
+var options = QueueOptions.FromUri(uri);
 var stat = Channel.Stat(uri);
 if (args[0] == "pub")
 {

@@ -7,7 +7,9 @@ namespace Dmaq.Tests;
 /// <summary>
 /// .NET and C peers on one channel, in separate processes, on every kind:
 /// a .NET publisher with C subscribers and a C publisher with .NET
-/// subscribers, every message checksummed and checked on arrival.
+/// subscribers, every message checksummed and checked on arrival; over
+/// shm:// and over tcp:// (this process binding the channel, the peers
+/// connecting).
 /// </summary>
 public class CrossTests
 {
@@ -29,22 +31,45 @@ public class CrossTests
         return Process.Start(info) ?? throw new InvalidOperationException("could not start " + info.FileName);
     }
 
+    private static int FreePort()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
     [Theory]
-    [InlineData(ChannelKind.Queue, OverflowPolicy.Block, "dotnet", "c")]
-    [InlineData(ChannelKind.Queue, OverflowPolicy.Block, "c", "dotnet")]
-    [InlineData(ChannelKind.Broadcast, OverflowPolicy.Block, "dotnet", "c")]
-    [InlineData(ChannelKind.Broadcast, OverflowPolicy.Block, "c", "dotnet")]
-    [InlineData(ChannelKind.Broadcast, OverflowPolicy.Overwrite, "dotnet", "c")]
-    [InlineData(ChannelKind.Broadcast, OverflowPolicy.Overwrite, "c", "dotnet")]
-    public void PeersInTwoLanguages(ChannelKind kind, OverflowPolicy policy, string pubLang, string subLang)
+    [InlineData(ChannelKind.Queue, OverflowPolicy.Block, "dotnet", "c", "shm")]
+    [InlineData(ChannelKind.Queue, OverflowPolicy.Block, "c", "dotnet", "shm")]
+    [InlineData(ChannelKind.Broadcast, OverflowPolicy.Block, "dotnet", "c", "shm")]
+    [InlineData(ChannelKind.Broadcast, OverflowPolicy.Block, "c", "dotnet", "shm")]
+    [InlineData(ChannelKind.Broadcast, OverflowPolicy.Overwrite, "dotnet", "c", "shm")]
+    [InlineData(ChannelKind.Broadcast, OverflowPolicy.Overwrite, "c", "dotnet", "shm")]
+    [InlineData(ChannelKind.Queue, OverflowPolicy.Block, "dotnet", "c", "tcp")]
+    [InlineData(ChannelKind.Queue, OverflowPolicy.Block, "c", "dotnet", "tcp")]
+    [InlineData(ChannelKind.Broadcast, OverflowPolicy.Block, "dotnet", "c", "tcp")]
+    [InlineData(ChannelKind.Broadcast, OverflowPolicy.Block, "c", "dotnet", "tcp")]
+    [InlineData(ChannelKind.Broadcast, OverflowPolicy.Overwrite, "dotnet", "c", "tcp")]
+    [InlineData(ChannelKind.Broadcast, OverflowPolicy.Overwrite, "c", "dotnet", "tcp")]
+    public void PeersInTwoLanguages(ChannelKind kind, OverflowPolicy policy, string pubLang, string subLang, string scheme)
     {
         Assert.True(File.Exists(CPeer), $"the C peer is not built: {CPeer} (set DMAQ_TEST_PEER)");
+        bool tcp = scheme == "tcp";
         var options = new QueueOptions($"dotnet-cross-{Environment.ProcessId}-{Interlocked.Increment(ref _serial)}",
                                        // An overwriting ring holds the whole stream: a fast
                                        // publisher could otherwise lap a subscriber that has not started.
                                        policy == OverflowPolicy.Overwrite ? 1 << 21 : 1 << 16)
-        { Kind = kind, Policy = policy, MaxMessageSize = 2048 };
-        new QueueFactory().CreatePublisher(options).Dispose();
+        { Kind = kind, Policy = policy, MaxMessageSize = 2048,
+          Endpoint = tcp ? $"tcp://127.0.0.1:{FreePort()}" : null, Bind = tcp };
+        // shm: create the channel and let go; tcp: this process hosts it throughout.
+        Publisher? host = new QueueFactory().CreatePublisher(options);
+        if (!tcp)
+        {
+            host.Dispose();
+            host = null;
+        }
         string dir = Directory.CreateTempSubdirectory("dmaq-cross").FullName;
         try
         {
@@ -62,9 +87,13 @@ public class CrossTests
                 Assert.Equal(0, pub.ExitCode);
             }
             if (kind == ChannelKind.Queue)
-                using (var stopper = new QueueFactory().CreatePublisher(options))
-                    for (int i = 0; i < Subscribers; i++)
-                        stopper.Enqueue("DMAQSTOP"u8);
+            {
+                var stopper = host ?? new QueueFactory().CreatePublisher(options);
+                for (int i = 0; i < Subscribers; i++)
+                    stopper.Enqueue("DMAQSTOP"u8);
+                if (stopper != host)
+                    stopper.Dispose();
+            }
             foreach (var s in subs)
             {
                 Assert.True(s.WaitForExit(120_000), "subscriber hung");
@@ -94,7 +123,9 @@ public class CrossTests
         finally
         {
             Directory.Delete(dir, true);
-            Channel.Unlink(options.Uri);
+            if (host is null)
+                Channel.Unlink(options.Uri);
+            host?.Dispose();
         }
     }
 }

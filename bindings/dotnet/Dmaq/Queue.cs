@@ -47,10 +47,47 @@ public sealed class QueueOptions(string queueName, long bytesCapacity = 0)
     public string? Directory { get; init; }
     /// <summary>How long waits spin before they sleep (null: 50 µs).</summary>
     public TimeSpan? Spin { get; init; }
+    /// <summary>A network endpoint such as <c>tcp://host:7000</c>: the channel is then
+    /// <c>tcp://host:7000/queueName</c> instead of a shared-memory one (null: shared memory).</summary>
+    public string? Endpoint { get; init; }
+    /// <summary>Network channels: this handle hosts the channel and listens at the endpoint;
+    /// otherwise it connects to the process that does.</summary>
+    public bool Bind { get; init; }
+    /// <summary>Network channels: the pre-shared key peers must prove they know (null: none).</summary>
+    public string? Key { get; init; }
+    /// <summary>Network channels, with a key: a binding handle seals every payload; a connecting
+    /// one refuses a channel that does not.</summary>
+    public bool Encrypt { get; init; }
+    /// <summary>Network channels, binding: compress payloads of 512 bytes or more with zstd.</summary>
+    public bool Compress { get; init; }
+    /// <summary>Network channels: silence after which a peer counts as gone (null: 5 s).</summary>
+    public TimeSpan? PeerTimeout { get; init; }
     /// <summary>The channel's URI.</summary>
-    public string Uri => Directory is null ? "shm://" + QueueName : $"shm://{Directory}/{QueueName}";
+    public string Uri => Endpoint is not null ? $"{Endpoint.TrimEnd('/')}/{QueueName}"
+                       : Directory is null ? "shm://" + QueueName : $"shm://{Directory}/{QueueName}";
 
-    internal unsafe Native.Options ToNative()
+    /// <summary>Options for the channel at <paramref name="uri"/> (<c>shm://name</c>,
+    /// <c>shm:///dir/name</c> or <c>tcp://host:port/name</c>), accepting its kind and policy.</summary>
+    public static QueueOptions FromUri(string uri)
+    {
+        int slash = uri.LastIndexOf('/');
+        if (!uri.Contains("://") || slash < 0)
+            throw new ArgumentException($"'{uri}' is not a channel URI (expected shm://NAME or tcp://HOST:PORT/NAME)");
+        string name = uri[(slash + 1)..];
+        if (uri.StartsWith("shm://", StringComparison.Ordinal))
+        {
+            string rest = uri["shm://".Length..];
+            return new QueueOptions(name) { Kind = ChannelKind.Any, Policy = OverflowPolicy.Any,
+                                            Directory = rest.Contains('/') ? rest[..rest.LastIndexOf('/')] : null };
+        }
+        return new QueueOptions(name) { Kind = ChannelKind.Any, Policy = OverflowPolicy.Any, Endpoint = uri[..slash] };
+    }
+
+    private const uint OpenBind = 0x4, OpenEncrypt = 0x8, OpenCompress = 0x10;
+
+    /// <summary>The C options; <paramref name="key"/> is the key's UTF-8, pinned by the caller
+    /// for the open call.</summary>
+    internal unsafe Native.Options ToNative(byte* key)
     {
         Native.Options o;
         Native.OptionsInit(&o);
@@ -59,6 +96,9 @@ public sealed class QueueOptions(string queueName, long bytesCapacity = 0)
         o.Capacity = (ulong)BytesCapacity;
         o.MaxMessage = (ulong)MaxMessageSize;
         o.SpinNs = Spin is null ? -1 : (long)(Spin.Value.Ticks * 100);
+        o.Flags |= (Bind ? OpenBind : 0) | (Encrypt ? OpenEncrypt : 0) | (Compress ? OpenCompress : 0);
+        o.Key = key;
+        o.PeerTimeoutNs = PeerTimeout is null ? 0 : (long)(PeerTimeout.Value.Ticks * 100);
         return o;
     }
 }
@@ -140,8 +180,9 @@ internal sealed class DmaqHandle : SafeHandle
     {
         nint h;
         fixed (byte* uri = Native.Utf8(options.Uri))
+        fixed (byte* key = options.Key is null ? null : Native.Utf8(options.Key))
         {
-            var o = options.ToNative();
+            var o = options.ToNative(key);
             DmaqException.Check(publisher ? Native.PubOpen(uri, &o, &h) : Native.SubOpen(uri, &o, &h));
         }
         return new DmaqHandle(h, publisher);
