@@ -28,6 +28,7 @@ public class CrossTests
             : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(AppContext.BaseDirectory, "Dmaq.Peer.dll") } };
         foreach (var a in args)
             info.ArgumentList.Add(a);
+        info.RedirectStandardError = true; /* a failing peer says why in the assertion (peers write little there) */
         return Process.Start(info) ?? throw new InvalidOperationException("could not start " + info.FileName);
     }
 
@@ -84,7 +85,7 @@ public class CrossTests
             using (var pub = Spawn(pubLang, "pub", options.Uri, Count.ToString(), "1"))
             {
                 Assert.True(pub.WaitForExit(120_000), "publisher hung");
-                Assert.Equal(0, pub.ExitCode);
+                Assert.True(pub.ExitCode == 0, $"publisher exited {pub.ExitCode}: {pub.StandardError.ReadToEnd()}");
             }
             if (kind == ChannelKind.Queue)
             {
@@ -97,7 +98,7 @@ public class CrossTests
             foreach (var s in subs)
             {
                 Assert.True(s.WaitForExit(120_000), "subscriber hung");
-                Assert.Equal(0, s.ExitCode);
+                Assert.True(s.ExitCode == 0, $"subscriber exited {s.ExitCode}: {s.StandardError.ReadToEnd()}");
                 s.Dispose();
             }
             var results = outs.Select(o => File.ReadAllText(o).Split(' ', StringSplitOptions.TrimEntries)
