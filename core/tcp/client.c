@@ -654,6 +654,7 @@ int tcp_client_sub_open(struct tcp_sub_state *s, const struct tcp_addr *a, const
         cl->rcap = rcap;
     }
     cl->queue = s->queue = cl->shape.kind == DMAQ_KIND_QUEUE;
+    s->window = cl->shape.capacity; /* the pump rewrites shape on reconnect; the window stays */
     /* Twice the channel's capacity: the host never has more than one
      * capacity's worth of records unacknowledged, so the pump never waits. */
     dmaq_options ro = DMAQ_OPTIONS_INIT;
@@ -716,7 +717,7 @@ int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_
     for (;;) {
         int rc = dmaq_sub_peek(s->inner, lease, 0);
         if (rc == DMAQ_EAGAIN && timeout_ns != 0) {
-            if (s->pending_credit >= s->client->shape.capacity / TCP_ACK_IDLE_DIV)
+            if (s->pending_credit >= s->window / TCP_ACK_IDLE_DIV)
                 flush_acks(s); /* before sleeping, so the host is not left waiting for credit */
             rc = dmaq_sub_peek(s->inner, lease, dmaq__timeout_left(timeout_ns, deadline));
             if (rc == DMAQ_EAGAIN && timeout_ns > 0)
@@ -771,7 +772,7 @@ int tcp_client_release(struct tcp_sub_state *s, dmaq_lease *lease)
     }
     s->pending_acks++;
     s->pending_credit += tcp_credit(lease->len);
-    if (s->pending_credit >= s->client->shape.capacity / TCP_ACK_BUSY_DIV)
+    if (s->pending_credit >= s->window / TCP_ACK_BUSY_DIV)
         flush_acks(s);
     return 0;
 }

@@ -128,6 +128,7 @@ struct tcp_sub_state {
     bool queue;
     uint32_t pending_acks;   /* connect: releases not yet acknowledged */
     uint64_t pending_credit; /* and the credit they return (tcp_credit units) */
+    uint64_t window;         /* the host's credit window: the channel's capacity */
     uint32_t acks_epoch;   /* the connection they belong to */
     bool held;             /* connect: a peeked message recv could not take */
     dmaq_lease held_lease;
