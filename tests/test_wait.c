@@ -144,17 +144,22 @@ Test(wait, blocked_publisher_woken_by_subscriber_in_other_process)
  * wide, and a subscriber behind a visible claim naps at most until its next
  * look for dead peers, so this cannot prove the pairing; it proves each
  * combination works.) Each child sets its environment before its first
- * dmaq call, which is when a process decides. */
+ * dmaq call, which is when a process decides. A fourth run has one side
+ * open its handles with DMAQ_OPEN_FENCED, the per-channel way to the same. */
 
 #define BOUNCE_DEADLINE_S 120
 
 static long bounce_rounds(void) { return test_messages() / 10 < 5000 ? test_messages() / 10 : 5000; }
+
+static bool open_fenced; /* this child opens with DMAQ_OPEN_FENCED */
 
 static dmaq_options sleepy(uint32_t kind, uint64_t capacity)
 {
     dmaq_options o = opts(kind);
     o.capacity = capacity;
     o.spin_ns = 0;
+    if (open_fenced)
+        o.flags |= DMAQ_OPEN_FENCED;
     return o;
 }
 
@@ -226,7 +231,7 @@ static int squeeze(const char *uri, bool publisher)
     return 0;
 }
 
-static void no_lost_wakeups(bool a_no_membarrier, bool b_no_membarrier)
+static void no_lost_wakeups(bool a_no_membarrier, bool b_no_membarrier, bool a_fenced)
 {
     char ping_uri[128], pong_uri[128], squeeze_uri[128];
     unique_uri(ping_uri, sizeof ping_uri, "ping");
@@ -237,6 +242,7 @@ static void no_lost_wakeups(bool a_no_membarrier, bool b_no_membarrier)
         pids[side] = fork();
         if (pids[side] == 0) {
             set_fencing(side == 0 ? a_no_membarrier : b_no_membarrier);
+            open_fenced = side == 0 && a_fenced;
             int rc = ping(ping_uri, pong_uri, side == 0);
             if (!rc && (rc = squeeze(squeeze_uri, side == 0)) != 0)
                 fprintf(stderr, "squeeze (side %d) failed at step %d: %s\n", side, rc, dmaq_last_error());
@@ -249,6 +255,7 @@ static void no_lost_wakeups(bool a_no_membarrier, bool b_no_membarrier)
     dmaq_channel_unlink(squeeze_uri);
 }
 
-Test(wait, no_lost_wakeups_with_membarrier) { no_lost_wakeups(false, false); }
-Test(wait, no_lost_wakeups_without_membarrier) { no_lost_wakeups(true, true); }
-Test(wait, no_lost_wakeups_mixed) { no_lost_wakeups(false, true); }
+Test(wait, no_lost_wakeups_with_membarrier) { no_lost_wakeups(false, false, false); }
+Test(wait, no_lost_wakeups_without_membarrier) { no_lost_wakeups(true, true, false); }
+Test(wait, no_lost_wakeups_mixed) { no_lost_wakeups(false, true, false); }
+Test(wait, no_lost_wakeups_fenced_by_option) { no_lost_wakeups(false, false, true); }

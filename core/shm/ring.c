@@ -145,10 +145,12 @@ static void fall_back_to_fences(struct shm_chan *ch)
     ch->grace_until = dmaq__mono_ns() + FENCE_GRACE_NS;
 }
 
-/* Join the channel's barrier scheme (util/barrier.h) before taking a slot. */
-static void barrier_join(struct shm_chan *ch)
+/* Join the channel's barrier scheme (util/barrier.h) before taking a slot:
+ * heavy barriers where this process can issue them and was not asked to
+ * fence instead (DMAQ_OPEN_FENCED). */
+static void barrier_join(struct shm_chan *ch, const dmaq_options *opts)
 {
-    if (!dmaq__barrier_register())
+    if ((opts->flags & DMAQ_OPEN_FENCED) || !dmaq__barrier_register())
         fall_back_to_fences(ch);
 }
 
@@ -281,7 +283,7 @@ static int shm_pub_open(void *state, const char *address, const dmaq_options *op
     if (rc < 0)
         return rc;
     struct shm_header *h = p->ch.hdr;
-    barrier_join(&p->ch);
+    barrier_join(&p->ch, opts);
     rc = shm_slot_claim(shm_pub_slots(h), DMAQ_MAX_PUBLISHERS, &h->pub_hwm, "publishers", p->ch.name);
     if (rc < 0) {
         shm_chan_close(&p->ch);
@@ -628,7 +630,7 @@ static int shm_sub_open(void *state, const char *address, const dmaq_options *op
         return rc;
     struct shm_chan *ch = &s->ch;
     struct shm_header *h = ch->hdr;
-    barrier_join(ch);
+    barrier_join(ch, opts);
     rc = shm_slot_claim(shm_sub_slots(h), DMAQ_MAX_SUBSCRIBERS, &h->sub_hwm, "subscribers", ch->name);
     if (rc < 0) {
         shm_chan_close(ch);

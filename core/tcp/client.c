@@ -519,6 +519,7 @@ int tcp_client_pub_open(struct tcp_pub_state *s, const struct tcp_addr *a, const
     }
     dmaq_options ro = DMAQ_OPTIONS_INIT;
     ro.kind = DMAQ_KIND_QUEUE;
+    ro.flags = DMAQ_OPEN_FENCED; /* its pump sleeps and wakes with every burst: see dmaq.h */
     ro.capacity = cl->shape.capacity;
     ro.max_message = cl->shape.max_message;
     ro.spin_ns = o->spin_ns;
@@ -659,6 +660,7 @@ int tcp_client_sub_open(struct tcp_sub_state *s, const struct tcp_addr *a, const
      * capacity's worth of records unacknowledged, so the pump never waits. */
     dmaq_options ro = DMAQ_OPTIONS_INIT;
     ro.kind = DMAQ_KIND_BROADCAST;
+    ro.flags = DMAQ_OPEN_FENCED;
     ro.capacity = 2 * cl->shape.capacity;
     ro.max_message = cl->shape.max_message + PREFIX;
     ro.spin_ns = o->spin_ns;

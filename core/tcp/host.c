@@ -280,7 +280,7 @@ static void serve_publisher(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], 
 {
     struct tcp_chan *ch = c->ch;
     dmaq_options o = DMAQ_OPTIONS_INIT;
-    o.flags = DMAQ_OPEN_NO_CREATE;
+    o.flags = DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_FENCED;
     dmaq_pub *pub;
     if (dmaq_pub_open(ch->ring_uri, &o, &pub) < 0) {
         reject(c, DMAQ_ELIMIT, "%s", dmaq_last_error());
@@ -593,7 +593,7 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
 {
     struct tcp_chan *ch = c->ch;
     dmaq_options o = DMAQ_OPTIONS_INIT;
-    o.flags = DMAQ_OPEN_NO_CREATE;
+    o.flags = DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_FENCED;
     o.start = h->start == DMAQ_START_OLDEST ? DMAQ_START_OLDEST : DMAQ_START_NEWEST;
     if (dmaq_sub_open(ch->ring_uri, &o, &c->sub) < 0) {
         reject(c, DMAQ_ELIMIT, "%s", dmaq_last_error());
@@ -930,7 +930,7 @@ int tcp_host_attach(const struct tcp_addr *a, const dmaq_options *o, const struc
     pthread_mutex_init(&ch->stash_lock, NULL);
     ch->stash_end = &ch->stash;
     dmaq_options ro = *o;
-    ro.flags &= DMAQ_OPEN_HUGEPAGES;
+    ro.flags = (ro.flags & DMAQ_OPEN_HUGEPAGES) | DMAQ_OPEN_FENCED; /* forwarders sleep and wake with every burst */
     ro.shm_dir = NULL;
     ro.key = NULL;
     dmaq_pub *creator = NULL;

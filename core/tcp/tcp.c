@@ -24,7 +24,8 @@ static int prepare(const char *address, const dmaq_options *o, struct tcp_addr *
 static dmaq_options ring_options(const dmaq_options *o)
 {
     dmaq_options r = *o;
-    r.flags = (o->flags & DMAQ_OPEN_HUGEPAGES) | DMAQ_OPEN_NO_CREATE; /* the encoding is the wire's, not the ring's */
+    /* the encoding is the wire's, not the ring's; the ring is fenced (host.c) */
+    r.flags = (o->flags & DMAQ_OPEN_HUGEPAGES) | DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_FENCED;
     r.shm_dir = NULL;
     r.key = NULL;
     return r;

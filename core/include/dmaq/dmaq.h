@@ -112,6 +112,12 @@ enum {
                                     connecting, refuse a channel that does not */
 #define DMAQ_OPEN_COMPRESS 0x10u /* network schemes, binding: zstd-compress payloads
                                     of 512 bytes or more when that makes them smaller */
+#define DMAQ_OPEN_FENCED 0x20u   /* shm: from now on every waker on this channel pays
+                                    a fence per commit, so that a subscriber or
+                                    publisher going to sleep need not make every CPU
+                                    pass a barrier (membarrier) first: for channels
+                                    whose waiters sleep and wake thousands of times a
+                                    second, where those interruptions cost more */
 
 /* Limits of the shared-memory transport. */
 #define DMAQ_NAME_MAX 200u              /* bytes in a channel name */
