@@ -323,30 +323,27 @@ static bool send_batch(struct tcp_client *cl)
 }
 
 /* Take in what the host sent a publisher: acknowledgements and pings. */
+static int take_ack(void *ctx, const struct tcp_frame *f)
+{
+    struct tcp_client *cl = ctx;
+    if (f->type != TCP_ACK)
+        return 0;
+    if (f->u.count > cl->batch_sent - cl->batch_acked) {
+        protocol_error(cl, "acknowledged messages it was not sent");
+        return 1;
+    }
+    cl->batch_acked += f->u.count;
+    cl->last_progress = dmaq__mono_ns();
+    return 0;
+}
+
 static bool take_acks(struct tcp_client *cl)
 {
-    size_t off = 0;
-    long fl;
-    struct tcp_frame f;
     const char *why = NULL;
-    while ((fl = tcp_frame_next(cl->rbuf + off, cl->rlen - off, TCP_FROM_HOST_TO_PUB, cl->shape.max_message, &f,
-                                &why)) > 0) {
-        if (f.type == TCP_ACK) {
-            if (f.u.count > cl->batch_sent - cl->batch_acked) {
-                protocol_error(cl, "acknowledged messages it was not sent");
-                return false;
-            }
-            cl->batch_acked += f.u.count;
-            cl->last_progress = dmaq__mono_ns();
-        }
-        off += (size_t)fl;
-    }
-    if (fl < 0) {
+    int rc = tcp_drain_frames(cl->rbuf, &cl->rlen, TCP_FROM_HOST_TO_PUB, cl->shape.max_message, take_ack, cl, &why);
+    if (rc < 0)
         protocol_error(cl, why);
-        return false;
-    }
-    tcp_consume(cl->rbuf, &cl->rlen, off);
-    return true;
+    return rc == 0;
 }
 
 /* Wait a little for acknowledgements; true once the whole batch has them. */
@@ -593,6 +590,27 @@ static bool put_lost(struct tcp_client *cl, uint64_t count)
     return put_in(cl, &p, NULL);
 }
 
+/* One frame from the host into the incoming ring; nonzero if it could not
+ * go in (stopping, or the connection was found broken). */
+static int take_frame(void *ctx, const struct tcp_frame *f)
+{
+    struct tcp_client *cl = ctx;
+    bool ok = true;
+    if (f->type == TCP_MSG) {
+        if (cl->check_gap && f->u.msg.seq > cl->last_seq + 1)
+            ok = put_lost(cl, f->u.msg.seq - cl->last_seq - 1);
+        cl->check_gap = false;
+        struct prefix p = {f->u.msg.seq, f->u.msg.timestamp_ns, f->u.msg.publisher_id, f->u.msg.flags, 0,
+                           atomic_load(&cl->epoch)};
+        ok = ok && put_in(cl, &p, f);
+        cl->last_seq = f->u.msg.seq;
+        cl->any_seq = true;
+    } else if (f->type == TCP_LOST) {
+        ok = put_lost(cl, f->u.count);
+    }
+    return !ok;
+}
+
 static void *sub_pump(void *arg)
 {
     struct tcp_client *cl = arg;
@@ -606,33 +624,10 @@ static void *sub_pump(void *arg)
         }
         if (!read_host(cl, TCP_SLICE_NS))
             continue;
-        size_t off = 0;
-        long fl;
-        struct tcp_frame f;
         const char *why = NULL;
-        uint32_t epoch = atomic_load(&cl->epoch);
-        while ((fl = tcp_frame_next(cl->rbuf + off, cl->rlen - off, TCP_FROM_HOST_TO_SUB, cl->shape.max_message,
-                                    &f, &why)) > 0) {
-            bool ok = true;
-            if (f.type == TCP_MSG) {
-                if (cl->check_gap && f.u.msg.seq > cl->last_seq + 1)
-                    ok = put_lost(cl, f.u.msg.seq - cl->last_seq - 1);
-                cl->check_gap = false;
-                struct prefix p = {f.u.msg.seq, f.u.msg.timestamp_ns, f.u.msg.publisher_id, f.u.msg.flags, 0, epoch};
-                ok = ok && put_in(cl, &p, &f);
-                cl->last_seq = f.u.msg.seq;
-                cl->any_seq = true;
-            } else if (f.type == TCP_LOST) {
-                ok = put_lost(cl, f.u.count);
-            }
-            if (!ok)
-                break;
-            off += (size_t)fl;
-        }
-        if (fl < 0)
+        if (tcp_drain_frames(cl->rbuf, &cl->rlen, TCP_FROM_HOST_TO_SUB, cl->shape.max_message, take_frame, cl, &why) <
+            0)
             protocol_error(cl, why);
-        else
-            tcp_consume(cl->rbuf, &cl->rlen, off);
     }
     return NULL;
 }

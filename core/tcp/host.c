@@ -275,6 +275,26 @@ static int publish(struct tcp_conn *c, dmaq_pub *pub, const struct tcp_frame *f,
     return dmaq_pub_commit(pub, &lease, (size_t)len);
 }
 
+/* A publisher's connection as it takes in frames. */
+struct publishing {
+    struct tcp_conn *c;
+    dmaq_pub *pub;
+    struct tcp_token *token;
+    uint64_t last_tx, unacked;
+};
+
+static int publish_frame(void *ctx, const struct tcp_frame *f)
+{
+    struct publishing *in = ctx;
+    if (f->type != TCP_MSG)
+        return 0;
+    if (publish(in->c, in->pub, f, &in->last_tx) < 0)
+        return 1;
+    atomic_fetch_add(&in->token->received, 1);
+    in->unacked++;
+    return 0;
+}
+
 static void serve_publisher(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], const struct tcp_hello *h,
                             uint8_t *rbuf, size_t rcap, size_t rlen)
 {
@@ -292,37 +312,27 @@ static void serve_publisher(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], 
         return;
     }
     welcome(c, nonce, h, dmaq_pub_id(pub), atomic_load(&t->received), NULL, 0);
-    uint64_t last_rx = dmaq__mono_ns(), last_tx = last_rx, unacked = 0;
+    struct publishing in = {c, pub, t, dmaq__mono_ns(), 0};
+    uint64_t last_rx = in.last_tx;
     while (!atomic_load(&c->stop) && read_peer(c, rbuf, &rlen, rcap, &last_rx, "publisher")) {
         uint64_t now = dmaq__mono_ns();
-        size_t off = 0;
-        long fl;
-        struct tcp_frame f;
         const char *why = NULL;
-        while ((fl = tcp_frame_next(rbuf + off, rlen - off, TCP_FROM_PUB, ch->max_message, &f, &why)) > 0) {
-            if (f.type == TCP_MSG) {
-                if (publish(c, pub, &f, &last_tx) < 0)
-                    goto out;
-                atomic_fetch_add(&t->received, 1);
-                unacked++;
-            }
-            off += (size_t)fl;
-        }
-        if (fl < 0) {
+        int rc = tcp_drain_frames(rbuf, &rlen, TCP_FROM_PUB, ch->max_message, publish_frame, &in, &why);
+        if (rc > 0)
+            break; /* stopping, or a message that would not decode (logged) */
+        if (rc < 0) {
             tcp_log("closing publisher %s on '%s': malformed frame: %s", c->peer, ch->name, why);
             break;
         }
-        tcp_consume(rbuf, &rlen, off);
-        if (unacked) {
-            send_count(c, TCP_ACK, unacked);
-            unacked = 0;
-            last_tx = now;
-        } else if (now - last_tx >= (uint64_t)c->ping_ns) {
+        if (in.unacked) {
+            send_count(c, TCP_ACK, in.unacked);
+            in.unacked = 0;
+            in.last_tx = now;
+        } else if (now - in.last_tx >= (uint64_t)c->ping_ns) {
             send_count(c, TCP_PING, 0);
-            last_tx = now;
+            in.last_tx = now;
         }
     }
-out:
     pthread_mutex_lock(&hosts_lock);
     t->owner = NULL;
     pthread_mutex_unlock(&hosts_lock);
@@ -588,6 +598,19 @@ static void *forwarder(void *arg)
     return NULL;
 }
 
+/* A subscriber's ACK: credit back, and the forwarder woken for it. */
+static int take_ack(void *ctx, const struct tcp_frame *f)
+{
+    struct tcp_conn *c = ctx;
+    if (f->type == TCP_ACK) {
+        atomic_fetch_add(&c->acks, f->u.count);
+        pthread_mutex_lock(&c->lock);
+        pthread_cond_signal(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+    }
+    return 0;
+}
+
 static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], const struct tcp_hello *h,
                              uint8_t *rbuf, size_t rcap, size_t rlen)
 {
@@ -625,24 +648,11 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
     }
     uint64_t last_rx = dmaq__mono_ns();
     while (!atomic_load(&c->stop) && read_peer(c, rbuf, &rlen, rcap, &last_rx, "subscriber")) {
-        size_t off = 0;
-        long fl;
-        struct tcp_frame f;
         const char *why = NULL;
-        while ((fl = tcp_frame_next(rbuf + off, rlen - off, TCP_FROM_SUB, ch->max_message, &f, &why)) > 0) {
-            if (f.type == TCP_ACK) {
-                atomic_fetch_add(&c->acks, f.u.count);
-                pthread_mutex_lock(&c->lock);
-                pthread_cond_signal(&c->cond);
-                pthread_mutex_unlock(&c->lock);
-            }
-            off += (size_t)fl;
-        }
-        if (fl < 0) {
+        if (tcp_drain_frames(rbuf, &rlen, TCP_FROM_SUB, ch->max_message, take_ack, c, &why) < 0) {
             tcp_log("closing subscriber %s on '%s': malformed frame: %s", c->peer, ch->name, why);
             break;
         }
-        tcp_consume(rbuf, &rlen, off);
     }
     atomic_store(&c->stop, true);
     pthread_join(t, NULL);
@@ -687,10 +697,7 @@ static void *conn_main(void *arg)
     name[h.name_len] = 0;
     h.name = name;
     if (h.version != TCP_VERSION) {
-        c->ch = NULL;
-        struct tcp_welcome w = {.status = DMAQ_EVERSION, .reason = "the host speaks another tcp:// protocol version"};
-        uint8_t frame[TCP_HEADER + TCP_WELCOME_FIXED + TCP_REASON_MAX];
-        tcp_write_all(c->fd, frame, tcp_put_welcome(frame, &w, NULL, 0), dmaq__deadline(handshake_timeout()), &c->stop);
+        reject(c, DMAQ_EVERSION, "the host speaks tcp:// protocol version %u, the peer %u", TCP_VERSION, h.version);
         goto done;
     }
     pthread_mutex_lock(&hosts_lock);

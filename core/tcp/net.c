@@ -261,6 +261,26 @@ void tcp_consume(uint8_t *buf, size_t *len, size_t n)
     *len -= n;
 }
 
+int tcp_drain_frames(uint8_t *buf, size_t *len, enum tcp_sender sender, uint64_t max_message,
+                     int (*fn)(void *ctx, const struct tcp_frame *f), void *ctx, const char **why)
+{
+    size_t off = 0;
+    long n;
+    struct tcp_frame f;
+    int rc = 0;
+    while ((n = tcp_frame_next(buf + off, *len - off, sender, max_message, &f, why)) > 0) {
+        if (fn(ctx, &f) != 0) {
+            rc = 1;
+            break;
+        }
+        off += (size_t)n;
+    }
+    if (n < 0)
+        return -1;
+    tcp_consume(buf, len, off);
+    return rc;
+}
+
 void tcp_random(void *buf, size_t len)
 {
     if (sodium_init() < 0) /* cannot happen on Linux with getrandom; a weak nonce is still unique enough */

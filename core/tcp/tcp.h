@@ -71,6 +71,12 @@ long tcp_read_frame(int fd, uint8_t *buf, size_t *len, size_t cap, enum tcp_send
                     struct tcp_frame *f, int64_t timeout_ns, const char *what);
 /* Drop the first `n` bytes of buf[0..*len). */
 void tcp_consume(uint8_t *buf, size_t *len, size_t n);
+/* Hand each whole frame from `sender` at the front of buf[0..*len) to
+ * fn(ctx, frame) in turn, and drop those it took. Returns 0 when what is
+ * left is at most part of a frame; 1 when fn returned nonzero (the frame it
+ * refused stays); -1 for a malformed frame, with *why. */
+int tcp_drain_frames(uint8_t *buf, size_t *len, enum tcp_sender sender, uint64_t max_message,
+                     int (*fn)(void *ctx, const struct tcp_frame *f), void *ctx, const char **why);
 void tcp_random(void *buf, size_t len);
 /* The MACs of the handshake (all zero without a key). */
 void tcp_hello_mac(const struct tcp_conf *c, const uint8_t host_nonce[TCP_NONCE], const struct tcp_hello *h,
