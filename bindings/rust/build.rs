@@ -1,9 +1,16 @@
 //! Builds the C core (libdmaq.a) with cmake from the repository this crate
 //! lives in, or links the libdmaq in `DMAQ_LIB_DIR` when that is set. No
 //! downloads: everything comes from the source tree and Debian's packages
-//! (cmake, gcc, libxxhash-dev).
+//! (cmake, gcc, libxxhash-dev; for the `tcp` feature libsodium-dev and
+//! libzstd-dev).
+//!
+//! The `tcp` feature (on by default) links the tcp:// transport as an
+//! archive, libdmaq-tcp.a, which the crate registers on first use: its
+//! plugin form, libdmaq-tcp.so, is built against libdmaq.so and could not
+//! join a core linked statically. Against a shared libdmaq (DMAQ_LIB_DIR
+//! holding libdmaq.so), the core's loader finds the plugin beside it.
 use std::env;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn run(cmd: &mut Command) {
@@ -13,10 +20,15 @@ fn run(cmd: &mut Command) {
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DMAQ_LIB_DIR");
+    println!("cargo:rustc-check-cfg=cfg(dmaq_static_tcp)");
+    let tcp = env::var_os("CARGO_FEATURE_TCP").is_some();
     if let Ok(dir) = env::var("DMAQ_LIB_DIR") {
         let dir = PathBuf::from(dir);
         println!("cargo:rustc-link-search=native={}", dir.display());
         if dir.join("libdmaq.a").exists() {
+            if tcp && dir.join("libdmaq-tcp.a").exists() {
+                link_static_tcp();
+            }
             println!("cargo:rustc-link-lib=static=dmaq");
         } else {
             println!("cargo:rustc-link-lib=dylib=dmaq");
@@ -41,13 +53,25 @@ fn main() {
         "-DDMAQ_BUILD_TESTS=OFF",
         "-DDMAQ_BUILD_BENCH=OFF",
         "-DDMAQ_BUILD_EXAMPLES=OFF",
+        if tcp { "-DDMAQ_BUILD_TCP=ON" } else { "-DDMAQ_BUILD_TCP=OFF" },
     ]));
     let jobs = env::var("NUM_JOBS").unwrap_or_else(|_| "1".into());
-    run(Command::new("cmake").arg("--build").arg(&build).args(["--target", "dmaq_static", "-j", &jobs]));
-    link_static(&build);
+    let mut targets = vec!["--target", "dmaq_static"];
+    if tcp {
+        targets.extend(["--target", "dmaq-tcp-static"]);
+    }
+    run(Command::new("cmake").arg("--build").arg(&build).args(targets).args(["-j", &jobs]));
+    println!("cargo:rustc-link-search=native={}", build.display());
+    if tcp {
+        link_static_tcp();
+    }
+    println!("cargo:rustc-link-lib=static=dmaq");
 }
 
-fn link_static(dir: &Path) {
-    println!("cargo:rustc-link-search=native={}", dir.display());
-    println!("cargo:rustc-link-lib=static=dmaq");
+/// libdmaq-tcp.a and what it needs; before libdmaq.a, whose symbols it uses.
+fn link_static_tcp() {
+    println!("cargo:rustc-cfg=dmaq_static_tcp");
+    println!("cargo:rustc-link-lib=static=dmaq-tcp");
+    println!("cargo:rustc-link-lib=dylib=sodium");
+    println!("cargo:rustc-link-lib=dylib=zstd");
 }

@@ -212,4 +212,4 @@ static const dmaq_transport_ops tcp_ops = {
     .pub_send_many = pub_send_many,
 };
 
-__attribute__((visibility("default"))) const dmaq_transport_ops *dmaq_transport_plugin(void) { return &tcp_ops; }
+__attribute__((visibility("default"))) const dmaq_transport_ops *dmaq_tcp_transport(void) { return &tcp_ops; }

@@ -36,6 +36,10 @@ pub const DMAQ_START_NEWEST: u32 = 0;
 pub const DMAQ_START_OLDEST: u32 = 1;
 pub const DMAQ_OPEN_NO_CREATE: u32 = 0x1;
 pub const DMAQ_OPEN_HUGEPAGES: u32 = 0x2;
+pub const DMAQ_OPEN_BIND: u32 = 0x4;
+pub const DMAQ_OPEN_ENCRYPT: u32 = 0x8;
+pub const DMAQ_OPEN_COMPRESS: u32 = 0x10;
+pub const DMAQ_OPEN_FENCED: u32 = 0x20;
 pub const DMAQ_LEASE_REDELIVERED: u32 = 0x1;
 pub const DMAQ_LEASE_OVERWRITTEN: u32 = 0x2;
 pub const DMAQ_BATCH_MAX: usize = 256;
@@ -173,4 +177,21 @@ extern "C" {
     ) -> c_int;
     pub fn dmaq_channel_unlink(uri: *const c_char) -> c_int;
     pub fn dmaq_channel_gc(shm_dir: *const c_char) -> c_int;
+}
+
+/// The transport table; the crate only passes it from the tcp archive to
+/// the registry.
+#[repr(C)]
+pub struct dmaq_transport_ops {
+    _private: [u8; 0],
+}
+
+extern "C" {
+    pub fn dmaq_transport_register(ops: *const dmaq_transport_ops) -> c_int;
+}
+
+#[cfg(dmaq_static_tcp)]
+extern "C" {
+    /// In libdmaq-tcp.a (build.rs links it with the `tcp` feature).
+    pub fn dmaq_tcp_transport() -> *const dmaq_transport_ops;
 }

@@ -254,6 +254,21 @@ fn c_string(s: &str, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::InvalidArgument(format!("{} '{}' contains a NUL byte", what, s.escape_debug())))
 }
 
+/// `uri` as a C string, with the statically linked transports registered
+/// first (once per process), as the core's plugin loader would for a shared
+/// libdmaq.
+fn c_uri(uri: &str) -> Result<CString> {
+    #[cfg(dmaq_static_tcp)]
+    {
+        static REGISTER: std::sync::Once = std::sync::Once::new();
+        // Cannot fail but for a table of another ABI, which the build rules out.
+        REGISTER.call_once(|| unsafe {
+            ffi::dmaq_transport_register(ffi::dmaq_tcp_transport());
+        });
+    }
+    c_string(uri, "uri")
+}
+
 // ---- options ----------------------------------------------------------------
 
 /// Channel kind.
@@ -284,6 +299,7 @@ pub enum Policy {
 pub struct Options {
     raw: ffi::dmaq_options,
     shm_dir: Option<CString>,
+    key: Option<std::result::Result<CString, ()>>,
 }
 
 impl Default for Options {
@@ -310,7 +326,7 @@ impl Options {
             key: ptr::null(),
         };
         unsafe { ffi::dmaq_options_init(&mut raw) };
-        Options { raw, shm_dir: None }
+        Options { raw, shm_dir: None, key: None }
     }
     /// A work queue: each message to exactly one subscriber.
     pub fn queue() -> Options {
@@ -373,11 +389,44 @@ impl Options {
         self.shm_dir = CString::new(dir).ok();
         self
     }
+    /// `tcp://`: this handle binds (listens at the URI's address and hosts
+    /// the channel) instead of connecting to the host.
+    pub fn bind(mut self) -> Options {
+        self.raw.flags |= ffi::DMAQ_OPEN_BIND;
+        self
+    }
+    /// `tcp://`: the channel's pre-shared key; peers that cannot prove they
+    /// know it are refused ([`Error::PermissionDenied`]). A key with a NUL byte is
+    /// refused at open.
+    pub fn key(mut self, key: &str) -> Options {
+        self.key = Some(CString::new(key).map_err(|_| ()));
+        self
+    }
+    /// `tcp://`, with a [`key`](Options::key): encrypt payloads (ChaCha20-Poly1305).
+    pub fn encrypt(mut self) -> Options {
+        self.raw.flags |= ffi::DMAQ_OPEN_ENCRYPT;
+        self
+    }
+    /// `tcp://`: compress large payloads with zstd.
+    pub fn compress(mut self) -> Options {
+        self.raw.flags |= ffi::DMAQ_OPEN_COMPRESS;
+        self
+    }
+    /// `tcp://`: how long a silent peer is given before it counts as gone (default 5 s).
+    pub fn peer_timeout(mut self, timeout: Duration) -> Options {
+        self.raw.peer_timeout_ns = i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX);
+        self
+    }
 
-    fn to_raw(&self) -> ffi::dmaq_options {
+    fn to_raw(&self) -> Result<ffi::dmaq_options> {
         let mut raw = self.raw;
         raw.shm_dir = self.shm_dir.as_ref().map_or(ptr::null(), |d| d.as_ptr());
-        raw
+        raw.key = match &self.key {
+            None => ptr::null(),
+            Some(Ok(k)) => k.as_ptr(),
+            Some(Err(())) => return Err(Error::InvalidArgument("the key contains a NUL byte".into())),
+        };
+        Ok(raw)
     }
 }
 
@@ -403,8 +452,8 @@ impl Publisher {
     /// Open a publisher on `uri` ("shm://NAME"), creating the channel from
     /// `opts` if it does not exist.
     pub fn open(uri: &str, opts: &Options) -> Result<Publisher> {
-        let uri = c_string(uri, "uri")?;
-        let raw_opts = opts.to_raw();
+        let uri = c_uri(uri)?;
+        let raw_opts = opts.to_raw()?;
         let mut out = ptr::null_mut();
         check(unsafe { ffi::dmaq_pub_open(uri.as_ptr(), &raw_opts, &mut out) })?;
         Ok(Publisher { raw: NonNull::new(out).expect("dmaq_pub_open returned 0 and no handle"), lease: empty_lease() })
@@ -517,8 +566,8 @@ impl Subscriber {
     /// does not exist. A broadcast subscriber gets what is published after
     /// this returns (see [`Options::start_oldest`]).
     pub fn open(uri: &str, opts: &Options) -> Result<Subscriber> {
-        let curi = c_string(uri, "uri")?;
-        let raw_opts = opts.to_raw();
+        let curi = c_uri(uri)?;
+        let raw_opts = opts.to_raw()?;
         let mut out = ptr::null_mut();
         check(unsafe { ffi::dmaq_sub_open(curi.as_ptr(), &raw_opts, &mut out) })?;
         let mut sub = Subscriber {
@@ -699,7 +748,7 @@ pub struct Stat {
 
 /// Describe the channel at `uri`.
 pub fn stat(uri: &str) -> Result<Stat> {
-    let uri = c_string(uri, "uri")?;
+    let uri = c_uri(uri)?;
     let mut st = ffi::dmaq_stat { size: std::mem::size_of::<ffi::dmaq_stat>() as u32, ..Default::default() };
     let mut subs = vec![ffi::dmaq_sub_stat::default(); 64];
     let n = check(unsafe { ffi::dmaq_channel_stat(uri.as_ptr(), &mut st, subs.as_mut_ptr(), subs.len()) })? as usize;
@@ -722,7 +771,7 @@ pub fn stat(uri: &str) -> Result<Stat> {
 
 /// Remove the channel's name; open handles keep working.
 pub fn unlink(uri: &str) -> Result<()> {
-    let uri = c_string(uri, "uri")?;
+    let uri = c_uri(uri)?;
     check(unsafe { ffi::dmaq_channel_unlink(uri.as_ptr()) }).map(drop)
 }
 

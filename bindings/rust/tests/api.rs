@@ -194,3 +194,45 @@ fn stat_and_gc() {
     assert_eq!(dmaq::gc(Some(d)).unwrap(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[cfg(feature = "tcp")]
+#[test]
+fn tcp_keys_encryption_and_compression() {
+    let opts = Options::broadcast().capacity(1 << 20).max_message(64 << 10).key("sesame").encrypt().compress();
+    let (uri, mut host) = common::tcp_host(&fresh_uri("tcp"), &opts);
+    match Subscriber::open(&uri, &Options::new().key("open up")) {
+        Err(Error::PermissionDenied(d)) => assert!(!d.is_empty()),
+        other => panic!("a wrong key was not refused: {:?}", other),
+    }
+    assert!(matches!(Subscriber::open(&uri, &Options::new()), Err(Error::PermissionDenied(_))), "no key");
+    assert!(matches!(Subscriber::open(&uri, &Options::new().key("a\0b")), Err(Error::InvalidArgument(_))));
+    let mut sub = Subscriber::open(&uri, &Options::new().key("sesame").peer_timeout(Duration::from_secs(2))).unwrap();
+    let mut remote = Publisher::open(&uri, &Options::new().key("sesame")).unwrap();
+    // Compressible and not, each from the host and from a connected publisher.
+    let big: Vec<u8> = (0..60_000u32).map(|i| (i / 100) as u8).collect();
+    let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    host.send(&big, None).unwrap();
+    assert_eq!(sub.recv(Some(Duration::from_secs(10))).unwrap(), big);
+    remote.send(&noise, None).unwrap();
+    assert_eq!(sub.recv(Some(Duration::from_secs(10))).unwrap(), noise);
+    assert_eq!(dmaq::stat(&uri).unwrap().subscribers, 1, "stat asks the host");
+}
+
+#[cfg(feature = "tcp")]
+#[test]
+fn tcp_nothing_listening_is_not_found() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    match Subscriber::open(&format!("tcp://127.0.0.1:{}/none", port), &Options::new()) {
+        Err(Error::NotFound(d)) => assert!(d.contains("127.0.0.1"), "{}", d),
+        other => panic!("{:?}", other),
+    }
+}
+
+#[cfg(not(feature = "tcp"))]
+#[test]
+fn tcp_without_the_feature_is_an_unknown_scheme() {
+    match Subscriber::open("tcp://127.0.0.1:9/none", &Options::new()) {
+        Err(Error::Scheme(d)) => assert!(d.contains("libdmaq-tcp.so"), "{}", d),
+        other => panic!("{:?}", other),
+    }
+}

@@ -1,6 +1,8 @@
 //! Rust and C peers on one channel, in separate processes, on every kind: a
 //! Rust publisher with C subscribers and a C publisher with Rust
-//! subscribers, every message checksummed and checked on arrival.
+//! subscribers, every message checksummed and checked on arrival; over
+//! shm:// and again over tcp:// (this process binding the channel, the
+//! peers connecting).
 //!
 //! The Rust peer is this test binary run again with DMAQ_RUST_PEER set
 //! (see `rust_peer`); the C peer is tests/peer.c's dmaq-test-peer, from
@@ -129,13 +131,34 @@ fn subscribe(uri: &str, expect: u64, out: &str) {
     std::fs::write(out, format!("received={} lost={} bad={} order={}\n", received, lost, bad, order)).unwrap();
 }
 
-fn run_case(opts: Options, queue: bool, overwrite: bool, pub_lang: &str, sub_lang: &str) {
-    let uri = fresh_uri("cross");
-    let _c = Cleanup(uri.clone());
+#[derive(Clone, Copy, PartialEq)]
+#[cfg_attr(not(feature = "tcp"), allow(dead_code))]
+enum Scheme {
+    Shm,
+    Tcp,
+}
+
+fn run_case(opts: Options, queue: bool, overwrite: bool, pub_lang: &str, sub_lang: &str, scheme: Scheme) {
+    let shm_uri = fresh_uri("cross");
+    let _c = Cleanup(shm_uri.clone());
     // An overwriting ring holds the whole stream: a fast publisher could
     // otherwise lap a subscriber before it reads anything at all.
     let capacity = if overwrite { 1 << 21 } else { 1 << 16 };
-    drop(Publisher::open(&uri, &opts.capacity(capacity).max_message(2048)).unwrap());
+    let opts = opts.capacity(capacity).max_message(2048);
+    // Over tcp:// this process hosts the channel for as long as the case runs.
+    let (uri, mut host) = match scheme {
+        Scheme::Shm => {
+            drop(Publisher::open(&shm_uri, &opts).unwrap());
+            (shm_uri.clone(), None)
+        }
+        #[cfg(feature = "tcp")]
+        Scheme::Tcp => {
+            let (uri, host) = common::tcp_host(&shm_uri, &opts);
+            (uri, Some(host))
+        }
+        #[cfg(not(feature = "tcp"))]
+        Scheme::Tcp => unreachable!("tcp:// cases need the tcp feature"),
+    };
     let dir = std::env::temp_dir().join(format!("rust-cross-{}-{}", std::process::id(), uri.rsplit('-').next().unwrap()));
     std::fs::create_dir_all(&dir).unwrap();
     let outs: Vec<String> = (0..SUBSCRIBERS).map(|i| dir.join(format!("sub{}", i)).to_str().unwrap().into()).collect();
@@ -149,7 +172,11 @@ fn run_case(opts: Options, queue: bool, overwrite: bool, pub_lang: &str, sub_lan
     let status = spawn(pub_lang, &["pub".into(), uri.clone(), COUNT.to_string(), "1".into()]).wait().unwrap();
     assert!(status.success(), "{} publisher: {}", pub_lang, status);
     if queue {
-        let mut stopper = Publisher::open(&uri, &Options::new()).unwrap();
+        let mut opened = None;
+        let stopper = match host.as_mut() {
+            Some(h) => h,
+            None => opened.insert(Publisher::open(&uri, &Options::new()).unwrap()),
+        };
         for _ in 0..SUBSCRIBERS {
             stopper.send(b"DMAQSTOP", None).unwrap();
         }
@@ -189,27 +216,25 @@ fn run_case(opts: Options, queue: bool, overwrite: bool, pub_lang: &str, sub_lan
     }
 }
 
-#[test]
-fn queue_rust_publisher_c_subscribers() {
-    run_case(Options::queue(), true, false, "rust", "c");
+macro_rules! cases {
+    ($($name:ident: $opts:expr, $queue:expr, $overwrite:expr, $pub_lang:expr, $sub_lang:expr;)*) => {
+        mod shm {
+            use super::*;
+            $(#[test] fn $name() { run_case($opts, $queue, $overwrite, $pub_lang, $sub_lang, Scheme::Shm); })*
+        }
+        #[cfg(feature = "tcp")]
+        mod tcp {
+            use super::*;
+            $(#[test] fn $name() { run_case($opts, $queue, $overwrite, $pub_lang, $sub_lang, Scheme::Tcp); })*
+        }
+    };
 }
-#[test]
-fn queue_c_publisher_rust_subscribers() {
-    run_case(Options::queue(), true, false, "c", "rust");
-}
-#[test]
-fn broadcast_block_rust_publisher_c_subscribers() {
-    run_case(Options::broadcast().block(), false, false, "rust", "c");
-}
-#[test]
-fn broadcast_block_c_publisher_rust_subscribers() {
-    run_case(Options::broadcast().block(), false, false, "c", "rust");
-}
-#[test]
-fn broadcast_overwrite_rust_publisher_c_subscribers() {
-    run_case(Options::broadcast().overwrite(), false, true, "rust", "c");
-}
-#[test]
-fn broadcast_overwrite_c_publisher_rust_subscribers() {
-    run_case(Options::broadcast().overwrite(), false, true, "c", "rust");
+
+cases! {
+    queue_rust_publisher_c_subscribers: Options::queue(), true, false, "rust", "c";
+    queue_c_publisher_rust_subscribers: Options::queue(), true, false, "c", "rust";
+    broadcast_block_rust_publisher_c_subscribers: Options::broadcast().block(), false, false, "rust", "c";
+    broadcast_block_c_publisher_rust_subscribers: Options::broadcast().block(), false, false, "c", "rust";
+    broadcast_overwrite_rust_publisher_c_subscribers: Options::broadcast().overwrite(), false, true, "rust", "c";
+    broadcast_overwrite_c_publisher_rust_subscribers: Options::broadcast().overwrite(), false, true, "c", "rust";
 }

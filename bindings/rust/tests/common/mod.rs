@@ -9,6 +9,25 @@ pub fn fresh_uri(what: &str) -> String {
     format!("shm://rust-{}-{}-{}", what, std::process::id(), SERIAL.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Binds a tcp:// channel named after `shm_uri` on a free loopback port;
+/// returns its URI and the hosting publisher.
+#[cfg(feature = "tcp")]
+pub fn tcp_host(shm_uri: &str, opts: &dmaq::Options) -> (String, dmaq::Publisher) {
+    (0..20)
+        .find_map(|_| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let uri = format!("tcp://127.0.0.1:{}/{}", port, shm_uri.trim_start_matches("shm://"));
+            match dmaq::Publisher::open(&uri, &opts.clone().bind()) {
+                Ok(host) => Some((uri, host)),
+                // Taken, between asking and binding, as the local end of
+                // another test's connection: try another.
+                Err(dmaq::Error::System(e)) if e.contains("in use") => None,
+                Err(e) => panic!("binding {}: {}", uri, e),
+            }
+        })
+        .expect("no free port in 20 tries")
+}
+
 /// Unlinks the channel when dropped, so a failing test leaves nothing behind.
 pub struct Cleanup(pub String);
 impl Drop for Cleanup {
