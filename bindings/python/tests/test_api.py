@@ -441,7 +441,10 @@ class QueueStyle(unittest.TestCase):
 class Interrupts(unittest.TestCase):
     def test_ctrl_c_ends_a_blocked_recv(self):
         uri = fresh_uri("sigint")
-        code = ("import dmaq, sys\n"
+        # The default handler, explicitly: a runner started in the background
+        # by a shell without job control hands its children SIGINT ignored.
+        code = ("import dmaq, signal, sys\n"
+                "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
                 f"s = dmaq.Subscriber({uri!r})\n"
                 "print('waiting', flush=True)\n"
                 "s.recv()\n")
