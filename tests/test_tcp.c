@@ -1,9 +1,9 @@
 /*
  * tcp:// beyond the stress matrix (test_stress_tcp): every error a user can
  * cause, keys, leases and their metadata, hostile peers, peers killed with
- * SIGKILL, and (in network namespaces joined by a veth pair, when this
- * process may create them) a subscriber on another "host" whose link is cut
- * while traffic flows.
+ * SIGKILL or stopped, and (in network namespaces joined by a veth pair, when
+ * this process may create them) a subscriber on another "host" whose link is
+ * cut while traffic flows.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -447,6 +447,107 @@ Test(tcp, a_killed_publisher_is_dropped_and_the_channel_goes_on, .timeout = 120)
     dmaq_sub_close(host);
 }
 
+static void publish_range(dmaq_pub *pub, uint32_t from, uint32_t to, uint64_t *rng)
+{
+    for (uint32_t i = from; i < to; i++) {
+        unsigned char m[64];
+        payload_fill(m, sizeof m, 0, i, rng);
+        cr_assert_eq(dmaq_pub_send(pub, m, sizeof m, 30 * SEC), 0, "%s", dmaq_last_error());
+        if (i % 100 == 0)
+            sleep_ms(1); /* a stream, not one burst */
+    }
+}
+
+/* Bind a broadcast channel at `uri` as *pub and start (with `start`) a
+ * subscriber peer expecting `total` messages, writing its result line to
+ * `out` (128 bytes); returns the peer once attached. */
+static pid_t start_feed(const char *uri, uint32_t policy, int64_t peer_timeout_ns, int total,
+                        pid_t (*start)(char *const argv[]), dmaq_pub **pub, char *out)
+{
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, policy);
+    o.peer_timeout_ns = peer_timeout_ns;
+    cr_assert_eq(dmaq_pub_open(uri, &o, pub), 0, "%s", dmaq_last_error());
+    char expect[16];
+    snprintf(expect, sizeof expect, "%d", total);
+    snprintf(out, 128, "/tmp/dmaq-feed-%d.out", (int)getpid());
+    char *argv[] = {PEER, "sub", (char *)uri, expect, out, NULL};
+    pid_t sub = start(argv);
+    cr_assert(wait_subscribers(uri, 1, 30), "the subscriber did not attach");
+    return sub;
+}
+
+/* The result line a subscriber peer wrote to `out` (then removed). */
+static void read_result(const char *out, unsigned long long *received, unsigned long long *lost)
+{
+    FILE *f = fopen(out, "r");
+    cr_assert(f, "the subscriber wrote no result");
+    unsigned long long bad, order;
+    cr_assert_eq(fscanf(f, "received=%llu lost=%llu bad=%llu order=%llu", received, lost, &bad, &order), 4);
+    fclose(f);
+    unlink(out);
+    cr_expect_eq(bad, 0, "corrupt messages");
+    cr_expect_eq(order, 0, "messages out of order");
+}
+
+/* A subscriber process that stops reading (SIGSTOP) for longer than the
+ * host's peer timeout. Under block, the publisher waits for it (its ring
+ * fills) until the host gives up on it; under overwrite, it never waits.
+ * When the subscriber continues it reconnects by itself, and what it
+ * received plus what it was told it lost is exactly what was published. */
+static void stopped_subscriber(uint32_t policy)
+{
+    char uri[128], out[128];
+    tcp_uri(uri, sizeof uri, "127.0.0.1", free_tcp_port(), "stall");
+    enum { PART = 2000 };
+    dmaq_pub *pub;
+    pid_t sub = start_feed(uri, policy, 2 * SEC, 3 * PART, spawn, &pub, out);
+    uint64_t rng = 7;
+    publish_range(pub, 0, PART, &rng);
+    kill(sub, SIGSTOP);
+    uint32_t i = PART;
+    unsigned char m[64];
+    if (policy == DMAQ_POLICY_BLOCK) {
+        /* Credit runs out: a send that may not wait is refused... */
+        int rc = 0;
+        for (; i < 2 * PART && rc == 0; i++) {
+            payload_fill(m, sizeof m, 0, i, &rng);
+            rc = dmaq_pub_send(pub, m, sizeof m, 0);
+        }
+        cr_assert_eq(rc, DMAQ_EAGAIN, "a stopped subscriber never held the publisher back");
+        i--; /* ...and sent again below, once the host has given up on the subscriber */
+    } else {
+        for (; i < 2 * PART; i++) { /* overwrite: never waits */
+            payload_fill(m, sizeof m, 0, i, &rng);
+            cr_assert_eq(dmaq_pub_send(pub, m, sizeof m, 0), 0, "message %u: %s", i, dmaq_last_error());
+        }
+    }
+    publish_range(pub, i, 2 * PART, &rng); /* under block, waits until the host drops the subscriber */
+    dmaq_stat st = {.size = sizeof st};
+    uint64_t deadline = mono_ns() + 30 * SEC;
+    while (mono_ns() < deadline && (dmaq_channel_stat(uri, &st, NULL, 0) < 0 || st.subscribers > 0))
+        sleep_ms(20);
+    cr_assert_eq(st.subscribers, 0, "the host kept the stopped subscriber");
+    kill(sub, SIGCONT);
+    cr_assert(wait_subscribers(uri, 1, 30), "the subscriber did not reconnect");
+    publish_range(pub, 2 * PART, 3 * PART, &rng);
+    cr_assert(wait_all(&sub, 1, 90), "the subscriber failed or hung");
+    unsigned long long received, lost;
+    read_result(out, &received, &lost);
+    cr_expect_eq(received + lost, 3 * PART, "received %llu + lost %llu != published %d", received, lost, 3 * PART);
+    cr_expect_gt(received, PART, "nothing arrived after the reconnect");
+    dmaq_pub_close(pub);
+}
+
+Test(tcp, a_stopped_subscriber_holds_a_block_publisher_until_dropped_then_reconnects, .timeout = 120)
+{
+    stopped_subscriber(DMAQ_POLICY_BLOCK);
+}
+
+Test(tcp, a_stopped_subscriber_never_holds_an_overwrite_publisher_and_reconnects, .timeout = 120)
+{
+    stopped_subscriber(DMAQ_POLICY_OVERWRITE);
+}
+
 /* ---- another host: network namespaces ---- */
 
 static char netns[32], veth[16];
@@ -499,36 +600,19 @@ static pid_t spawn_in_netns(char *const peer_argv[])
     return spawn(argv);
 }
 
-static void publish_range(dmaq_pub *pub, uint32_t from, uint32_t to, uint64_t *rng)
-{
-    for (uint32_t i = from; i < to; i++) {
-        unsigned char m[64];
-        payload_fill(m, sizeof m, 0, i, rng);
-        cr_assert_eq(dmaq_pub_send(pub, m, sizeof m, 30 * SEC), 0, "%s", dmaq_last_error());
-        if (i % 100 == 0)
-            sleep_ms(1); /* a stream, not one burst */
-    }
-}
-
 /* Both sides use the same peer timeout (the subscriber peer's default,
  * 5 s) for the short cut, and the host a shorter one for the long cut. */
 static void link_cut(int cut_ms, bool expect_reconnect)
 {
     make_hosts();
     int n = getpid() % 250;
-    char uri[128], host[32], total[16], out[128];
+    char uri[128], host[32], out[128];
     snprintf(host, sizeof host, "10.77.%d.1", n);
     tcp_uri(uri, sizeof uri, host, free_tcp_port(), "feed");
-    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
-    o.peer_timeout_ns = expect_reconnect ? 2 * SEC : 0;
-    dmaq_pub *pub;
-    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0, "%s", dmaq_last_error());
     enum { PART = 3000 };
-    snprintf(total, sizeof total, "%d", 3 * PART);
-    snprintf(out, sizeof out, "/tmp/dmaq-netns-%d.out", (int)getpid());
-    char *argv[] = {PEER, "sub", uri, total, out, NULL};
-    pid_t sub = spawn_in_netns(argv);
-    cr_assert(wait_subscribers(uri, 1, 30), "the subscriber in the other namespace did not attach");
+    dmaq_pub *pub;
+    pid_t sub = start_feed(uri, DMAQ_POLICY_BLOCK, expect_reconnect ? 2 * SEC : 0, 3 * PART, spawn_in_netns, &pub,
+                           out);
     uint64_t rng = 3;
     publish_range(pub, 0, PART, &rng);
     /* The link comes back by itself while we publish into the cut (block
@@ -547,14 +631,8 @@ static void link_cut(int cut_ms, bool expect_reconnect)
     }
     publish_range(pub, 2 * PART, 3 * PART, &rng);
     cr_assert(wait_all(&sub, 1, 90), "the subscriber failed or hung");
-    FILE *f = fopen(out, "r");
-    cr_assert(f);
-    unsigned long long received, lost, bad, order;
-    cr_assert_eq(fscanf(f, "received=%llu lost=%llu bad=%llu order=%llu", &received, &lost, &bad, &order), 4);
-    fclose(f);
-    unlink(out);
-    cr_expect_eq(bad, 0);
-    cr_expect_eq(order, 0);
+    unsigned long long received, lost;
+    read_result(out, &received, &lost);
     cr_expect_eq(received + lost, 3 * PART, "received %llu + lost %llu != published %d", received, lost, 3 * PART);
     if (!expect_reconnect)
         cr_expect_eq(lost, 0, "a short cut lost %llu messages", lost);
