@@ -745,6 +745,15 @@ static void view_record(struct shm_record *r, struct rec_view *v)
     v->redelivered = false;
 }
 
+/* Read the header of a record this subscriber claimed, and check it again:
+ * it was checked before the claim, but a process scribbling over the ring
+ * may have changed it since. Returns what is wrong with it, or NULL. */
+static const char *view_claimed(const struct shm_chan *ch, struct shm_record *r, uint64_t pos, struct rec_view *v)
+{
+    view_record(r, v);
+    return bad_record(ch, pos, v->size, v->len);
+}
+
 /* Broadcast: find the next message at s->pos without consuming it. Skips
  * padding. Returns FOUND with *rec set, EMPTY, or a DMAQ_E* code. */
 static int broadcast_next(struct shm_sub *s, struct rec_view *v, uint64_t *lost)
@@ -810,7 +819,9 @@ static int queue_take_redelivery(struct shm_sub *s, struct rec_view *v, uint64_t
         if (atomic_load(&r->state) == REC_REDELIVER && (!fit || r->len <= fit - 1) &&
             atomic_compare_exchange_strong(&r->state, &state, 1 + s->slot_index)) {
             atomic_fetch_sub(&h->redeliver, 1);
-            view_record(r, v);
+            const char *bad = view_claimed(ch, r, t, v);
+            if (bad)
+                return corrupt_record(ch, t, bad);
             v->redelivered = true;
             *pos_out = t;
             return FOUND;
@@ -875,7 +886,9 @@ static int queue_next(struct shm_sub *s, struct rec_view *v, uint64_t *pos_out, 
             continue; /* pos now holds the current claim point */
         if (is_message) {
             atomic_store_explicit(&r->state, 1 + s->slot_index, memory_order_relaxed);
-            view_record(r, v); /* ours now: nobody rewrites it before release */
+            const char *bad = view_claimed(ch, r, pos, v); /* ours now: only a scribbler rewrites it */
+            if (bad)
+                return corrupt_record(ch, pos, bad);
             *pos_out = pos;
             return FOUND;
         }
@@ -1199,7 +1212,9 @@ static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, 
         if (s->ch.kind == DMAQ_KIND_QUEUE) {
             uint32_t k = queue_claim_run(s, s->batch_pos + n, (uint32_t)(max_count - n));
             for (uint32_t i = 0; i < k; i++, n++) {
-                view_record(shm_rec(&s->ch, s->batch_pos[n]), &v); /* ours: stable until released */
+                /* Ours: only a scribbler changes them, and the batch ends there. */
+                if (view_claimed(&s->ch, shm_rec(&s->ch, s->batch_pos[n]), s->batch_pos[n], &v))
+                    break;
                 batch_add(s, leases, n, &v, s->batch_pos[n]);
             }
             break;
