@@ -14,6 +14,12 @@
  *              subscriber reading shm) for the relay's cost.
  *
  *   dmaq-tcp-bench [--quick] [--md FILE]   (FILE is appended to)
+ *   dmaq-tcp-bench --rdma IP [--quick]
+ *
+ * --rdma measures dmaq's cells only, over rdma://IP (an RDMA device's
+ * address), for 64 B, 4 KiB and 64 KiB, and prints them as "key value"
+ * lines: bench/rdma-guest.sh runs it in the Soft-RoCE VM beside perftest and
+ * UCX and makes the ratios.
  */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -37,6 +43,7 @@
 
 static bool quick;
 static int next_port = 0;
+static const char *base = "tcp://127.0.0.1"; /* the dmaq cells' scheme and host */
 
 static int fresh_port(void)
 {
@@ -248,8 +255,8 @@ static double dmaq_pingpong(int side, void *arg)
 static double latency(double (*fn)(int, void *))
 {
     struct pingpong pp = {.port_a = fresh_port(), .port_b = fresh_port(), .n = quick ? 5000 : 20000};
-    snprintf(pp.uri_a, sizeof pp.uri_a, "tcp://127.0.0.1:%d/ping", pp.port_a);
-    snprintf(pp.uri_b, sizeof pp.uri_b, "tcp://127.0.0.1:%d/pong", pp.port_b);
+    snprintf(pp.uri_a, sizeof pp.uri_a, "%s:%d/ping", base, pp.port_a);
+    snprintf(pp.uri_b, sizeof pp.uri_b, "%s:%d/pong", base, pp.port_b);
     struct job echo = start(fn, 1, &pp);
     struct job ping = start(fn, 0, &pp);
     double v = finish(ping);
@@ -281,7 +288,10 @@ static bool count(struct counter *c, size_t len)
         c->t0 = now_ns();
     return true;
 }
-static double rate(const struct counter *c) { return c->n > 1 ? (double)(c->n - 1) * 1e9 / (double)(now_ns() - c->t0) : -1; }
+static double rate(const struct counter *c)
+{
+    return c->n > 1 ? (double)(c->n - 1) * 1e9 / (double)(now_ns() - c->t0) : -1;
+}
 
 static double zmq_stream(int side, void *arg)
 {
@@ -386,7 +396,7 @@ static double relay_proc(int side, void *arg)
 static double throughput(double (*fn)(int, void *), size_t size, int via_relay)
 {
     struct stream s = {.port = fresh_port(), .size = size, .seconds = quick ? 0.5 : 1.5, .via_relay = via_relay};
-    snprintf(s.uri, sizeof s.uri, "tcp://127.0.0.1:%d/stream", s.port);
+    snprintf(s.uri, sizeof s.uri, "%s:%d/stream", base, s.port);
     snprintf(s.relayed, sizeof s.relayed, "shm://dmaq-tcp-bench-relay-%d", s.port);
     struct job relay = {0};
     if (via_relay) {
@@ -441,18 +451,45 @@ static void emit(FILE *md, const char *fmt, ...)
     }
 }
 
+/* The dmaq cells over rdma://, as "key value" lines (medians of ROUNDS). */
+static int rdma_cells(void)
+{
+    double lat[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++)
+        lat[r] = latency(dmaq_pingpong);
+    printf("dmaq_latency_ns %.0f\n", median(lat, ROUNDS));
+    size_t sizes[] = {64, 4096, 65536};
+    for (int k = 0; k < 3; k++) {
+        double d[ROUNDS], rl[ROUNDS];
+        for (int r = 0; r < ROUNDS; r++) {
+            d[r] = throughput(dmaq_stream, sizes[k], 0);
+            rl[r] = throughput(dmaq_stream, sizes[k], 1);
+        }
+        printf("dmaq_stream_%zu %.0f\ndmaq_relay_%zu %.0f\n", sizes[k], median(d, ROUNDS), sizes[k],
+               median(rl, ROUNDS));
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     FILE *md = NULL;
+    char rdma_base[80] = "";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = true;
         else if (strcmp(argv[i], "--md") == 0 && i + 1 < argc)
             md = fopen(argv[++i], "a");
+        else if (strcmp(argv[i], "--rdma") == 0 && i + 1 < argc)
+            snprintf(rdma_base, sizeof rdma_base, "rdma://%.64s", argv[++i]);
         else
-            die("usage", "dmaq-tcp-bench [--quick] [--md FILE]");
+            die("usage", "dmaq-tcp-bench [--quick] [--md FILE] | --rdma IP [--quick]");
     }
     signal(SIGPIPE, SIG_IGN);
+    if (rdma_base[0]) {
+        base = rdma_base;
+        return rdma_cells();
+    }
     emit(md, "\n## tcp:// on loopback (dmaq-tcp-bench%s)\n\n", quick ? " --quick" : "");
     emit(md, "Medians of %d alternating rounds. One-way latency is half the 64-byte round trip (p50).\n\n", ROUNDS);
 
@@ -468,7 +505,8 @@ int main(int argc, char **argv)
     emit(md, "| ZeroMQ PAIR tcp:// | %.1f | %.2fx |\n", lz / 1e3, lz / lp);
     emit(md, "| dmaq tcp:// | %.1f | %.2fx |\n\n", ld / 1e3, ld / lp);
 
-    emit(md, "| stream | ZeroMQ push/pull msg/s | dmaq msg/s | dmaq vs ZeroMQ | dmaq through a relay to shm msg/s | relay vs direct |\n");
+    emit(md, "| stream | ZeroMQ push/pull msg/s | dmaq msg/s | dmaq vs ZeroMQ | dmaq through a relay to shm msg/s | "
+             "relay vs direct |\n");
     emit(md, "|---|---:|---:|---:|---:|---:|\n");
     size_t sizes[] = {64, 1024, 65536};
     double small_ratio = 0;

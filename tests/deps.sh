@@ -2,7 +2,7 @@
 # Install the Debian packages dmaq builds and tests with, if any is missing.
 # Sourced by examples/run-demo.sh, tests/run-all.sh and bench/run.sh.
 dmaq_install_deps() {
-    local want=(cmake gcc make pkg-config libxxhash-dev libsodium-dev libzstd-dev libcriterion-dev valgrind "$@")
+    local want=(cmake gcc make pkg-config libxxhash-dev libsodium-dev libzstd-dev libibverbs-dev librdmacm-dev libcriterion-dev valgrind "$@")
     local missing=()
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

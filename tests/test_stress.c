@@ -62,7 +62,18 @@ static void check_no_duplicates(char outs[][256], int subs)
     cr_expect_eq(dups, 0, "%zu messages were delivered more than once", dups);
 }
 
-#ifdef DMAQ_TEST_TCP
+#if defined(DMAQ_TEST_RDMA)
+/* The same matrix over rdma:// on the Soft-RoCE device of the VM that
+ * tests/rdma-vm.sh boots: this process binds, every peer connects. */
+#define CREATOR_FLAGS DMAQ_OPEN_BIND
+#define MESSAGES (test_messages() / 100) /* an emulated NIC in an emulated machine */
+static void channel_uri(char *buf, size_t cap)
+{
+    static unsigned counter;
+    const char *ip = getenv("RDMA_VM_IP");
+    snprintf(buf, cap, "rdma://%s:%d/stress-%u", ip ? ip : "198.18.0.1", free_tcp_port(), counter++);
+}
+#elif defined(DMAQ_TEST_TCP)
 /* The same matrix over tcp://127.0.0.1: this process binds (hosts) the
  * channel, every peer process connects. */
 #define CREATOR_FLAGS DMAQ_OPEN_BIND

@@ -4,6 +4,11 @@
  * SIGKILL or stopped, and (in network namespaces joined by a veth pair, when
  * this process may create them) a subscriber on another "host" whose link is
  * cut while traffic flows.
+ *
+ * Built again as test_rdma (DMAQ_TEST_RDMA) for rdma://, which runs the same
+ * channel code over RDMA: everything but what needs the kernel's TCP
+ * (hostile peers speak raw TCP; network namespaces cut veth links), on the
+ * Soft-RoCE device of the VM tests/rdma-vm.sh boots, at $RDMA_VM_IP.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -17,9 +22,22 @@
 #define PEER DMAQ_TEST_PEER
 #define SEC 1000000000LL
 
+#ifdef DMAQ_TEST_RDMA
+#define SCHEME "rdma"
+#define HOST rdma_host()
+static const char *rdma_host(void)
+{
+    const char *ip = getenv("RDMA_VM_IP");
+    return ip ? ip : "198.18.0.1";
+}
+#else
+#define SCHEME "tcp"
+#define HOST "127.0.0.1"
+#endif
+
 static void tcp_uri(char *buf, size_t cap, const char *host, int port, const char *name)
 {
-    snprintf(buf, cap, "tcp://%s:%d/%s", host, port, name);
+    snprintf(buf, cap, SCHEME "://%s:%d/%s", host, port, name);
 }
 
 static dmaq_options bind_opts(uint32_t kind, uint32_t policy)
@@ -35,27 +53,47 @@ static dmaq_options bind_opts(uint32_t kind, uint32_t policy)
 
 /* ---- errors ---- */
 
+#ifdef DMAQ_TEST_RDMA
+/* Inside the VM rdma:// is there; on a machine without an RDMA device (this
+ * one: ctest runs this test here too) it says why and refuses to open. */
+Test(rdma, availability)
+{
+    int available = dmaq_transport_available("rdma");
+    if (getenv("RDMA_VM")) {
+        cr_assert_eq(available, 1, "%s", dmaq_last_error());
+        return;
+    }
+    cr_assert_eq(available, 0, "an RDMA device outside the VM?");
+    cr_expect(strstr(dmaq_last_error(), "no usable RDMA device"), "%s", dmaq_last_error());
+    dmaq_sub *s;
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.flags = DMAQ_OPEN_BIND;
+    expect_error(dmaq_sub_open("rdma://127.0.0.1:7000/x", &o, &s), DMAQ_ESCHEME, "rdma:// is unavailable here");
+    expect_error(dmaq_sub_open("rdma://127.0.0.1:7000/x", NULL, &s), DMAQ_ESCHEME, "rdma:// is unavailable here");
+}
+#endif
+
 Test(tcp_errors, malformed_addresses)
 {
     dmaq_sub *s;
-    expect_error(dmaq_sub_open("tcp://127.0.0.1/x", NULL, &s), DMAQ_EINVAL, "has no port");
-    expect_error(dmaq_sub_open("tcp://127.0.0.1:70000/x", NULL, &s), DMAQ_EINVAL, "port must be a number");
-    expect_error(dmaq_sub_open("tcp://127.0.0.1:http/x", NULL, &s), DMAQ_EINVAL, "port must be a number");
-    expect_error(dmaq_sub_open("tcp://127.0.0.1:7000", NULL, &s), DMAQ_EINVAL, "has no channel name");
-    expect_error(dmaq_sub_open("tcp://127.0.0.1:7000/", NULL, &s), DMAQ_EINVAL, "channel name is empty");
-    expect_error(dmaq_sub_open("tcp://127.0.0.1:7000/a b", NULL, &s), DMAQ_EINVAL, "character 0x20");
-    expect_error(dmaq_sub_open("tcp://[::1/x", NULL, &s), DMAQ_EINVAL, "expected [IPV6]:PORT/NAME");
-    expect_error(dmaq_sub_open("tcp://no-such-host.invalid:7000/x", NULL, &s), DMAQ_EINVAL, "cannot resolve");
+    expect_error(dmaq_sub_open(SCHEME "://127.0.0.1/x", NULL, &s), DMAQ_EINVAL, "has no port");
+    expect_error(dmaq_sub_open(SCHEME "://127.0.0.1:70000/x", NULL, &s), DMAQ_EINVAL, "port must be a number");
+    expect_error(dmaq_sub_open(SCHEME "://127.0.0.1:http/x", NULL, &s), DMAQ_EINVAL, "port must be a number");
+    expect_error(dmaq_sub_open(SCHEME "://127.0.0.1:7000", NULL, &s), DMAQ_EINVAL, "has no channel name");
+    expect_error(dmaq_sub_open(SCHEME "://127.0.0.1:7000/", NULL, &s), DMAQ_EINVAL, "channel name is empty");
+    expect_error(dmaq_sub_open(SCHEME "://127.0.0.1:7000/a b", NULL, &s), DMAQ_EINVAL, "character 0x20");
+    expect_error(dmaq_sub_open(SCHEME "://[::1/x", NULL, &s), DMAQ_EINVAL, "expected [IPV6]:PORT/NAME");
+    expect_error(dmaq_sub_open(SCHEME "://no-such-host.invalid:7000/x", NULL, &s), DMAQ_EINVAL, "cannot resolve");
     dmaq_options o = DMAQ_OPTIONS_INIT;
     o.flags = 0x80;
-    expect_error(dmaq_sub_open("tcp://127.0.0.1:7000/x", &o, &s), DMAQ_EINVAL, "unknown flags");
+    expect_error(dmaq_sub_open(SCHEME "://127.0.0.1:7000/x", &o, &s), DMAQ_EINVAL, "unknown flags");
     o.flags = 0;
     o.peer_timeout_ns = 1000;
-    expect_error(dmaq_sub_open("tcp://127.0.0.1:7000/x", &o, &s), DMAQ_EINVAL, "below the minimum");
+    expect_error(dmaq_sub_open(SCHEME "://127.0.0.1:7000/x", &o, &s), DMAQ_EINVAL, "below the minimum");
     o.peer_timeout_ns = 0;
     o.key = "";
-    expect_error(dmaq_sub_open("tcp://127.0.0.1:7000/x", &o, &s), DMAQ_EINVAL, "key must be");
-    expect_error(dmaq_channel_unlink("tcp://127.0.0.1:7000/x"), DMAQ_EINVAL, "ends when the last handle");
+    expect_error(dmaq_sub_open(SCHEME "://127.0.0.1:7000/x", &o, &s), DMAQ_EINVAL, "key must be");
+    expect_error(dmaq_channel_unlink(SCHEME "://127.0.0.1:7000/x"), DMAQ_EINVAL, "ends when the last handle");
     dmaq_pub *p;
     o = (dmaq_options)DMAQ_OPTIONS_INIT;
     o.flags = DMAQ_OPEN_BIND;
@@ -65,11 +103,13 @@ Test(tcp_errors, malformed_addresses)
 Test(tcp_errors, nothing_listens)
 {
     char uri[128];
-    tcp_uri(uri, sizeof uri, "127.0.0.1", free_tcp_port(), "x");
+    tcp_uri(uri, sizeof uri, HOST, free_tcp_port(), "x");
     dmaq_sub *s;
     dmaq_pub *p;
-    expect_error(dmaq_sub_open(uri, NULL, &s), DMAQ_ENOENT, "nothing listens at 127.0.0.1");
-    expect_error(dmaq_pub_open(uri, NULL, &p), DMAQ_ENOENT, "nothing listens at 127.0.0.1");
+    char why[64];
+    snprintf(why, sizeof why, "nothing listens at %s", HOST);
+    expect_error(dmaq_sub_open(uri, NULL, &s), DMAQ_ENOENT, why);
+    expect_error(dmaq_pub_open(uri, NULL, &p), DMAQ_ENOENT, why);
     dmaq_stat st = {.size = sizeof st};
     expect_error(dmaq_channel_stat(uri, &st, NULL, 0), DMAQ_ENOENT, "nothing listens");
 }
@@ -78,8 +118,8 @@ Test(tcp_errors, wrong_channel_kind_and_shape)
 {
     int port = free_tcp_port();
     char uri[128], other[128];
-    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "orders");
-    tcp_uri(other, sizeof other, "127.0.0.1", port, "quotes");
+    tcp_uri(uri, sizeof uri, HOST, port, "orders");
+    tcp_uri(other, sizeof other, HOST, port, "quotes");
     dmaq_options o = bind_opts(DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK);
     dmaq_pub *host;
     cr_assert_eq(dmaq_pub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
@@ -107,7 +147,7 @@ Test(tcp_errors, wrong_key_refused)
 {
     int port = free_tcp_port();
     char uri[128];
-    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "secret");
+    tcp_uri(uri, sizeof uri, HOST, port, "secret");
     dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
     o.key = "correct horse";
     dmaq_pub *host;
@@ -142,7 +182,7 @@ Test(tcp, leases_carry_the_hosts_metadata)
 {
     int port = free_tcp_port();
     char uri[128];
-    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "meta");
+    tcp_uri(uri, sizeof uri, HOST, port, "meta");
     dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
     dmaq_sub *host;
     cr_assert_eq(dmaq_sub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
@@ -197,7 +237,7 @@ static void round_trip(uint32_t flags)
 {
     int port = free_tcp_port();
     char uri[128];
-    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "sealed");
+    tcp_uri(uri, sizeof uri, HOST, port, "sealed");
     dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
     o.max_message = 8192;
     o.flags |= flags;
@@ -244,7 +284,7 @@ Test(tcp_errors, encryption_needs_a_key_and_can_be_insisted_on)
 {
     int port = free_tcp_port();
     char uri[128];
-    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "clear");
+    tcp_uri(uri, sizeof uri, HOST, port, "clear");
     dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
     o.flags |= DMAQ_OPEN_ENCRYPT;
     dmaq_pub *host;
@@ -262,6 +302,7 @@ Test(tcp_errors, encryption_needs_a_key_and_can_be_insisted_on)
 
 /* ---- hostile peers ---- */
 
+#ifndef DMAQ_TEST_RDMA /* hostile peers speak raw TCP */
 static int raw_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -300,7 +341,7 @@ Test(tcp, hostile_peers_are_cut_off_and_others_keep_their_service, .timeout = 12
 {
     int port = free_tcp_port();
     char uri[128];
-    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "hostile");
+    tcp_uri(uri, sizeof uri, HOST, port, "hostile");
     dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
     dmaq_pub *host;
     cr_assert_eq(dmaq_pub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
@@ -360,11 +401,13 @@ Test(tcp, hostile_peers_are_cut_off_and_others_keep_their_service, .timeout = 12
 
 /* ---- peers killed ---- */
 
+#endif
+
 Test(tcp, queue_messages_of_a_killed_subscriber_go_to_another, .timeout = 120)
 {
     int port = free_tcp_port();
     char uri[128];
-    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "work");
+    tcp_uri(uri, sizeof uri, HOST, port, "work");
     dmaq_options o = bind_opts(DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK);
     o.capacity = 1 << 20; /* room for all: most go to the victim on credit */
     dmaq_pub *host;
@@ -417,7 +460,7 @@ Test(tcp, a_killed_publisher_is_dropped_and_the_channel_goes_on, .timeout = 120)
 {
     int port = free_tcp_port();
     char uri[128];
-    tcp_uri(uri, sizeof uri, "127.0.0.1", port, "fanin");
+    tcp_uri(uri, sizeof uri, HOST, port, "fanin");
     dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
     dmaq_sub *host;
     cr_assert_eq(dmaq_sub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
@@ -497,7 +540,7 @@ static void read_result(const char *out, unsigned long long *received, unsigned 
 static void stopped_subscriber(uint32_t policy)
 {
     char uri[128], out[128];
-    tcp_uri(uri, sizeof uri, "127.0.0.1", free_tcp_port(), "stall");
+    tcp_uri(uri, sizeof uri, HOST, free_tcp_port(), "stall");
     enum { PART = 2000 };
     dmaq_pub *pub;
     pid_t sub = start_feed(uri, policy, 2 * SEC, 3 * PART, spawn, &pub, out);
@@ -551,6 +594,7 @@ Test(tcp, a_stopped_subscriber_never_holds_an_overwrite_publisher_and_reconnects
     stopped_subscriber(DMAQ_POLICY_OVERWRITE);
 }
 
+#ifndef DMAQ_TEST_RDMA /* veth links carry TCP, not RoCE */
 /* ---- another host: network namespaces ---- */
 
 static char netns[32], veth[16];
@@ -696,3 +740,4 @@ Test(tcp_netns, publisher_reconnects_after_a_long_cut_without_loss_or_duplicates
     cr_expect_gt(reconnects, 0, "the publisher never reconnected (the cut did not take)");
     dmaq_sub_close(sub);
 }
+#endif

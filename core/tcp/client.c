@@ -69,7 +69,7 @@ int tcp_handshake(const struct tcp_addr *a, const struct tcp_conf *c, struct tcp
     if (fd < 0)
         return fd;
     char what[512];
-    snprintf(what, sizeof what, "tcp://%s:%s/%s", a->host, a->port, a->name);
+    snprintf(what, sizeof what, NET_SCHEME "://%s:%s/%s", a->host, a->port, a->name);
     struct tcp_frame f;
     *len = 0;
     long n = tcp_read_frame(fd, buf, len, cap, TCP_FROM_HOST_HANDSHAKE, 0, &f, c->timeout_ns, what);
@@ -78,8 +78,8 @@ int tcp_handshake(const struct tcp_addr *a, const struct tcp_conf *c, struct tcp
     if (n < 0)
         goto fail;
     if (f.u.challenge.version != TCP_VERSION) {
-        n = dmaq_error_set(DMAQ_EVERSION, "%s: the host speaks tcp:// protocol version %u, we speak %u", what,
-                           f.u.challenge.version, TCP_VERSION);
+        n = dmaq_error_set(DMAQ_EVERSION, "%s: the host speaks " NET_SCHEME ":// protocol version %u, we speak %u",
+                           what, f.u.challenge.version, TCP_VERSION);
         goto fail;
     }
     uint8_t host_nonce[TCP_NONCE];
@@ -154,7 +154,7 @@ int tcp_handshake(const struct tcp_addr *a, const struct tcp_conf *c, struct tcp
     tcp_consume(buf, len, (size_t)n);
     return fd;
 fail:
-    close(fd);
+    net_close(fd);
     return (int)n;
 }
 
@@ -164,7 +164,7 @@ static void disconnect(struct tcp_client *cl, const char *why)
 {
     pthread_mutex_lock(&cl->wlock);
     if (cl->fd >= 0) {
-        close(cl->fd);
+        net_close(cl->fd);
         cl->fd = -1;
         snprintf(cl->why, sizeof cl->why, "%s", why);
         cl->down_since = dmaq__mono_ns();
@@ -186,9 +186,9 @@ static int connect_once(struct tcp_client *cl)
     if (cl->epoch && (shape.kind != cl->shape.kind || shape.policy != cl->shape.policy ||
                       shape.capacity != cl->shape.capacity || shape.max_message != cl->shape.max_message ||
                       shape.features != cl->shape.features)) {
-        close(fd);
+        net_close(fd);
         return dmaq_error_set(DMAQ_EINCOMPAT,
-                              "tcp://%s:%s/%s was bound again with another kind, policy, size or encoding",
+                              NET_SCHEME "://%s:%s/%s was bound again with another kind, policy, size or encoding",
                               cl->addr.host, cl->addr.port, cl->addr.name);
     }
     cl->shape = shape;
@@ -227,7 +227,7 @@ static void send_small(struct tcp_client *cl, uint8_t type, uint64_t count)
     size_t n = type == TCP_PING ? tcp_put_header(f, TCP_PING, 0) : tcp_put_count(f, type, count);
     pthread_mutex_lock(&cl->wlock);
     if (cl->fd >= 0 && tcp_write_all(cl->fd, f, n, dmaq__deadline(cl->conf.timeout_ns), NULL) < 0)
-        shutdown(cl->fd, SHUT_RDWR); /* the pump notices and reconnects */
+        net_shutdown(cl->fd, SHUT_RDWR); /* the pump notices and reconnects */
     pthread_mutex_unlock(&cl->wlock);
     atomic_store_explicit(&cl->last_tx, dmaq__mono_ns(), memory_order_relaxed);
 }
@@ -254,7 +254,8 @@ static bool read_host(struct tcp_client *cl, int64_t wait_ns)
 
 static void protocol_error(struct tcp_client *cl, const char *why)
 {
-    tcp_log("tcp://%s:%s/%s: malformed frame from the host: %s", cl->addr.host, cl->addr.port, cl->addr.name, why);
+    tcp_log(NET_SCHEME "://%s:%s/%s: malformed frame from the host: %s", cl->addr.host, cl->addr.port, cl->addr.name,
+            why);
     disconnect(cl, why);
 }
 
@@ -266,7 +267,7 @@ static bool write_iov(struct tcp_client *cl, struct iovec *v, size_t k)
     uint64_t deadline = dmaq__deadline(cl->conf.timeout_ns);
     while (k) {
         struct msghdr m = {.msg_iov = v, .msg_iovlen = k};
-        ssize_t n = sendmsg(cl->fd, &m, MSG_NOSIGNAL);
+        ssize_t n = net_sendmsg(cl->fd, &m, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 || dmaq__mono_ns() > deadline) {
@@ -387,7 +388,7 @@ static void *pub_pump(void *arg)
                 continue;
             }
             if (rc < 0) {
-                tcp_log("tcp://%s:%s/%s: %s", cl->addr.host, cl->addr.port, cl->addr.name, dmaq_last_error());
+                tcp_log(NET_SCHEME "://%s:%s/%s: %s", cl->addr.host, cl->addr.port, cl->addr.name, dmaq_last_error());
                 break;
             }
             cl->batch_n = n;
@@ -403,7 +404,7 @@ static void *pub_pump(void *arg)
         }
     }
     if (cl->batch_n) {
-        tcp_log("tcp://%s:%s/%s: closing with %zu messages the host never acknowledged (%s)", cl->addr.host,
+        tcp_log(NET_SCHEME "://%s:%s/%s: closing with %zu messages the host never acknowledged (%s)", cl->addr.host,
                 cl->addr.port, cl->addr.name, cl->batch_n - cl->batch_acked, cl->why);
         dmaq_sub_release_many(cl->out, cl->batch, cl->batch_n);
     }
@@ -458,7 +459,7 @@ static int client_start(const struct tcp_addr *a, const dmaq_options *o, const s
 static void client_free(struct tcp_client *cl)
 {
     if (cl->fd >= 0)
-        close(cl->fd);
+        net_close(cl->fd);
     tcp_codec_free(&cl->codec);
     free(cl->scratch);
     pthread_mutex_destroy(&cl->wlock);
@@ -491,8 +492,8 @@ static int start_pump(struct tcp_client *cl, void *(*pump)(void *), dmaq_pub *pu
 {
     if (pthread_create(&cl->thread, NULL, pump, cl) == 0)
         return 0;
-    int rc = dmaq_error_set(DMAQ_ESYS, "cannot start a thread for tcp://%s:%s/%s", cl->addr.host, cl->addr.port,
-                            cl->addr.name);
+    int rc = dmaq_error_set(DMAQ_ESYS, "cannot start a thread for " NET_SCHEME "://%s:%s/%s", cl->addr.host,
+                            cl->addr.port, cl->addr.name);
     dmaq_pub_close(pub);
     dmaq_sub_close(sub);
     client_free(cl);
@@ -572,7 +573,7 @@ static bool put_in(struct tcp_client *cl, const struct prefix *p, const struct t
         if (atomic_load(&cl->stop))
             return false;
     if (rc < 0) {
-        tcp_log("tcp://%s:%s/%s: %s", cl->addr.host, cl->addr.port, cl->addr.name, dmaq_last_error());
+        tcp_log(NET_SCHEME "://%s:%s/%s: %s", cl->addr.host, cl->addr.port, cl->addr.name, dmaq_last_error());
         return false;
     }
     memcpy(lease.data, p, PREFIX);
@@ -697,8 +698,8 @@ static int not_now(struct tcp_sub_state *s, int rc)
     struct tcp_client *cl = s->client;
     pthread_mutex_lock(&cl->wlock);
     if (cl->fd < 0)
-        rc = dmaq_error_set(rc, "no message from tcp://%s:%s/%s: not connected (%s); reconnecting", cl->addr.host,
-                            cl->addr.port, cl->addr.name, cl->why);
+        rc = dmaq_error_set(rc, "no message from " NET_SCHEME "://%s:%s/%s: not connected (%s); reconnecting",
+                            cl->addr.host, cl->addr.port, cl->addr.name, cl->why);
     pthread_mutex_unlock(&cl->wlock);
     return rc;
 }
@@ -731,8 +732,8 @@ int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_
             memset(lease, 0, sizeof *lease);
             lease->lost = p.seq;
             struct tcp_client *cl = s->client;
-            return dmaq_error_set(DMAQ_ELOST, "tcp://%s:%s/%s: %llu messages lost", cl->addr.host, cl->addr.port,
-                                  cl->addr.name, (unsigned long long)p.seq);
+            return dmaq_error_set(DMAQ_ELOST, NET_SCHEME "://%s:%s/%s: %llu messages lost", cl->addr.host,
+                                  cl->addr.port, cl->addr.name, (unsigned long long)p.seq);
         }
         if (s->queue && p.epoch != atomic_load(&s->client->epoch)) {
             /* Sent on a connection since lost: the host gives it to another. */
@@ -787,6 +788,6 @@ int tcp_client_stat(const struct tcp_addr *a, dmaq_stat *stat, dmaq_sub_stat *su
     int fd = tcp_handshake(a, c, &h, NULL, &shape, stat, subs, subs_cap, &n, buf, &len, sizeof buf);
     if (fd < 0)
         return fd;
-    close(fd);
+    net_close(fd);
     return n;
 }

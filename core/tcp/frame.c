@@ -157,7 +157,7 @@ long tcp_frame_next(const uint8_t *buf, size_t avail, enum tcp_sender sender, ui
         f->u.challenge.version = tcp_get32(b + 8);
         f->u.challenge.nonce = b + 12;
         if (f->u.challenge.magic != TCP_MAGIC)
-            return bad(why, "the peer is not a dmaq tcp:// host (bad magic)");
+            return bad(why, "the peer is not a dmaq host (bad magic)");
         break;
     case TCP_HELLO:
         if (parse_hello(f, why) < 0)

@@ -222,7 +222,7 @@ static struct tcp_token *claim_token(struct tcp_conn *c, uint64_t token, uint64_
             /* The same publisher again: its old connection is dead but not
              * yet noticed. End it, and wait until its count is final. */
             atomic_store(&t->owner->stop, true);
-            shutdown(t->owner->fd, SHUT_RDWR);
+            net_shutdown(t->owner->fd, SHUT_RDWR);
             pthread_mutex_unlock(&hosts_lock);
             usleep(1000);
             if (atomic_load(&c->stop))
@@ -697,7 +697,8 @@ static void *conn_main(void *arg)
     name[h.name_len] = 0;
     h.name = name;
     if (h.version != TCP_VERSION) {
-        reject(c, DMAQ_EVERSION, "the host speaks tcp:// protocol version %u, the peer %u", TCP_VERSION, h.version);
+        reject(c, DMAQ_EVERSION, "the host speaks " NET_SCHEME ":// protocol version %u, the peer %u", TCP_VERSION,
+               h.version);
         goto done;
     }
     pthread_mutex_lock(&hosts_lock);
@@ -750,7 +751,7 @@ static void *conn_main(void *arg)
         serve_subscriber(c, nonce, &h, rbuf, rcap, rlen);
 done:
     free(rbuf);
-    shutdown(c->fd, SHUT_RDWR);
+    net_shutdown(c->fd, SHUT_RDWR);
     atomic_store(&c->done, true);
     return NULL;
 }
@@ -759,7 +760,7 @@ static void conn_free(struct tcp_conn *c)
 {
     pthread_join(c->thread, NULL);
     tcp_codec_free(&c->codec);
-    close(c->fd);
+    net_close(c->fd);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     free(c);
@@ -786,7 +787,7 @@ static void stop_and_free(struct tcp_conn *list)
 {
     for (struct tcp_conn *c = list; c; c = c->next) {
         atomic_store(&c->stop, true);
-        shutdown(c->fd, SHUT_RDWR);
+        net_shutdown(c->fd, SHUT_RDWR);
     }
     while (list) {
         struct tcp_conn *next = list->next;
@@ -807,7 +808,7 @@ static void *accept_main(void *arg)
     struct tcp_listener *l = arg;
     for (;;) {
         struct pollfd p[2] = {{l->fd, POLLIN, 0}, {l->stop_pipe[0], POLLIN, 0}};
-        poll(p, 2, 1000);
+        net_poll(p, 2, 1000);
         if (p[1].revents)
             break;
         pthread_mutex_lock(&hosts_lock);
@@ -820,9 +821,9 @@ static void *accept_main(void *arg)
         if ((p[0].revents & POLLIN) && open_conns >= MAX_CONNS) {
             /* A flood of connections must not become a flood of threads:
              * refuse until some end (a channel has at most 128 peers). */
-            int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+            int fd = net_accept(l->fd, NULL, NULL);
             if (fd >= 0)
-                close(fd);
+                net_close(fd);
             tcp_log("refused a connection to %s:%s: %u connections open", l->addr.host, l->addr.port, open_conns);
             continue;
         }
@@ -830,12 +831,12 @@ static void *accept_main(void *arg)
             continue;
         struct sockaddr_storage sa;
         socklen_t sl = sizeof sa;
-        int fd = accept4(l->fd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC);
+        int fd = net_accept(l->fd, (struct sockaddr *)&sa, &sl);
         if (fd < 0)
             continue;
         struct tcp_conn *c = calloc(1, sizeof *c);
         if (!c) {
-            close(fd);
+            net_close(fd);
             continue;
         }
         c->fd = fd;
@@ -849,7 +850,7 @@ static void *accept_main(void *arg)
         pthread_mutex_lock(&hosts_lock);
         if (pthread_create(&c->thread, NULL, conn_main, c) != 0) {
             pthread_mutex_unlock(&hosts_lock);
-            close(fd);
+            net_close(fd);
             free(c);
             continue;
         }
@@ -881,7 +882,7 @@ static int start_listener(const struct tcp_addr *a, struct tcp_listener **out)
     }
     if (pipe2(l->stop_pipe, O_CLOEXEC) < 0 || pthread_create(&l->thread, NULL, accept_main, l) != 0) {
         int err = errno;
-        close(l->fd);
+        net_close(l->fd);
         free(l);
         return dmaq_error_set(DMAQ_ESYS, "cannot start the listener for %s:%s: %s", a->host, a->port, strerror(err));
     }
@@ -894,7 +895,7 @@ static void stop_listener(struct tcp_listener *l)
     if (write(l->stop_pipe[1], "x", 1) < 0) { /* the pipe is empty and ours: cannot fail */
     }
     pthread_join(l->thread, NULL);
-    close(l->fd);
+    net_close(l->fd);
     close(l->stop_pipe[0]);
     close(l->stop_pipe[1]);
     stop_and_free(l->conns);

@@ -26,41 +26,43 @@ int tcp_parse_address(const char *address, struct tcp_addr *a)
     if (*host == '[') { /* [v6]:port */
         host_end = strchr(host, ']');
         if (!host_end || host_end[1] != ':')
-            return dmaq_error_set(DMAQ_EINVAL, "tcp address '%.256s': expected [IPV6]:PORT/NAME", address);
+            return dmaq_error_set(DMAQ_EINVAL, NET_SCHEME " address '%.256s': expected [IPV6]:PORT/NAME", address);
         host++;
         port = host_end + 2;
     } else {
         host_end = strchr(host, ':');
         const char *slash = strchr(host, '/');
         if (!host_end || (slash && slash < host_end))
-            return dmaq_error_set(DMAQ_EINVAL, "tcp address '%.256s' has no port (expected tcp://HOST:PORT/NAME)",
+            return dmaq_error_set(DMAQ_EINVAL,
+                                  NET_SCHEME " address '%.256s' has no port (expected " NET_SCHEME "://HOST:PORT/NAME)",
                                   address);
         port = host_end + 1;
     }
     size_t host_len = (size_t)(host_end - host);
     if (host_len == 0 || host_len >= sizeof a->host)
-        return dmaq_error_set(DMAQ_EINVAL, "tcp address '%.256s': host is empty or too long", address);
+        return dmaq_error_set(DMAQ_EINVAL, NET_SCHEME " address '%.256s': host is empty or too long", address);
     const char *slash = strchr(port, '/');
     if (!slash)
-        return dmaq_error_set(DMAQ_EINVAL, "tcp address '%.256s' has no channel name (expected HOST:PORT/NAME)",
+        return dmaq_error_set(DMAQ_EINVAL, NET_SCHEME " address '%.256s' has no channel name (expected HOST:PORT/NAME)",
                               address);
     size_t port_len = (size_t)(slash - port);
     char *end;
     unsigned long p = strtoul(port, &end, 10);
     if (port_len == 0 || port_len > 5 || end != slash || p == 0 || p > 65535)
-        return dmaq_error_set(DMAQ_EINVAL, "tcp address '%.256s': port must be a number from 1 to 65535",
+        return dmaq_error_set(DMAQ_EINVAL, NET_SCHEME " address '%.256s': port must be a number from 1 to 65535",
                               address);
     const char *name = slash + 1;
     size_t name_len = strnlen(name, TCP_NAME_MAX + 1);
     if (name_len == 0 || name_len > TCP_NAME_MAX)
-        return dmaq_error_set(DMAQ_EINVAL, "tcp address '%.256s': channel name is empty or longer than %u bytes",
-                              address, TCP_NAME_MAX);
+        return dmaq_error_set(DMAQ_EINVAL,
+                              NET_SCHEME " address '%.256s': channel name is empty or longer than %u bytes", address,
+                              TCP_NAME_MAX);
     for (size_t i = 0; i < name_len; i++) {
         char c = name[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
               c == '-' || c == '.'))
             return dmaq_error_set(DMAQ_EINVAL,
-                                  "tcp address '%.256s': channel name has character 0x%02x; use letters, "
+                                  NET_SCHEME " address '%.256s': channel name has character 0x%02x; use letters, "
                                   "digits, '_', '-' and '.'",
                                   address, (unsigned char)c);
     }
@@ -100,11 +102,11 @@ int64_t tcp_ping_every(const struct tcp_conf *c, uint32_t peer_timeout_ms)
 void tcp_tune(int fd, int64_t timeout_ns)
 {
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    net_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     /* Data unacknowledged this long means the path is gone (a cut cable
      * sends no RST); heartbeats make sure there is always data when idle. */
     unsigned ms = (unsigned)(timeout_ns / 1000000);
-    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+    net_setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
 }
 
 static int resolve(const struct tcp_addr *a, bool passive, struct addrinfo **out)
@@ -125,19 +127,21 @@ int tcp_dial(const struct tcp_addr *a, int64_t timeout_ns)
         return rc;
     int err = 0;
     for (struct addrinfo *p = ai; p; p = p->ai_next) {
-        int fd = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, p->ai_protocol);
-        if (fd < 0) {
+        int fd = net_socket(p->ai_family, p->ai_socktype | NET_SOCKET_FLAGS, p->ai_protocol);
+        if (fd < 0 || net_fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
             err = errno;
+            if (fd >= 0)
+                net_close(fd);
             continue;
         }
-        if (connect(fd, p->ai_addr, p->ai_addrlen) == 0 || errno == EINPROGRESS) {
+        if (net_connect(fd, p->ai_addr, p->ai_addrlen) == 0 || errno == EINPROGRESS) {
             struct pollfd pfd = {fd, POLLOUT, 0};
             int soerr = 0;
             socklen_t sl = sizeof soerr;
-            if (poll(&pfd, 1, (int)(timeout_ns / 1000000)) == 1 &&
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) {
+            if (net_poll(&pfd, 1, (int)(timeout_ns / 1000000)) == 1 &&
+                net_getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) {
                 freeaddrinfo(ai);
-                fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+                net_fcntl(fd, F_SETFL, net_fcntl(fd, F_GETFL) & ~O_NONBLOCK);
                 tcp_tune(fd, timeout_ns);
                 return fd;
             }
@@ -145,7 +149,7 @@ int tcp_dial(const struct tcp_addr *a, int64_t timeout_ns)
         } else {
             err = errno;
         }
-        close(fd);
+        net_close(fd);
     }
     freeaddrinfo(ai);
     if (err == ECONNREFUSED)
@@ -163,19 +167,19 @@ int tcp_listen(const struct tcp_addr *a)
         return rc;
     int err = 0;
     for (struct addrinfo *p = ai; p; p = p->ai_next) {
-        int fd = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol);
+        int fd = net_socket(p->ai_family, p->ai_socktype | NET_SOCKET_FLAGS, p->ai_protocol);
         if (fd < 0) {
             err = errno;
             continue;
         }
         int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, p->ai_addr, p->ai_addrlen) == 0 && listen(fd, 128) == 0) {
+        net_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (net_bind(fd, p->ai_addr, p->ai_addrlen) == 0 && net_listen(fd, 128) == 0) {
             freeaddrinfo(ai);
             return fd;
         }
         err = errno;
-        close(fd);
+        net_close(fd);
     }
     freeaddrinfo(ai);
     if (err == EACCES)
@@ -187,7 +191,7 @@ int tcp_write_all(int fd, const void *buf, size_t len, uint64_t deadline, const 
 {
     const uint8_t *p = buf;
     while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = net_send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             p += n;
             len -= (size_t)n;
@@ -202,7 +206,7 @@ int tcp_write_all(int fd, const void *buf, size_t len, uint64_t deadline, const 
             return -1;
         }
         struct pollfd pfd = {fd, POLLOUT, 0};
-        poll(&pfd, 1, (int)(TCP_SLICE_NS / 1000000));
+        net_poll(&pfd, 1, (int)(TCP_SLICE_NS / 1000000));
     }
     return 0;
 }
@@ -210,7 +214,7 @@ int tcp_write_all(int fd, const void *buf, size_t len, uint64_t deadline, const 
 long tcp_read_some(int fd, uint8_t *buf, size_t *len, size_t cap, int64_t wait_ns)
 {
     for (;;) {
-        ssize_t n = recv(fd, buf + *len, cap - *len, MSG_DONTWAIT);
+        ssize_t n = net_recv(fd, buf + *len, cap - *len, MSG_DONTWAIT);
         if (n > 0) {
             *len += (size_t)n;
             return n;
@@ -226,7 +230,7 @@ long tcp_read_some(int fd, uint8_t *buf, size_t *len, size_t cap, int64_t wait_n
         if (wait_ns <= 0)
             return 0;
         struct pollfd pfd = {fd, POLLIN, 0};
-        int rc = poll(&pfd, 1, (int)((wait_ns + 999999) / 1000000));
+        int rc = net_poll(&pfd, 1, (int)((wait_ns + 999999) / 1000000));
         if (rc == 0)
             return 0;
         wait_ns = 0; /* readable (or an error to collect): one more recv */
@@ -331,7 +335,7 @@ static void make_ring_dir(void)
     const char *base = secure_getenv("DMAQ_SHM_DIR");
     if (!base || base[0] != '/')
         base = "/dev/shm";
-    snprintf(ring_dir, sizeof ring_dir, "%.200s/dmaq-tcp-%u", base, (unsigned)getuid());
+    snprintf(ring_dir, sizeof ring_dir, "%.200s/dmaq-" NET_SCHEME "-%u", base, (unsigned)getuid());
     if (mkdir(ring_dir, 0700) < 0 && errno != EEXIST)
         ring_dir_err = errno;
     else
@@ -343,7 +347,8 @@ int tcp_ring_uri(char *out, size_t cap, const char *what)
     static atomic_uint counter;
     pthread_once(&ring_dir_once, make_ring_dir);
     if (ring_dir_err)
-        return dmaq_error_set(DMAQ_ESYS, "cannot create %s for tcp:// rings: %s", ring_dir, strerror(ring_dir_err));
+        return dmaq_error_set(DMAQ_ESYS, "cannot create %s for " NET_SCHEME ":// rings: %s", ring_dir,
+                              strerror(ring_dir_err));
     snprintf(out, cap, "shm://%s/%s-%d-%u", ring_dir, what, (int)getpid(), atomic_fetch_add(&counter, 1));
     return 0;
 }
@@ -355,5 +360,5 @@ void tcp_log(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "dmaq tcp: %s\n", line);
+    fprintf(stderr, "dmaq " NET_SCHEME ": %s\n", line);
 }

@@ -1,6 +1,8 @@
-/* The tcp:// transport table (libdmaq-tcp.so). A handle that binds works
- * on the hosted ring directly; one that connects works on its private ring,
- * through client.c for what a subscriber reads. */
+/* The tcp:// transport table (libdmaq-tcp.so), and the rdma:// one
+ * (libdmaq-rdma.so: the same code over an RDMA stream, see sock.h). A handle that
+ * binds works on the hosted ring directly; one that connects works on its
+ * private ring, through client.c for what a subscriber reads. */
+#include <errno.h>
 #include <string.h>
 
 #include "tcp.h"
@@ -8,15 +10,33 @@
 #define KNOWN_FLAGS \
     (DMAQ_OPEN_BIND | DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_HUGEPAGES | DMAQ_OPEN_ENCRYPT | DMAQ_OPEN_COMPRESS)
 
+static int available(void)
+{
+#ifdef DMAQ_NET_RDMA
+    if (!rdma_stream_available()) {
+        int err = errno;
+        dmaq_error_set(DMAQ_ESCHEME,
+                       "rdma:// is unavailable here: no usable RDMA device (%s; a kernel with an RDMA driver, or "
+                       "Soft-RoCE's rdma_rxe with `rdma link add`, provides one)",
+                       err == ENODEV || !err ? "none found" : strerror(err));
+        return 0;
+    }
+#endif
+    return 1;
+}
+
 static int prepare(const char *address, const dmaq_options *o, struct tcp_addr *a, struct tcp_conf *c)
 {
+    if (!available())
+        return DMAQ_ESCHEME;
     int rc = tcp_parse_address(address, a);
     if (rc < 0)
         return rc;
     if (o->flags & ~(uint32_t)KNOWN_FLAGS)
-        return dmaq_error_set(DMAQ_EINVAL, "tcp://%s: unknown flags 0x%x", address, o->flags);
+        return dmaq_error_set(DMAQ_EINVAL, NET_SCHEME "://%s: unknown flags 0x%x", address, o->flags);
     if ((o->flags & DMAQ_OPEN_ENCRYPT) && !o->key)
-        return dmaq_error_set(DMAQ_EINVAL, "tcp://%s: DMAQ_OPEN_ENCRYPT needs a key (dmaq_options.key)", address);
+        return dmaq_error_set(DMAQ_EINVAL, NET_SCHEME "://%s: DMAQ_OPEN_ENCRYPT needs a key (dmaq_options.key)",
+                              address);
     return tcp_conf_from(o, c);
 }
 
@@ -85,7 +105,10 @@ static int pub_commit(void *state, dmaq_lease *lease, size_t used)
     return dmaq_pub_commit(((struct tcp_pub_state *)state)->inner, lease, used);
 }
 
-static int pub_abort(void *state, dmaq_lease *lease) { return dmaq_pub_abort(((struct tcp_pub_state *)state)->inner, lease); }
+static int pub_abort(void *state, dmaq_lease *lease)
+{
+    return dmaq_pub_abort(((struct tcp_pub_state *)state)->inner, lease);
+}
 
 static int pub_send(void *state, const void *data, size_t len, int64_t timeout_ns)
 {
@@ -165,8 +188,8 @@ static int sub_release_many(void *state, dmaq_lease *leases, size_t count)
     if (!s->client)
         return dmaq_sub_release_many(s->inner, leases, count);
     if (count != 1)
-        return dmaq_error_set(DMAQ_ELEASE, "a tcp:// subscriber's batches hold one lease; release_many got %zu",
-                              count);
+        return dmaq_error_set(DMAQ_ELEASE,
+                              "a " NET_SCHEME ":// subscriber's batches hold one lease; release_many got %zu", count);
     return tcp_client_release(s, &leases[0]);
 }
 
@@ -182,15 +205,17 @@ static int channel_stat(const char *address, dmaq_stat *stat, dmaq_sub_stat *sub
 static int channel_unlink(const char *address)
 {
     return dmaq_error_set(DMAQ_EINVAL,
-                          "tcp://%s has no name to remove: a tcp:// channel ends when the last handle binding "
-                          "it closes",
+                          NET_SCHEME "://%s has no name to remove: a " NET_SCHEME
+                                     ":// channel ends when the last handle binding "
+                                     "it closes",
                           address);
 }
 
 static const dmaq_transport_ops tcp_ops = {
     .abi_version = DMAQ_TRANSPORT_ABI,
     .struct_size = sizeof(dmaq_transport_ops),
-    .scheme = "tcp",
+    .scheme = NET_SCHEME,
+    .available = available,
     .pub_state_size = sizeof(struct tcp_pub_state),
     .sub_state_size = sizeof(struct tcp_sub_state),
     .pub_open = pub_open,
@@ -212,4 +237,4 @@ static const dmaq_transport_ops tcp_ops = {
     .pub_send_many = pub_send_many,
 };
 
-__attribute__((visibility("default"))) const dmaq_transport_ops *dmaq_tcp_transport(void) { return &tcp_ops; }
+__attribute__((visibility("default"))) const dmaq_transport_ops *NET_TRANSPORT_FN(void) { return &tcp_ops; }

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 
 #include "frame.h"
+#include "sock.h"
 
 #define TCP_DEFAULT_TIMEOUT_NS 5000000000LL
 #define TCP_SLICE_NS 20000000LL   /* longest a pump waits before looking at its flags */

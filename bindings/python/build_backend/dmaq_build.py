@@ -102,8 +102,9 @@ def _build_library(work):
     subprocess.run([cmake, "-S", _c_root(), "-B", build, "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DDMAQ_BUILD_TESTS=OFF",
                     "-DDMAQ_BUILD_BENCH=OFF", "-DDMAQ_BUILD_EXAMPLES=OFF"], check=True, stdout=subprocess.DEVNULL)
     targets = ["dmaq"]
-    if os.path.exists(os.path.join(build, "CMakeFiles", "dmaq-tcp.dir")):  # configured where libsodium and zstd are
-        targets.append("dmaq-tcp")
+    for plugin in ("dmaq-tcp", "dmaq-rdma"):  # configured where their libraries are (libsodium, zstd, librdmacm)
+        if os.path.exists(os.path.join(build, "CMakeFiles", f"{plugin}.dir")):
+            targets.append(plugin)
     subprocess.run([cmake, "--build", build, "--target", *targets, "-j", str(os.cpu_count() or 1)], check=True,
                    stdout=subprocess.DEVNULL)
     return os.path.realpath(os.path.join(build, "libdmaq.so"))

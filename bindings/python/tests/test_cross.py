@@ -2,7 +2,8 @@
 a Python publisher with C subscribers and a C publisher with Python
 subscribers, every message checksummed and checked on arrival; over shm://
 and again over tcp:// (this process binding the channel, the peers
-connecting)."""
+connecting); and over rdma:// the same way, inside the Soft-RoCE VM
+(tests/rdma-guest.sh), where $RDMA_VM_IP is an RDMA device's address."""
 import os
 import socket
 import subprocess
@@ -38,12 +39,13 @@ class CrossLanguage(unittest.TestCase):
         # subscriber before it reads anything at all.
         capacity = 1 << 20 if policy == dmaq.OVERWRITE else 1 << 16
         host = None
-        if scheme == "tcp":
+        if scheme != "shm":
             # This process hosts the channel (binds); both peers connect.
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
-            uri = f"tcp://127.0.0.1:{port}/pytest-cross-{CrossLanguage.serial}"
+            host_ip = os.environ["RDMA_VM_IP"] if scheme == "rdma" else "127.0.0.1"
+            uri = f"{scheme}://{host_ip}:{port}/pytest-cross-{CrossLanguage.serial}"
             host = dmaq.Publisher(uri, kind=kind, policy=policy, capacity=capacity, max_message=2048, bind=True)
             self.addCleanup(host.close)
         else:
@@ -60,7 +62,7 @@ class CrossLanguage(unittest.TestCase):
             pub = peer(pub_lang, "pub", uri, COUNT, 1)
             self.assertEqual(pub.wait(timeout=120), 0, f"{pub_lang} publisher failed")
             if kind == dmaq.QUEUE:
-                stopper = host if scheme == "tcp" else dmaq.Publisher(uri)
+                stopper = host if host is not None else dmaq.Publisher(uri)
                 for _ in subs:
                     stopper.send(b"DMAQSTOP")
                 if stopper is not host:
@@ -88,12 +90,13 @@ class CrossLanguage(unittest.TestCase):
 def _add_cases():
     kinds = {"queue": (dmaq.QUEUE, dmaq.BLOCK), "broadcast_block": (dmaq.BROADCAST, dmaq.BLOCK),
              "broadcast_overwrite": (dmaq.BROADCAST, dmaq.OVERWRITE)}
-    for scheme in ("shm", "tcp"):
+    # rdma:// needs an RDMA device: tests/rdma-guest.sh runs those in the VM.
+    for scheme in ("shm", "tcp") + (("rdma",) if "RDMA_VM_IP" in os.environ else ()):
         for name, (kind, policy) in kinds.items():
             for pub_lang, sub_lang in (("py", "c"), ("c", "py")):
                 def case(self, kind=kind, policy=policy, pub_lang=pub_lang, sub_lang=sub_lang, scheme=scheme):
                     self.run_case(kind, policy, pub_lang, sub_lang, scheme)
-                prefix = "" if scheme == "shm" else "tcp_"
+                prefix = "" if scheme == "shm" else f"{scheme}_"
                 setattr(CrossLanguage, f"test_{prefix}{name}_{pub_lang}_publisher_{sub_lang}_subscribers", case)
 
 

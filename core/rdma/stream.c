@@ -1,0 +1,753 @@
+/* A byte stream over an RDMA RC queue pair: see stream.h. */
+#include "stream.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <infiniband/verbs.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <rdma/rdma_cma.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RING (256u << 10) /* receive ring (and send ring) bytes per direction */
+#define SQ_DEPTH 256u
+#define RQ_DEPTH 1024u
+#define SIGNAL_EVERY 32u        /* one signalled write in this many reaps them all */
+#define CREDIT_FLAG 0x80000000u /* immediate of a credit update, not data */
+#define PRIV_MAGIC 0x44514d52u  /* "DQMR" */
+#define MAX_FD 65536
+#define DEFAULT_TIMEOUT_MS 5000
+
+/* What each side tells the other at connect/accept (rdma_cm private data). */
+struct ring_info {
+    uint32_t magic, ring_size;
+    uint64_t ring_addr, credit_addr;
+    uint32_t rkey, reserved;
+};
+
+enum role { FRESH, LISTENER, CONN };
+
+struct stream {
+    enum role role;
+    int fd; /* the event channel's: the descriptor handed out */
+    pthread_mutex_t lock;
+    struct rdma_event_channel *ec;
+    struct rdma_cm_id *id;
+    bool nonblock;
+    int timeout_ms;
+    int err; /* SO_ERROR */
+    /* listener */
+    struct rdma_cm_id *req_id; /* a connection request not accepted yet */
+    struct ring_info req_info;
+    bool req_info_ok;
+    /* connection */
+    struct ibv_pd *pd;
+    struct ibv_comp_channel *cc;
+    struct ibv_cq *cq;
+    struct ibv_mr *mr;
+    uint8_t *mem; /* receive ring | send ring | credit in | credit out */
+    struct ring_info remote;
+    uint64_t sent, peer_consumed;             /* our outgoing stream */
+    uint64_t produced, consumed, credit_sent; /* the incoming one */
+    unsigned outstanding;                     /* sends posted and not known complete */
+    unsigned unsignalled;                     /* of those, posted since the last signalled one */
+    unsigned max_inline;
+    bool peer_gone; /* disconnected: what is in the ring can still be read */
+    bool broken;    /* a transfer failed, or the peer broke the protocol */
+};
+
+static struct stream *table[MAX_FD];
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint8_t *recv_ring(struct stream *s) { return s->mem; }
+static uint8_t *send_ring(struct stream *s) { return s->mem + RING; }
+static volatile uint64_t *credit_in(struct stream *s) { return (volatile uint64_t *)(s->mem + 2 * RING); }
+static uint64_t *credit_out(struct stream *s) { return (uint64_t *)(s->mem + 2 * RING + 64); }
+
+static int fail(int err)
+{
+    errno = err;
+    return -1;
+}
+
+static struct stream *lookup(int fd)
+{
+    if (fd < 0 || fd >= MAX_FD)
+        return NULL;
+    pthread_mutex_lock(&table_lock);
+    struct stream *s = table[fd];
+    pthread_mutex_unlock(&table_lock);
+    return s;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void set_nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+int rdma_stream_available(void)
+{
+    int n = 0;
+    struct ibv_device **list = ibv_get_device_list(&n);
+    if (list)
+        ibv_free_device_list(list);
+    if (n <= 0)
+        return fail(ENODEV), 0;
+    struct rdma_event_channel *ec = rdma_create_event_channel();
+    if (!ec)
+        return 0; /* no rdma_cm: errno says why */
+    rdma_destroy_event_channel(ec);
+    return 1;
+}
+
+int rdma_stream_socket(int domain, int type, int protocol)
+{
+    (void)protocol;
+    if ((domain != AF_INET && domain != AF_INET6) || (type & 0xff) != SOCK_STREAM)
+        return fail(EAFNOSUPPORT);
+    struct stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return fail(ENOMEM);
+    s->ec = rdma_create_event_channel();
+    if (!s->ec) {
+        int err = errno;
+        free(s);
+        return fail(err ? err : ENODEV);
+    }
+    if (rdma_create_id(s->ec, &s->id, s, RDMA_PS_TCP) != 0) {
+        int err = errno;
+        rdma_destroy_event_channel(s->ec);
+        free(s);
+        return fail(err);
+    }
+    set_nonblocking(s->ec->fd);
+    s->fd = s->ec->fd;
+    s->timeout_ms = DEFAULT_TIMEOUT_MS;
+    pthread_mutex_init(&s->lock, NULL);
+    if (s->fd >= MAX_FD) {
+        rdma_destroy_id(s->id);
+        rdma_destroy_event_channel(s->ec);
+        free(s);
+        return fail(EMFILE);
+    }
+    pthread_mutex_lock(&table_lock);
+    table[s->fd] = s;
+    pthread_mutex_unlock(&table_lock);
+    return s->fd;
+}
+
+/* ---- connection events ---- */
+
+/* Take the next event of the channel (waiting at most timeout_ms; 0: only
+ * what is there), keep what we need of it, acknowledge it. Returns its type
+ * or -1 (errno ETIMEDOUT when none came). */
+static int next_event(struct stream *s, int timeout_ms, struct rdma_cm_id **id, struct ring_info *info, bool *info_ok,
+                      int *status)
+{
+    uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    for (;;) {
+        struct rdma_cm_event *ev;
+        if (rdma_get_cm_event(s->ec, &ev) == 0) {
+            int type = ev->event;
+            if (id)
+                *id = ev->id;
+            if (status)
+                *status = ev->status;
+            if (info_ok) {
+                const struct rdma_conn_param *p = &ev->param.conn;
+                *info_ok = p->private_data && p->private_data_len >= sizeof *info;
+                if (*info_ok)
+                    memcpy(info, p->private_data, sizeof *info);
+            }
+            rdma_ack_cm_event(ev);
+            return type;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            return fail(ETIMEDOUT);
+        struct pollfd p = {s->ec->fd, POLLIN, 0};
+        poll(&p, 1, (int)(deadline - now));
+    }
+}
+
+/* Events on an established connection: only its end matters. */
+static void take_conn_events(struct stream *s)
+{
+    int type;
+    while ((type = next_event(s, 0, NULL, NULL, NULL, NULL)) >= 0)
+        if (type == RDMA_CM_EVENT_DISCONNECTED || type == RDMA_CM_EVENT_DEVICE_REMOVAL ||
+            type == RDMA_CM_EVENT_TIMEWAIT_EXIT)
+            s->peer_gone = true;
+}
+
+/* ---- the queue pair and the rings ---- */
+
+static int post_recv(struct stream *s)
+{
+    struct ibv_recv_wr wr = {.wr_id = 0, .sg_list = NULL, .num_sge = 0}, *bad;
+    return ibv_post_recv(s->id->qp, &wr, &bad);
+}
+
+static int setup_conn(struct stream *s)
+{
+    struct ibv_context *ctx = s->id->verbs;
+    s->pd = ibv_alloc_pd(ctx);
+    s->cc = s->pd ? ibv_create_comp_channel(ctx) : NULL;
+    s->cq = s->cc ? ibv_create_cq(ctx, (int)(SQ_DEPTH + RQ_DEPTH + 16), NULL, s->cc, 0) : NULL;
+    if (!s->cq)
+        return -1;
+    set_nonblocking(s->cc->fd);
+    struct ibv_qp_init_attr qa = {.send_cq = s->cq,
+                                  .recv_cq = s->cq,
+                                  .qp_type = IBV_QPT_RC,
+                                  .sq_sig_all = 0,
+                                  .cap = {.max_send_wr = SQ_DEPTH,
+                                          .max_recv_wr = RQ_DEPTH,
+                                          .max_send_sge = 1,
+                                          .max_recv_sge = 1,
+                                          .max_inline_data = 64}};
+    if (rdma_create_qp(s->id, s->pd, &qa) != 0)
+        return -1;
+    s->max_inline = qa.cap.max_inline_data;
+    size_t size = 2 * RING + 4096;
+    /* Registered once, here; huge pages are the kernel's to give (THP). */
+    if (posix_memalign((void **)&s->mem, 4096, size) != 0)
+        return fail(ENOMEM);
+    memset(s->mem, 0, size);
+    s->mr = ibv_reg_mr(s->pd, s->mem, size, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+    if (!s->mr)
+        return -1;
+    for (unsigned i = 0; i < RQ_DEPTH; i++)
+        if (post_recv(s) != 0)
+            return -1;
+    s->role = CONN;
+    return 0;
+}
+
+static struct ring_info local_info(struct stream *s)
+{
+    return (struct ring_info){.magic = PRIV_MAGIC,
+                              .ring_size = RING,
+                              .ring_addr = (uintptr_t)recv_ring(s),
+                              .credit_addr = (uintptr_t)credit_in(s),
+                              .rkey = s->mr->rkey};
+}
+
+static bool info_valid(const struct ring_info *i) { return i->magic == PRIV_MAGIC && i->ring_size == RING; }
+
+static void teardown_conn(struct stream *s)
+{
+    if (s->id && s->id->qp)
+        rdma_destroy_qp(s->id);
+    if (s->mr)
+        ibv_dereg_mr(s->mr);
+    if (s->cq)
+        ibv_destroy_cq(s->cq);
+    if (s->cc)
+        ibv_destroy_comp_channel(s->cc);
+    if (s->pd)
+        ibv_dealloc_pd(s->pd);
+    free(s->mem);
+    s->mr = NULL, s->cq = NULL, s->cc = NULL, s->pd = NULL, s->mem = NULL;
+}
+
+static int post_write(struct stream *s, uint64_t laddr, uint32_t lkey, uint64_t raddr, uint32_t len, uint32_t imm)
+{
+    struct ibv_sge sge = {.addr = laddr, .length = len, .lkey = lkey};
+    /* Completions are asked for selectively: one for every SIGNAL_EVERY
+     * writes, or sooner as the send queue fills, reports them all (its
+     * wr_id says how many), since an RC queue completes in order. */
+    bool signal = s->unsignalled + 1 >= SIGNAL_EVERY || s->outstanding + 1 >= SQ_DEPTH / 2;
+    struct ibv_send_wr wr = {.wr_id = signal ? s->unsignalled + 1 : 0,
+                             .sg_list = &sge,
+                             .num_sge = 1,
+                             .opcode = IBV_WR_RDMA_WRITE_WITH_IMM,
+                             .send_flags =
+                                 (signal ? IBV_SEND_SIGNALED : 0) | (len <= s->max_inline ? IBV_SEND_INLINE : 0),
+                             .imm_data = htonl(imm)},
+                       *bad;
+    wr.wr.rdma.remote_addr = raddr;
+    wr.wr.rdma.rkey = s->remote.rkey;
+    if (ibv_post_send(s->id->qp, &wr, &bad) != 0) {
+        s->broken = true;
+        return -1;
+    }
+    s->outstanding++;
+    s->unsignalled = signal ? 0 : s->unsignalled + 1;
+    return 0;
+}
+
+/* Reap completions (never waits); lock held. Connection events are taken
+ * where a wait sees their channel readable (rdma_stream_poll), not here:
+ * that would cost a system call per send and receive. */
+static void drain(struct stream *s)
+{
+    if (s->role != CONN)
+        return;
+    struct ibv_wc wc[32];
+    int n;
+    while ((n = ibv_poll_cq(s->cq, 32, wc)) > 0) {
+        for (int i = 0; i < n; i++) {
+            if (wc[i].status != IBV_WC_SUCCESS) {
+                s->broken = true;
+                continue;
+            }
+            if (wc[i].opcode != IBV_WC_RECV_RDMA_WITH_IMM) {
+                s->outstanding -= (unsigned)wc[i].wr_id; /* this write and the unsignalled ones before it */
+                continue;
+            }
+            uint32_t imm = ntohl(wc[i].imm_data);
+            /* What the peer says it wrote must fit what we gave it. */
+            if (!(imm & CREDIT_FLAG)) {
+                if (imm > RING || s->produced + imm - s->consumed > RING)
+                    s->broken = true;
+                else
+                    s->produced += imm;
+            }
+            if (post_recv(s) != 0)
+                s->broken = true;
+        }
+    }
+    if (n < 0)
+        s->broken = true;
+    uint64_t c = *credit_in(s);
+    if (c < s->peer_consumed || c > s->sent)
+        s->broken = true; /* credit for bytes never sent */
+    else
+        s->peer_consumed = c;
+}
+
+/* Tell the peer how far we read, once that is worth a message; lock held. */
+static void return_credit(struct stream *s, bool force)
+{
+    if (s->consumed == s->credit_sent || s->broken || s->peer_gone || s->outstanding >= SQ_DEPTH - 1)
+        return;
+    if (!force && s->consumed - s->credit_sent < RING / 8)
+        return;
+    *credit_out(s) = s->consumed;
+    if (post_write(s, (uintptr_t)credit_out(s), s->mr->lkey, s->remote.credit_addr, 8, CREDIT_FLAG) == 0)
+        s->credit_sent = s->consumed;
+}
+
+static short readiness(struct stream *s, short events)
+{
+    short r = 0;
+    if (s->role == LISTENER) {
+        if (!s->req_id) {
+            int type;
+            struct rdma_cm_id *id;
+            while (!s->req_id && (type = next_event(s, 0, &id, &s->req_info, &s->req_info_ok, NULL)) >= 0)
+                if (type == RDMA_CM_EVENT_CONNECT_REQUEST)
+                    s->req_id = id;
+        }
+        return s->req_id ? (short)(events & POLLIN) : 0;
+    }
+    if (s->role != CONN)
+        return (short)(events & POLLOUT) ? POLLHUP : 0;
+    drain(s);
+    return_credit(s, false);
+    if ((events & POLLIN) && (s->produced > s->consumed || s->peer_gone || s->broken))
+        r |= POLLIN;
+    if ((events & POLLOUT) &&
+        ((s->sent - s->peer_consumed < RING && s->outstanding + 2 < SQ_DEPTH) || s->peer_gone || s->broken))
+        r |= POLLOUT;
+    if (s->peer_gone || s->broken)
+        r |= POLLHUP;
+    return r;
+}
+
+/* Arm the completion channel, so that anything after this wakes a poll on
+ * its descriptor; lock held. */
+static void arm(struct stream *s)
+{
+    if (s->role == CONN)
+        ibv_req_notify_cq(s->cq, 0);
+}
+
+/* Take a completion channel's wake-up (if this thread won it). */
+static void take_wakeup(struct stream *s)
+{
+    struct ibv_cq *cq;
+    void *ctx;
+    if (ibv_get_cq_event(s->cc, &cq, &ctx) == 0)
+        ibv_ack_cq_events(cq, 1);
+}
+
+int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
+{
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)timeout_ms;
+    struct pollfd sys[16];
+    if (nfds > 8)
+        return fail(EINVAL);
+    for (;;) {
+        int ready = 0;
+        nfds_t k = 0;
+        for (nfds_t i = 0; i < nfds; i++) {
+            struct stream *s = lookup(fds[i].fd);
+            fds[i].revents = 0;
+            if (!s) {
+                sys[k++] = (struct pollfd){fds[i].fd, fds[i].events, 0};
+                continue;
+            }
+            pthread_mutex_lock(&s->lock);
+            arm(s);
+            fds[i].revents = readiness(s, fds[i].events);
+            pthread_mutex_unlock(&s->lock);
+            ready += fds[i].revents != 0;
+            sys[k++] = (struct pollfd){s->ec->fd, POLLIN, 0};
+            if (s->role == CONN)
+                sys[k++] = (struct pollfd){s->cc->fd, POLLIN, 0};
+        }
+        uint64_t now = now_ms();
+        int wait = ready ? 0 : deadline == UINT64_MAX ? -1 : now >= deadline ? 0 : (int)(deadline - now);
+        int n = poll(sys, k, wait);
+        /* The plain descriptors' results; ours are looked at again above. */
+        k = 0;
+        for (nfds_t i = 0; i < nfds; i++) {
+            struct stream *s = lookup(fds[i].fd);
+            if (!s) {
+                fds[i].revents = sys[k++].revents;
+                ready += fds[i].revents != 0;
+                continue;
+            }
+            bool events = sys[k++].revents & POLLIN;
+            if (s->role != CONN)
+                continue;
+            if (events) {
+                pthread_mutex_lock(&s->lock);
+                take_conn_events(s);
+                pthread_mutex_unlock(&s->lock);
+            }
+            if (sys[k++].revents & POLLIN)
+                take_wakeup(s);
+        }
+        if (ready || wait == 0)
+            return ready;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+/* Wait until `events` or the deadline (ms since boot; UINT64_MAX: none). */
+static bool wait_for(struct stream *s, short events, uint64_t deadline)
+{
+    struct pollfd p = {s->fd, events, 0};
+    uint64_t now = now_ms();
+    int t = deadline == UINT64_MAX ? -1 : now >= deadline ? 0 : (int)(deadline - now);
+    return rdma_stream_poll(&p, 1, t) > 0;
+}
+
+/* ---- the calls of a socket ---- */
+
+int rdma_stream_bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    (void)len;
+    struct stream *s = lookup(fd);
+    if (!s)
+        return fail(EBADF);
+    return rdma_bind_addr(s->id, (struct sockaddr *)addr);
+}
+
+int rdma_stream_listen(int fd, int backlog)
+{
+    struct stream *s = lookup(fd);
+    if (!s)
+        return fail(EBADF);
+    if (rdma_listen(s->id, backlog) != 0)
+        return -1;
+    s->role = LISTENER;
+    return 0;
+}
+
+int rdma_stream_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    (void)len;
+    struct stream *s = lookup(fd);
+    if (!s)
+        return fail(EBADF);
+    int type, status = 0, t = s->timeout_ms;
+    if (rdma_resolve_addr(s->id, NULL, (struct sockaddr *)addr, t) != 0)
+        return -1;
+    if ((type = next_event(s, t, NULL, NULL, NULL, &status)) != RDMA_CM_EVENT_ADDR_RESOLVED)
+        return fail(type < 0 ? ETIMEDOUT : EHOSTUNREACH);
+    if (rdma_resolve_route(s->id, t) != 0)
+        return -1;
+    if ((type = next_event(s, t, NULL, NULL, NULL, &status)) != RDMA_CM_EVENT_ROUTE_RESOLVED)
+        return fail(type < 0 ? ETIMEDOUT : EHOSTUNREACH);
+    if (setup_conn(s) != 0) {
+        int err = errno;
+        teardown_conn(s);
+        s->role = FRESH;
+        return fail(err ? err : ENOMEM);
+    }
+    struct ring_info mine = local_info(s);
+    /* retry_count 7 and rnr_retry_count 7: a busy peer is waited for; a
+     * gone one is found by the channel's heartbeats and timeouts. */
+    struct rdma_conn_param p = {
+        .private_data = &mine, .private_data_len = sizeof mine, .retry_count = 7, .rnr_retry_count = 7};
+    if (rdma_connect(s->id, &p) != 0)
+        return -1;
+    bool ok = false;
+    type = next_event(s, t, NULL, &s->remote, &ok, &status);
+    if (type == RDMA_CM_EVENT_ESTABLISHED && ok && info_valid(&s->remote))
+        return 0;
+    s->broken = true;
+    if (type == RDMA_CM_EVENT_REJECTED)
+        return fail(ECONNREFUSED);
+    if (type == RDMA_CM_EVENT_ESTABLISHED)
+        return fail(EPROTO); /* not a dmaq peer */
+    return fail(type < 0 ? ETIMEDOUT : EHOSTUNREACH);
+}
+
+int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    struct stream *l = lookup(fd);
+    if (!l || l->role != LISTENER)
+        return fail(EINVAL);
+    pthread_mutex_lock(&l->lock);
+    while (!readiness(l, POLLIN)) {
+        pthread_mutex_unlock(&l->lock);
+        if (l->nonblock)
+            return fail(EAGAIN);
+        wait_for(l, POLLIN, UINT64_MAX);
+        pthread_mutex_lock(&l->lock);
+    }
+    struct rdma_cm_id *id = l->req_id;
+    struct ring_info info = l->req_info;
+    bool info_ok = l->req_info_ok;
+    l->req_id = NULL;
+    pthread_mutex_unlock(&l->lock);
+
+    struct stream *s = calloc(1, sizeof *s);
+    if (!s || !(s->ec = rdma_create_event_channel()) || rdma_migrate_id(id, s->ec) != 0) {
+        rdma_reject(id, NULL, 0);
+        rdma_destroy_id(id);
+        if (s && s->ec)
+            rdma_destroy_event_channel(s->ec);
+        free(s);
+        return fail(ENOMEM);
+    }
+    set_nonblocking(s->ec->fd);
+    s->id = id;
+    s->fd = s->ec->fd;
+    s->timeout_ms = DEFAULT_TIMEOUT_MS;
+    pthread_mutex_init(&s->lock, NULL);
+    s->remote = info;
+    bool ok = info_ok && info_valid(&info) && s->fd < MAX_FD && setup_conn(s) == 0;
+    struct ring_info mine;
+    if (ok) {
+        mine = local_info(s);
+        struct rdma_conn_param p = {
+            .private_data = &mine, .private_data_len = sizeof mine, .retry_count = 7, .rnr_retry_count = 7};
+        ok = rdma_accept(id, &p) == 0 &&
+             next_event(s, s->timeout_ms, NULL, NULL, NULL, NULL) == RDMA_CM_EVENT_ESTABLISHED;
+    } else {
+        rdma_reject(id, NULL, 0); /* not a dmaq peer, or no resources */
+    }
+    if (!ok) {
+        teardown_conn(s);
+        rdma_destroy_id(id);
+        rdma_destroy_event_channel(s->ec);
+        free(s);
+        return fail(ECONNABORTED);
+    }
+    if (addr && len) {
+        struct sockaddr *peer = rdma_get_peer_addr(id);
+        socklen_t n = peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+        memcpy(addr, peer, n < *len ? n : *len);
+        *len = n;
+    }
+    pthread_mutex_lock(&table_lock);
+    table[s->fd] = s;
+    pthread_mutex_unlock(&table_lock);
+    return s->fd;
+}
+
+ssize_t rdma_stream_send(int fd, const void *buf, size_t len, int flags)
+{
+    struct stream *s = lookup(fd);
+    if (!s || s->role != CONN)
+        return fail(s ? ENOTCONN : EBADF);
+    const uint8_t *p = buf;
+    size_t done = 0;
+    bool nonblock = s->nonblock || (flags & MSG_DONTWAIT);
+    uint64_t deadline = UINT64_MAX;
+    pthread_mutex_lock(&s->lock);
+    while (done < len) {
+        drain(s);
+        if (s->broken || s->peer_gone)
+            break;
+        uint64_t space = RING - (s->sent - s->peer_consumed);
+        if (space == 0 || s->outstanding + 2 >= SQ_DEPTH) {
+            pthread_mutex_unlock(&s->lock);
+            if (nonblock)
+                return done ? (ssize_t)done : fail(EAGAIN);
+            if (deadline == UINT64_MAX)
+                deadline = now_ms() + (uint64_t)s->timeout_ms;
+            bool woke = wait_for(s, POLLOUT, deadline);
+            pthread_mutex_lock(&s->lock);
+            if (!woke && now_ms() >= deadline) {
+                pthread_mutex_unlock(&s->lock);
+                return done ? (ssize_t)done : fail(ETIMEDOUT); /* TCP_USER_TIMEOUT's meaning */
+            }
+            continue;
+        }
+        deadline = UINT64_MAX; /* progress */
+        uint32_t off = (uint32_t)(s->sent % RING);
+        uint32_t n = (uint32_t)(len - done < space ? len - done : space);
+        if (n > RING - off)
+            n = RING - off; /* to the ring's end; the rest from its start next */
+        memcpy(send_ring(s) + off, p + done, n);
+        if (post_write(s, (uintptr_t)(send_ring(s) + off), s->mr->lkey, s->remote.ring_addr + off, n, n) != 0)
+            break;
+        s->sent += n;
+        done += n;
+    }
+    bool failed = s->broken || s->peer_gone;
+    pthread_mutex_unlock(&s->lock);
+    if (done)
+        return (ssize_t)done;
+    return failed ? fail(EPIPE) : 0;
+}
+
+ssize_t rdma_stream_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    ssize_t total = 0;
+    for (size_t i = 0; i < msg->msg_iovlen; i++) {
+        const struct iovec *v = &msg->msg_iov[i];
+        for (size_t off = 0; off < v->iov_len;) {
+            ssize_t n = rdma_stream_send(fd, (const uint8_t *)v->iov_base + off, v->iov_len - off, flags);
+            if (n <= 0)
+                return total ? total : n;
+            off += (size_t)n;
+            total += n;
+        }
+    }
+    return total;
+}
+
+ssize_t rdma_stream_recv(int fd, void *buf, size_t len, int flags)
+{
+    struct stream *s = lookup(fd);
+    if (!s || s->role != CONN)
+        return fail(s ? ENOTCONN : EBADF);
+    bool nonblock = s->nonblock || (flags & MSG_DONTWAIT);
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        drain(s);
+        uint64_t avail = s->produced - s->consumed;
+        if (avail) {
+            uint32_t off = (uint32_t)(s->consumed % RING);
+            size_t n = len < avail ? len : (size_t)avail;
+            size_t first = n < RING - off ? n : RING - off;
+            memcpy(buf, recv_ring(s) + off, first);
+            memcpy((uint8_t *)buf + first, recv_ring(s), n - first);
+            s->consumed += n;
+            return_credit(s, false);
+            pthread_mutex_unlock(&s->lock);
+            return (ssize_t)n;
+        }
+        return_credit(s, true); /* all read: a sender may be waiting for it */
+        if (s->peer_gone || s->broken) {
+            pthread_mutex_unlock(&s->lock);
+            return s->broken ? fail(ECONNRESET) : 0;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (nonblock)
+            return fail(EAGAIN);
+        wait_for(s, POLLIN, UINT64_MAX);
+        pthread_mutex_lock(&s->lock);
+    }
+}
+
+int rdma_stream_shutdown(int fd, int how)
+{
+    (void)how;
+    struct stream *s = lookup(fd);
+    if (!s)
+        return fail(EBADF);
+    pthread_mutex_lock(&s->lock);
+    if (s->role == CONN && !s->peer_gone) {
+        rdma_disconnect(s->id);
+        s->peer_gone = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+int rdma_stream_close(int fd)
+{
+    struct stream *s = lookup(fd);
+    if (!s)
+        return fail(EBADF);
+    pthread_mutex_lock(&table_lock);
+    table[fd] = NULL;
+    pthread_mutex_unlock(&table_lock);
+    if (s->role == CONN)
+        rdma_disconnect(s->id);
+    if (s->req_id) {
+        rdma_reject(s->req_id, NULL, 0);
+        rdma_destroy_id(s->req_id);
+    }
+    teardown_conn(s);
+    rdma_destroy_id(s->id); /* every event of it was acknowledged as it came */
+    rdma_destroy_event_channel(s->ec);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return 0;
+}
+
+int rdma_stream_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+    struct stream *s = lookup(fd);
+    if (!s)
+        return fail(EBADF);
+    if (level == IPPROTO_TCP && name == TCP_USER_TIMEOUT && len >= sizeof(unsigned)) {
+        unsigned ms = *(const unsigned *)val;
+        s->timeout_ms = ms ? (int)ms : DEFAULT_TIMEOUT_MS;
+    }
+    return 0; /* SO_REUSEADDR, TCP_NODELAY: nothing to do */
+}
+
+int rdma_stream_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+    struct stream *s = lookup(fd);
+    if (!s)
+        return fail(EBADF);
+    if (level != SOL_SOCKET || name != SO_ERROR || *len < sizeof(int))
+        return fail(ENOPROTOOPT);
+    *(int *)val = s->err;
+    s->err = 0;
+    return 0;
+}
+
+int rdma_stream_fcntl(int fd, int cmd, ...)
+{
+    struct stream *s = lookup(fd);
+    if (!s)
+        return fail(EBADF);
+    if (cmd == F_GETFL)
+        return s->nonblock ? O_NONBLOCK : 0;
+    if (cmd != F_SETFL)
+        return fail(EINVAL);
+    va_list ap;
+    va_start(ap, cmd);
+    int flags = va_arg(ap, int);
+    va_end(ap);
+    s->nonblock = (flags & O_NONBLOCK) != 0;
+    return 0;
+}

@@ -1,0 +1,51 @@
+/*
+ * A reliable byte stream over one RDMA RC queue pair, with the calls of a
+ * stream socket, so that the tcp:// transport's channel code (core/tcp/,
+ * through core/tcp/sock.h) runs unchanged over RDMA as rdma://.
+ *
+ * The data path is one-sided: each side registers, at connect or accept, a
+ * receive ring and a credit word and gives the peer their address and rkey
+ * in the rdma_cm private data. send() copies into a registered send ring and
+ * posts an RDMA WRITE WITH_IMM (inline when small) straight into the peer's
+ * receive ring, the immediate carrying the byte count; recv() copies out of
+ * the receive ring and returns credit, its consumed position, by RDMA WRITE
+ * (WITH_IMM, flagged, so a blocked sender wakes) into the peer's credit
+ * word. No receive buffers are posted for data: a receive WR only catches
+ * the immediate. Connection setup, rejection and disconnects go through
+ * librdmacm.
+ *
+ * The "descriptors" these calls return are real descriptors (a connection's
+ * completion channel, a listener's event channel), so they are distinct and
+ * can sit in a pollfd array beside ordinary ones; rdma_poll() understands
+ * both kinds.
+ */
+#ifndef DMAQ_RDMA_STREAM_H
+#define DMAQ_RDMA_STREAM_H
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+int rdma_stream_socket(int domain, int type, int protocol);
+int rdma_stream_bind(int fd, const struct sockaddr *addr, socklen_t len);
+int rdma_stream_listen(int fd, int backlog);
+int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len);
+/* Blocking, within the timeout set with TCP_USER_TIMEOUT (default 5 s). */
+int rdma_stream_connect(int fd, const struct sockaddr *addr, socklen_t len);
+ssize_t rdma_stream_send(int fd, const void *buf, size_t len, int flags);
+ssize_t rdma_stream_sendmsg(int fd, const struct msghdr *msg, int flags);
+ssize_t rdma_stream_recv(int fd, void *buf, size_t len, int flags);
+int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms);
+int rdma_stream_shutdown(int fd, int how);
+int rdma_stream_close(int fd);
+/* SO_REUSEADDR is accepted and ignored; TCP_USER_TIMEOUT bounds blocking
+ * sends and connects; TCP_NODELAY is what this stream always does. */
+int rdma_stream_setsockopt(int fd, int level, int name, const void *val, socklen_t len);
+/* SO_ERROR: the connection's pending error (0 when connected). */
+int rdma_stream_getsockopt(int fd, int level, int name, void *val, socklen_t *len);
+/* F_GETFL/F_SETFL: O_NONBLOCK only. */
+int rdma_stream_fcntl(int fd, int cmd, ...);
+/* 1 if an RDMA device is there; 0 with errno otherwise. */
+int rdma_stream_available(void);
+
+#endif

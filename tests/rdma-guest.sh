@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Inside the Soft-RoCE VM (tests/rdma-vm.sh boots it): every rdma:// test,
+# against the rxe0 device at $RDMA_VM_IP.
+#   tests/rdma-guest.sh BUILD_DIR
+set -euo pipefail
+build=$1
+cd "$(dirname "$0")/.."
+echo "== rdma:// in the VM: $(uname -r), device ${RDMA_VM_DEV:-?} at ${RDMA_VM_IP:-?}"
+export DMAQ_SHM_DIR=/dev/shm
+echo "-- test_rdma (errors, keys, leases, killed and stopped peers)"
+"$build/tests/test_rdma" --jobs 1 --verbose=0
+echo "-- test_stress_rdma (the shm matrix over rdma://)"
+"$build/tests/test_stress_rdma" --jobs 1 --verbose=0
+echo "-- Python subscribers and publishers with C peers over rdma://"
+# The guest has the host's /usr but not its Python environments: Debian's
+# python3 with the package from the source tree and the library just built.
+(cd bindings/python/tests && PYTHONPATH="$PWD/../src" DMAQ_LIBRARY="$build/libdmaq.so" \
+    DMAQ_TEST_PEER="$build/tests/dmaq-test-peer" /usr/bin/python3 -m unittest -k rdma test_cross)
+echo "== rdma:// in the VM: all passed"
