@@ -13,11 +13,7 @@ md=""
 [ "${1:-}" = "--md" ] && md=$2
 cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-rel -j"$(nproc)" --target dmaq-tcp-bench dmaq-rdma >/dev/null
-vm=${DMAQ_RDMA_VM:-}
-for candidate in "$PWD/../shared/tools/rdma-vm/run-in-rdma-vm.sh" /work/shared/tools/rdma-vm/run-in-rdma-vm.sh; do
-    [ -z "$vm" ] && [ -x "$candidate" ] && vm=$candidate
-done
-[ -n "$vm" ] || { echo "rdma-vm-bench: no run-in-rdma-vm.sh (set DMAQ_RDMA_VM)" >&2; exit 1; }
+vm=$(dmaq_rdma_vm) || { echo "rdma-vm-bench: no run-in-rdma-vm.sh (set DMAQ_RDMA_VM)" >&2; exit 1; }
 out=$PWD/build-rel/rdma-bench.txt
 "$vm" --share "$PWD" --timeout 1200 -- "$PWD/bench/rdma-guest-bench.sh" "$PWD/build-rel" "$out" >&2
 when=$(date -u '+%Y-%m-%d %H:%M UTC')

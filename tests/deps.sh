@@ -14,3 +14,14 @@ dmaq_install_deps() {
         $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 }
+
+# Print the path of shared/tools/rdma-vm/run-in-rdma-vm.sh ($DMAQ_RDMA_VM, else
+# next to the repository, else /work/shared); fail when there is none.
+dmaq_rdma_vm() {
+    local vm
+    for vm in "${DMAQ_RDMA_VM:-}" "$PWD/../shared/tools/rdma-vm/run-in-rdma-vm.sh" \
+              /work/shared/tools/rdma-vm/run-in-rdma-vm.sh; do
+        [ -n "$vm" ] && [ -x "$vm" ] && { echo "$vm"; return 0; }
+    done
+    return 1
+}

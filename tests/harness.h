@@ -128,6 +128,13 @@ static inline bool wait_subscribers(const char *uri, unsigned n, int deadline_s)
 }
 
 /* Messages per topology in the stress tests: DMAQ_TEST_MESSAGES or 1e6. */
+/* The RDMA device's address inside the Soft-RoCE VM (tests/rdma-vm.sh). */
+static inline const char *rdma_test_host(void)
+{
+    const char *ip = getenv("RDMA_VM_IP");
+    return ip ? ip : "198.18.0.1";
+}
+
 static inline long test_messages(void)
 {
     const char *e = getenv("DMAQ_TEST_MESSAGES");

@@ -14,11 +14,8 @@ repo=$PWD
 build=$(cd "${1:-build}" && pwd)
 [ -e "$build/libdmaq-rdma.so" ] || { echo "rdma-vm: $build/libdmaq-rdma.so is not built (librdmacm-dev missing?)" >&2; exit 1; }
 
-vm=${DMAQ_RDMA_VM:-}
-for candidate in "$repo/../shared/tools/rdma-vm/run-in-rdma-vm.sh" /work/shared/tools/rdma-vm/run-in-rdma-vm.sh; do
-    [ -z "$vm" ] && [ -x "$candidate" ] && vm=$candidate
-done
-if [ -z "$vm" ] || [ ! -x "$vm" ]; then
+. tests/deps.sh
+if ! vm=$(dmaq_rdma_vm); then
     echo "rdma-vm: SKIPPED: no run-in-rdma-vm.sh (set DMAQ_RDMA_VM)" >&2
     exit 77
 fi

@@ -62,26 +62,24 @@ static void check_no_duplicates(char outs[][256], int subs)
     cr_expect_eq(dups, 0, "%zu messages were delivered more than once", dups);
 }
 
-#if defined(DMAQ_TEST_RDMA)
-/* The same matrix over rdma:// on the Soft-RoCE device of the VM that
- * tests/rdma-vm.sh boots: this process binds, every peer connects. */
+#if defined(DMAQ_TEST_RDMA) || defined(DMAQ_TEST_TCP)
+/* The same matrix over the network: this process binds (hosts) the channel,
+ * every peer process connects. rdma:// runs on the Soft-RoCE device of the
+ * VM that tests/rdma-vm.sh boots. */
 #define CREATOR_FLAGS DMAQ_OPEN_BIND
+#ifdef DMAQ_TEST_RDMA
+#define NET_SCHEME "rdma"
+#define NET_HOST rdma_test_host()
 #define MESSAGES (test_messages() / 100) /* an emulated NIC in an emulated machine */
-static void channel_uri(char *buf, size_t cap)
-{
-    static unsigned counter;
-    const char *ip = getenv("RDMA_VM_IP");
-    snprintf(buf, cap, "rdma://%s:%d/stress-%u", ip ? ip : "198.18.0.1", free_tcp_port(), counter++);
-}
-#elif defined(DMAQ_TEST_TCP)
-/* The same matrix over tcp://127.0.0.1: this process binds (hosts) the
- * channel, every peer process connects. */
-#define CREATOR_FLAGS DMAQ_OPEN_BIND
+#else
+#define NET_SCHEME "tcp"
+#define NET_HOST "127.0.0.1"
 #define MESSAGES (test_messages() / 4) /* loopback TCP is a few times slower: the suite's time stays in bounds */
+#endif
 static void channel_uri(char *buf, size_t cap)
 {
     static unsigned counter;
-    snprintf(buf, cap, "tcp://127.0.0.1:%d/stress-%u", free_tcp_port(), counter++);
+    snprintf(buf, cap, NET_SCHEME "://%s:%d/stress-%u", NET_HOST, free_tcp_port(), counter++);
 }
 #else
 #define CREATOR_FLAGS 0

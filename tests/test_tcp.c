@@ -24,12 +24,7 @@
 
 #ifdef DMAQ_TEST_RDMA
 #define SCHEME "rdma"
-#define HOST rdma_host()
-static const char *rdma_host(void)
-{
-    const char *ip = getenv("RDMA_VM_IP");
-    return ip ? ip : "198.18.0.1";
-}
+#define HOST rdma_test_host()
 #else
 #define SCHEME "tcp"
 #define HOST "127.0.0.1"

@@ -112,6 +112,22 @@ int rdma_stream_available(void)
     return 1;
 }
 
+/* Make the event channel's descriptor the stream's, ready to register. */
+static void adopt_channel(struct stream *s)
+{
+    set_nonblocking(s->ec->fd);
+    s->fd = s->ec->fd;
+    s->timeout_ms = DEFAULT_TIMEOUT_MS;
+    pthread_mutex_init(&s->lock, NULL);
+}
+
+static void register_stream(struct stream *s)
+{
+    pthread_mutex_lock(&table_lock);
+    table[s->fd] = s;
+    pthread_mutex_unlock(&table_lock);
+}
+
 int rdma_stream_socket(int domain, int type, int protocol)
 {
     (void)protocol;
@@ -132,19 +148,14 @@ int rdma_stream_socket(int domain, int type, int protocol)
         free(s);
         return fail(err);
     }
-    set_nonblocking(s->ec->fd);
-    s->fd = s->ec->fd;
-    s->timeout_ms = DEFAULT_TIMEOUT_MS;
-    pthread_mutex_init(&s->lock, NULL);
+    adopt_channel(s);
     if (s->fd >= MAX_FD) {
         rdma_destroy_id(s->id);
         rdma_destroy_event_channel(s->ec);
         free(s);
         return fail(EMFILE);
     }
-    pthread_mutex_lock(&table_lock);
-    table[s->fd] = s;
-    pthread_mutex_unlock(&table_lock);
+    register_stream(s);
     return s->fd;
 }
 
@@ -541,11 +552,8 @@ int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len)
         free(s);
         return fail(ENOMEM);
     }
-    set_nonblocking(s->ec->fd);
+    adopt_channel(s);
     s->id = id;
-    s->fd = s->ec->fd;
-    s->timeout_ms = DEFAULT_TIMEOUT_MS;
-    pthread_mutex_init(&s->lock, NULL);
     s->remote = info;
     bool ok = info_ok && info_valid(&info) && s->fd < MAX_FD && setup_conn(s) == 0;
     struct ring_info mine;
@@ -571,9 +579,7 @@ int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len)
         memcpy(addr, peer, n < *len ? n : *len);
         *len = n;
     }
-    pthread_mutex_lock(&table_lock);
-    table[s->fd] = s;
-    pthread_mutex_unlock(&table_lock);
+    register_stream(s);
     return s->fd;
 }
 
