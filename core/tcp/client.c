@@ -608,6 +608,10 @@ static int take_frame(void *ctx, const struct tcp_frame *f)
         cl->any_seq = true;
     } else if (f->type == TCP_LOST) {
         ok = put_lost(cl, f->u.count);
+        /* Those are the messages right after the last one we had: a gap
+         * after a reconnect must not count them again. */
+        if (cl->any_seq)
+            cl->last_seq += f->u.count;
     }
     return !ok;
 }
