@@ -134,7 +134,10 @@ static int subscriber(const char *uri, uint64_t expect, const char *out)
         return 2;
     }
     dmaq_stat st = {.size = sizeof st};
-    dmaq_channel_stat(uri, &st, NULL, 0);
+    if (dmaq_channel_stat(uri, &st, NULL, 0) < 0) {
+        fprintf(stderr, "peer sub: stat: %s\n", dmaq_last_error());
+        return 2;
+    }
     bool queue = st.kind == DMAQ_KIND_QUEUE;
     char path[512];
     snprintf(path, sizeof path, "%s.keys", out);

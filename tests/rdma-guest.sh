@@ -7,9 +7,11 @@ build=$1
 cd "$(dirname "$0")/.."
 echo "== rdma:// in the VM: $(uname -r), device ${RDMA_VM_DEV:-?} at ${RDMA_VM_IP:-?}"
 export DMAQ_SHM_DIR=/dev/shm
-echo "-- test_rdma (errors, keys, leases, killed and stopped peers)"
+echo "-- test_rdma (errors, keys, leases, killed and stopped peers), rings on huge pages"
+echo 64 > /proc/sys/vm/nr_hugepages
 "$build/tests/test_rdma" --jobs 1 --verbose=0
-echo "-- test_stress_rdma (the shm matrix over rdma://)"
+echo "-- test_stress_rdma (the shm matrix over rdma://), rings on ordinary pages"
+echo 0 > /proc/sys/vm/nr_hugepages
 "$build/tests/test_stress_rdma" --jobs 1 --verbose=0
 echo "-- Python subscribers and publishers with C peers over rdma://"
 # The guest has the host's /usr but not its Python environments: Debian's

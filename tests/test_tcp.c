@@ -66,6 +66,50 @@ Test(rdma, availability)
     expect_error(dmaq_sub_open("rdma://127.0.0.1:7000/x", &o, &s), DMAQ_ESCHEME, "rdma:// is unavailable here");
     expect_error(dmaq_sub_open("rdma://127.0.0.1:7000/x", NULL, &s), DMAQ_ESCHEME, "rdma:// is unavailable here");
 }
+
+static long meminfo(const char *field)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, field, n) == 0 && line[n] == ':')
+            v = strtol(line + n + 1, NULL, 10);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* Where the system has huge pages to give (tests/rdma-guest.sh reserves
+ * some for this binary), each end of a connection registers its rings on
+ * them; closing gives them back. */
+Test(rdma, rings_are_on_huge_pages_when_the_system_has_some, .timeout = 60)
+{
+    if (!getenv("RDMA_VM"))
+        cr_skip_test("rdma:// only runs in the VM");
+    long total = meminfo("HugePages_Total");
+    cr_assert_gt(total, 1, "no huge pages reserved (tests/rdma-guest.sh reserves them)");
+    long before = meminfo("HugePages_Free") - meminfo("HugePages_Rsvd");
+    char uri[128];
+    tcp_uri(uri, sizeof uri, HOST, free_tcp_port(), "huge");
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    dmaq_pub *pub;
+    dmaq_sub *sub;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_sub_open(uri, NULL, &sub), 0, "%s", dmaq_last_error());
+    cr_assert(wait_subscribers(uri, 1, 30), "the subscriber did not attach");
+    long during = meminfo("HugePages_Free") - meminfo("HugePages_Rsvd");
+    cr_expect_geq(before - during, 2, "huge pages free: %ld before the connection, %ld with it", before, during);
+    cr_assert_eq(dmaq_pub_send(pub, "x", 1, 10 * SEC), 0, "%s", dmaq_last_error());
+    dmaq_lease l;
+    cr_assert_eq(dmaq_sub_peek(sub, &l, 10 * SEC), 0, "%s", dmaq_last_error());
+    dmaq_sub_release(sub, &l);
+    dmaq_sub_close(sub);
+    dmaq_pub_close(pub);
+    long after = meminfo("HugePages_Free") - meminfo("HugePages_Rsvd");
+    cr_expect_eq(after, before, "huge pages free: %ld before, %ld after closing", before, after);
+}
 #endif
 
 Test(tcp_errors, malformed_addresses)
@@ -494,6 +538,42 @@ static void publish_range(dmaq_pub *pub, uint32_t from, uint32_t to, uint64_t *r
         if (i % 100 == 0)
             sleep_ms(1); /* a stream, not one burst */
     }
+}
+
+/* spin_ns = INT64_MAX on both ends: every wait (the application's, the
+ * pump's and the host's forwarder's; over rdma:// the completion queue's)
+ * busy-polls instead of sleeping, and still delivers everything in order
+ * and times out when nothing comes. */
+Test(tcp, busy_polling_handles_deliver_in_order_and_time_out)
+{
+    char uri[128];
+    tcp_uri(uri, sizeof uri, HOST, free_tcp_port(), "spinning");
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    o.spin_ns = INT64_MAX;
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0, "%s", dmaq_last_error());
+    dmaq_options c = DMAQ_OPTIONS_INIT;
+    c.spin_ns = INT64_MAX;
+    dmaq_sub *sub;
+    cr_assert_eq(dmaq_sub_open(uri, &c, &sub), 0, "%s", dmaq_last_error());
+    cr_assert(wait_subscribers(uri, 1, 30), "the subscriber did not attach");
+    uint64_t rng = 7;
+    for (uint32_t round = 0; round < 20; round++) {
+        publish_range(pub, round * 100, (round + 1) * 100, &rng);
+        for (uint32_t i = round * 100; i < (round + 1) * 100; i++) {
+            dmaq_lease l;
+            cr_assert_eq(dmaq_sub_peek(sub, &l, 10 * SEC), 0, "message %u: %s", i, dmaq_last_error());
+            uint32_t key, index;
+            cr_assert(payload_intact(l.data, l.len, &key, &index), "message %u is corrupt", i);
+            cr_assert_eq(index, i, "message %u arrived as %u", i, index);
+            dmaq_sub_release(sub, &l);
+        }
+    }
+    dmaq_lease l;
+    expect_error(dmaq_sub_peek(sub, &l, 0), DMAQ_EAGAIN, "");
+    expect_error(dmaq_sub_peek(sub, &l, SEC / 5), DMAQ_ETIMEDOUT, "");
+    dmaq_sub_close(sub);
+    dmaq_pub_close(pub);
 }
 
 /* Bind a broadcast channel at `uri` as *pub and start (with `start`) a

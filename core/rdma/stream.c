@@ -10,14 +10,22 @@
 #include <pthread.h>
 #include <rdma/rdma_cma.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
-#define RING (256u << 10) /* receive ring (and send ring) bytes per direction */
+/* Ring bytes per direction: the largest of these that registers (locked
+ * memory is limited, RLIMIT_MEMLOCK); the two sides use the smaller of
+ * theirs. A bigger ring keeps more bytes on the wire. */
+static const uint32_t ring_sizes[] = {1u << 20, 256u << 10, 64u << 10};
+#define RING_MIN (64u << 10)
+#define RING_MAX (64u << 20)
+#define HUGE_PAGE (2u << 20)
 #define SQ_DEPTH 256u
 #define RQ_DEPTH 1024u
 #define SIGNAL_EVERY 32u        /* one signalled write in this many reaps them all */
@@ -30,7 +38,7 @@
 struct ring_info {
     uint32_t magic, ring_size;
     uint64_t ring_addr, credit_addr;
-    uint32_t rkey, reserved;
+    uint32_t rkey, credit_rkey;
 };
 
 enum role { FRESH, LISTENER, CONN };
@@ -39,11 +47,13 @@ struct stream {
     enum role role;
     int fd; /* the event channel's: the descriptor handed out */
     pthread_mutex_t lock;
+    atomic_uint lock_wanted; /* threads waiting in stream_lock: a busy-poll stands back */
     struct rdma_event_channel *ec;
     struct rdma_cm_id *id;
     bool nonblock;
     int timeout_ms;
-    int err; /* SO_ERROR */
+    int64_t spin_ns; /* SO_BUSY_POLL: how long a wait polls before it sleeps */
+    int err;         /* SO_ERROR */
     /* listener */
     struct rdma_cm_id *req_id; /* a connection request not accepted yet */
     struct ring_info req_info;
@@ -52,8 +62,11 @@ struct stream {
     struct ibv_pd *pd;
     struct ibv_comp_channel *cc;
     struct ibv_cq *cq;
-    struct ibv_mr *mr;
-    uint8_t *mem; /* receive ring | send ring | credit in | credit out */
+    struct ibv_mr *mr, *words_mr;
+    uint8_t *mem;       /* receive ring | send ring, `cap` bytes each */
+    size_t mem_size;    /* mapped */
+    uint64_t *words;    /* credit in | credit out, a page of their own */
+    uint32_t cap, ring; /* ring bytes we have; in use (the smaller of ours and the peer's) */
     struct ring_info remote;
     uint64_t sent, peer_consumed;             /* our outgoing stream */
     uint64_t produced, consumed, credit_sent; /* the incoming one */
@@ -68,14 +81,24 @@ static struct stream *table[MAX_FD];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static uint8_t *recv_ring(struct stream *s) { return s->mem; }
-static uint8_t *send_ring(struct stream *s) { return s->mem + RING; }
-static volatile uint64_t *credit_in(struct stream *s) { return (volatile uint64_t *)(s->mem + 2 * RING); }
-static uint64_t *credit_out(struct stream *s) { return (uint64_t *)(s->mem + 2 * RING + 64); }
+static uint8_t *send_ring(struct stream *s) { return s->mem + s->cap; }
+static volatile uint64_t *credit_in(struct stream *s) { return (volatile uint64_t *)s->words; }
+static uint64_t *credit_out(struct stream *s) { return s->words + 8; }
 
 static int fail(int err)
 {
     errno = err;
     return -1;
+}
+
+/* Take the stream's lock, marking that we want it: a thread busy-polling
+ * the stream (spin_for) takes it only when nobody is waiting, so a sender
+ * or reader is not starved by one that locks it in a loop. */
+static void stream_lock(struct stream *s)
+{
+    atomic_fetch_add_explicit(&s->lock_wanted, 1, memory_order_relaxed);
+    pthread_mutex_lock(&s->lock);
+    atomic_fetch_sub_explicit(&s->lock_wanted, 1, memory_order_relaxed);
 }
 
 static struct stream *lookup(int fd)
@@ -200,9 +223,8 @@ static void take_conn_events(struct stream *s)
 {
     int type;
     while ((type = next_event(s, 0, NULL, NULL, NULL, NULL)) >= 0)
-        if (type == RDMA_CM_EVENT_DISCONNECTED || type == RDMA_CM_EVENT_DEVICE_REMOVAL ||
-            type == RDMA_CM_EVENT_TIMEWAIT_EXIT)
-            s->peer_gone = true;
+        if (type != RDMA_CM_EVENT_ESTABLISHED)
+            s->peer_gone = true; /* disconnected, unreachable, device gone, or never completed */
 }
 
 /* ---- the queue pair and the rings ---- */
@@ -211,6 +233,59 @@ static int post_recv(struct stream *s)
 {
     struct ibv_recv_wr wr = {.wr_id = 0, .sg_list = NULL, .num_sge = 0}, *bad;
     return ibv_post_recv(s->id->qp, &wr, &bad);
+}
+
+/* Map `size` bytes for the rings: explicit huge pages when the system has
+ * some free (fewer TLB misses for the NIC and for us), else ordinary pages
+ * the kernel may fold into transparent huge ones. */
+static void *map_rings(size_t size, size_t *mapped)
+{
+    size_t huge_size = (size + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+    void *p = mmap(NULL, huge_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    if (p != MAP_FAILED) {
+        *mapped = huge_size;
+        return p;
+    }
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    madvise(p, size, MADV_HUGEPAGE);
+    *mapped = size;
+    return p;
+}
+
+static void unmap_rings(struct stream *s)
+{
+    if (s->mr)
+        ibv_dereg_mr(s->mr);
+    if (s->mem)
+        munmap(s->mem, s->mem_size);
+    s->mr = NULL, s->mem = NULL, s->mem_size = 0;
+}
+
+/* Register the rings (the largest size locked memory allows) and the credit
+ * words, once per connection: nothing is registered per message. */
+static int register_rings(struct stream *s)
+{
+    int err = ENOMEM;
+    for (size_t i = 0; i < sizeof ring_sizes / sizeof ring_sizes[0] && !s->mr; i++) {
+        s->cap = ring_sizes[i];
+        if (!(s->mem = map_rings(2 * (size_t)s->cap, &s->mem_size)))
+            continue;
+        s->mr = ibv_reg_mr(s->pd, s->mem, 2 * (size_t)s->cap, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+        if (!s->mr) {
+            err = errno;
+            unmap_rings(s);
+        }
+    }
+    if (!s->mr)
+        return fail(err);
+    s->ring = s->cap;
+    if (posix_memalign((void **)&s->words, 4096, 4096) != 0)
+        return fail(ENOMEM);
+    memset(s->words, 0, 4096);
+    s->words_mr = ibv_reg_mr(s->pd, s->words, 4096, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+    return s->words_mr ? 0 : -1;
 }
 
 static int setup_conn(struct stream *s)
@@ -234,13 +309,7 @@ static int setup_conn(struct stream *s)
     if (rdma_create_qp(s->id, s->pd, &qa) != 0)
         return -1;
     s->max_inline = qa.cap.max_inline_data;
-    size_t size = 2 * RING + 4096;
-    /* Registered once, here; huge pages are the kernel's to give (THP). */
-    if (posix_memalign((void **)&s->mem, 4096, size) != 0)
-        return fail(ENOMEM);
-    memset(s->mem, 0, size);
-    s->mr = ibv_reg_mr(s->pd, s->mem, size, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
-    if (!s->mr)
+    if (register_rings(s) != 0)
         return -1;
     for (unsigned i = 0; i < RQ_DEPTH; i++)
         if (post_recv(s) != 0)
@@ -252,31 +321,41 @@ static int setup_conn(struct stream *s)
 static struct ring_info local_info(struct stream *s)
 {
     return (struct ring_info){.magic = PRIV_MAGIC,
-                              .ring_size = RING,
+                              .ring_size = s->cap,
                               .ring_addr = (uintptr_t)recv_ring(s),
                               .credit_addr = (uintptr_t)credit_in(s),
-                              .rkey = s->mr->rkey};
+                              .rkey = s->mr->rkey,
+                              .credit_rkey = s->words_mr->rkey};
 }
 
-static bool info_valid(const struct ring_info *i) { return i->magic == PRIV_MAGIC && i->ring_size == RING; }
+static bool info_valid(const struct ring_info *i)
+{
+    uint32_t n = i->ring_size;
+    return i->magic == PRIV_MAGIC && n >= RING_MIN && n <= RING_MAX && (n & (n - 1)) == 0;
+}
+
+/* Both sides write at offsets within the smaller of the two rings. */
+static void agree_ring(struct stream *s) { s->ring = s->cap < s->remote.ring_size ? s->cap : s->remote.ring_size; }
 
 static void teardown_conn(struct stream *s)
 {
     if (s->id && s->id->qp)
         rdma_destroy_qp(s->id);
-    if (s->mr)
-        ibv_dereg_mr(s->mr);
+    unmap_rings(s);
+    if (s->words_mr)
+        ibv_dereg_mr(s->words_mr);
     if (s->cq)
         ibv_destroy_cq(s->cq);
     if (s->cc)
         ibv_destroy_comp_channel(s->cc);
     if (s->pd)
         ibv_dealloc_pd(s->pd);
-    free(s->mem);
-    s->mr = NULL, s->cq = NULL, s->cc = NULL, s->pd = NULL, s->mem = NULL;
+    free(s->words);
+    s->words_mr = NULL, s->cq = NULL, s->cc = NULL, s->pd = NULL, s->words = NULL;
 }
 
-static int post_write(struct stream *s, uint64_t laddr, uint32_t lkey, uint64_t raddr, uint32_t len, uint32_t imm)
+static int post_write(struct stream *s, uint64_t laddr, uint32_t lkey, uint64_t raddr, uint32_t rkey, uint32_t len,
+                      uint32_t imm)
 {
     struct ibv_sge sge = {.addr = laddr, .length = len, .lkey = lkey};
     /* Completions are asked for selectively: one for every SIGNAL_EVERY
@@ -292,7 +371,7 @@ static int post_write(struct stream *s, uint64_t laddr, uint32_t lkey, uint64_t 
                              .imm_data = htonl(imm)},
                        *bad;
     wr.wr.rdma.remote_addr = raddr;
-    wr.wr.rdma.rkey = s->remote.rkey;
+    wr.wr.rdma.rkey = rkey;
     if (ibv_post_send(s->id->qp, &wr, &bad) != 0) {
         s->broken = true;
         return -1;
@@ -324,7 +403,7 @@ static void drain(struct stream *s)
             uint32_t imm = ntohl(wc[i].imm_data);
             /* What the peer says it wrote must fit what we gave it. */
             if (!(imm & CREDIT_FLAG)) {
-                if (imm > RING || s->produced + imm - s->consumed > RING)
+                if (imm > s->ring || s->produced + imm - s->consumed > s->ring)
                     s->broken = true;
                 else
                     s->produced += imm;
@@ -347,10 +426,11 @@ static void return_credit(struct stream *s, bool force)
 {
     if (s->consumed == s->credit_sent || s->broken || s->peer_gone || s->outstanding >= SQ_DEPTH - 1)
         return;
-    if (!force && s->consumed - s->credit_sent < RING / 8)
+    if (!force && s->consumed - s->credit_sent < s->ring / 8)
         return;
     *credit_out(s) = s->consumed;
-    if (post_write(s, (uintptr_t)credit_out(s), s->mr->lkey, s->remote.credit_addr, 8, CREDIT_FLAG) == 0)
+    if (post_write(s, (uintptr_t)credit_out(s), s->words_mr->lkey, s->remote.credit_addr, s->remote.credit_rkey, 8,
+                   CREDIT_FLAG) == 0)
         s->credit_sent = s->consumed;
 }
 
@@ -374,7 +454,7 @@ static short readiness(struct stream *s, short events)
     if ((events & POLLIN) && (s->produced > s->consumed || s->peer_gone || s->broken))
         r |= POLLIN;
     if ((events & POLLOUT) &&
-        ((s->sent - s->peer_consumed < RING && s->outstanding + 2 < SQ_DEPTH) || s->peer_gone || s->broken))
+        ((s->sent - s->peer_consumed < s->ring && s->outstanding + 2 < SQ_DEPTH) || s->peer_gone || s->broken))
         r |= POLLOUT;
     if (s->peer_gone || s->broken)
         r |= POLLHUP;
@@ -398,12 +478,62 @@ static void take_wakeup(struct stream *s)
         ibv_ack_cq_events(cq, 1);
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Busy-poll the connections among fds (their completion queues and credit
+ * words, no system call) for as long as the longest SO_BUSY_POLL among them
+ * and at most timeout_ms: a message then reaches a waiting thread without
+ * the completion channel's interrupt and wake-up. Descriptors that are not
+ * ours, and connection events, are looked at by the poll() that follows.
+ * Returns true once one is ready. */
+static bool spin_for(struct pollfd *fds, nfds_t nfds, int timeout_ms)
+{
+    struct stream *conns[8];
+    short events[8];
+    nfds_t n = 0;
+    int64_t spin = 0;
+    for (nfds_t i = 0; i < nfds && n < 8; i++) {
+        struct stream *s = lookup(fds[i].fd);
+        if (!s || s->role != CONN)
+            continue;
+        conns[n] = s;
+        events[n++] = fds[i].events;
+        if (s->spin_ns > spin)
+            spin = s->spin_ns;
+    }
+    if (spin <= 0 || timeout_ms == 0)
+        return false;
+    uint64_t start = now_ns();
+    uint64_t limit = timeout_ms < 0 ? UINT64_MAX : (uint64_t)timeout_ms * 1000000u;
+    if ((uint64_t)spin < limit)
+        limit = (uint64_t)spin;
+    do {
+        for (nfds_t i = 0; i < n; i++) {
+            struct stream *s = conns[i];
+            if (atomic_load_explicit(&s->lock_wanted, memory_order_relaxed) || pthread_mutex_trylock(&s->lock) != 0)
+                continue;
+            short r = readiness(s, events[i]);
+            pthread_mutex_unlock(&s->lock);
+            if (r)
+                return true;
+        }
+    } while (now_ns() - start < limit);
+    return false;
+}
+
 int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 {
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)timeout_ms;
     struct pollfd sys[16];
     if (nfds > 8)
         return fail(EINVAL);
+    if (spin_for(fds, nfds, timeout_ms))
+        deadline = now_ms(); /* ready: the loop below reports what is, without waiting */
     for (;;) {
         int ready = 0;
         nfds_t k = 0;
@@ -414,7 +544,7 @@ int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
                 sys[k++] = (struct pollfd){fds[i].fd, fds[i].events, 0};
                 continue;
             }
-            pthread_mutex_lock(&s->lock);
+            stream_lock(s);
             arm(s);
             fds[i].revents = readiness(s, fds[i].events);
             pthread_mutex_unlock(&s->lock);
@@ -439,7 +569,7 @@ int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
             if (s->role != CONN)
                 continue;
             if (events) {
-                pthread_mutex_lock(&s->lock);
+                stream_lock(s);
                 take_conn_events(s);
                 pthread_mutex_unlock(&s->lock);
             }
@@ -514,8 +644,10 @@ int rdma_stream_connect(int fd, const struct sockaddr *addr, socklen_t len)
         return -1;
     bool ok = false;
     type = next_event(s, t, NULL, &s->remote, &ok, &status);
-    if (type == RDMA_CM_EVENT_ESTABLISHED && ok && info_valid(&s->remote))
+    if (type == RDMA_CM_EVENT_ESTABLISHED && ok && info_valid(&s->remote)) {
+        agree_ring(s);
         return 0;
+    }
     s->broken = true;
     if (type == RDMA_CM_EVENT_REJECTED)
         return fail(ECONNREFUSED);
@@ -529,13 +661,13 @@ int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len)
     struct stream *l = lookup(fd);
     if (!l || l->role != LISTENER)
         return fail(EINVAL);
-    pthread_mutex_lock(&l->lock);
+    stream_lock(l);
     while (!readiness(l, POLLIN)) {
         pthread_mutex_unlock(&l->lock);
         if (l->nonblock)
             return fail(EAGAIN);
         wait_for(l, POLLIN, UINT64_MAX);
-        pthread_mutex_lock(&l->lock);
+        stream_lock(l);
     }
     struct rdma_cm_id *id = l->req_id;
     struct ring_info info = l->req_info;
@@ -558,11 +690,16 @@ int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len)
     bool ok = info_ok && info_valid(&info) && s->fd < MAX_FD && setup_conn(s) == 0;
     struct ring_info mine;
     if (ok) {
+        agree_ring(s);
         mine = local_info(s);
         struct rdma_conn_param p = {
             .private_data = &mine, .private_data_len = sizeof mine, .retry_count = 7, .rnr_retry_count = 7};
-        ok = rdma_accept(id, &p) == 0 &&
-             next_event(s, s->timeout_ms, NULL, NULL, NULL, NULL) == RDMA_CM_EVENT_ESTABLISHED;
+        /* The queue pair is ready to send once accepted. ESTABLISHED (the
+         * peer's RTU, or its first packet) is not waited for here: under
+         * load it can take the CM's retry timeout, and meanwhile every other
+         * connection request would wait behind this one. A connection that
+         * never completes ends with an event take_conn_events sees. */
+        ok = rdma_accept(id, &p) == 0;
     } else {
         rdma_reject(id, NULL, 0); /* not a dmaq peer, or no resources */
     }
@@ -592,12 +729,12 @@ ssize_t rdma_stream_send(int fd, const void *buf, size_t len, int flags)
     size_t done = 0;
     bool nonblock = s->nonblock || (flags & MSG_DONTWAIT);
     uint64_t deadline = UINT64_MAX;
-    pthread_mutex_lock(&s->lock);
+    stream_lock(s);
     while (done < len) {
         drain(s);
         if (s->broken || s->peer_gone)
             break;
-        uint64_t space = RING - (s->sent - s->peer_consumed);
+        uint64_t space = s->ring - (s->sent - s->peer_consumed);
         if (space == 0 || s->outstanding + 2 >= SQ_DEPTH) {
             pthread_mutex_unlock(&s->lock);
             if (nonblock)
@@ -605,7 +742,7 @@ ssize_t rdma_stream_send(int fd, const void *buf, size_t len, int flags)
             if (deadline == UINT64_MAX)
                 deadline = now_ms() + (uint64_t)s->timeout_ms;
             bool woke = wait_for(s, POLLOUT, deadline);
-            pthread_mutex_lock(&s->lock);
+            stream_lock(s);
             if (!woke && now_ms() >= deadline) {
                 pthread_mutex_unlock(&s->lock);
                 return done ? (ssize_t)done : fail(ETIMEDOUT); /* TCP_USER_TIMEOUT's meaning */
@@ -613,12 +750,13 @@ ssize_t rdma_stream_send(int fd, const void *buf, size_t len, int flags)
             continue;
         }
         deadline = UINT64_MAX; /* progress */
-        uint32_t off = (uint32_t)(s->sent % RING);
+        uint32_t off = (uint32_t)(s->sent % s->ring);
         uint32_t n = (uint32_t)(len - done < space ? len - done : space);
-        if (n > RING - off)
-            n = RING - off; /* to the ring's end; the rest from its start next */
+        if (n > s->ring - off)
+            n = s->ring - off; /* to the ring's end; the rest from its start next */
         memcpy(send_ring(s) + off, p + done, n);
-        if (post_write(s, (uintptr_t)(send_ring(s) + off), s->mr->lkey, s->remote.ring_addr + off, n, n) != 0)
+        if (post_write(s, (uintptr_t)(send_ring(s) + off), s->mr->lkey, s->remote.ring_addr + off, s->remote.rkey, n,
+                       n) != 0)
             break;
         s->sent += n;
         done += n;
@@ -652,14 +790,14 @@ ssize_t rdma_stream_recv(int fd, void *buf, size_t len, int flags)
     if (!s || s->role != CONN)
         return fail(s ? ENOTCONN : EBADF);
     bool nonblock = s->nonblock || (flags & MSG_DONTWAIT);
-    pthread_mutex_lock(&s->lock);
+    stream_lock(s);
     for (;;) {
         drain(s);
         uint64_t avail = s->produced - s->consumed;
         if (avail) {
-            uint32_t off = (uint32_t)(s->consumed % RING);
+            uint32_t off = (uint32_t)(s->consumed % s->ring);
             size_t n = len < avail ? len : (size_t)avail;
-            size_t first = n < RING - off ? n : RING - off;
+            size_t first = n < s->ring - off ? n : s->ring - off;
             memcpy(buf, recv_ring(s) + off, first);
             memcpy((uint8_t *)buf + first, recv_ring(s), n - first);
             s->consumed += n;
@@ -676,7 +814,7 @@ ssize_t rdma_stream_recv(int fd, void *buf, size_t len, int flags)
         if (nonblock)
             return fail(EAGAIN);
         wait_for(s, POLLIN, UINT64_MAX);
-        pthread_mutex_lock(&s->lock);
+        stream_lock(s);
     }
 }
 
@@ -686,7 +824,7 @@ int rdma_stream_shutdown(int fd, int how)
     struct stream *s = lookup(fd);
     if (!s)
         return fail(EBADF);
-    pthread_mutex_lock(&s->lock);
+    stream_lock(s);
     if (s->role == CONN && !s->peer_gone) {
         rdma_disconnect(s->id);
         s->peer_gone = true;
@@ -725,6 +863,10 @@ int rdma_stream_setsockopt(int fd, int level, int name, const void *val, socklen
     if (level == IPPROTO_TCP && name == TCP_USER_TIMEOUT && len >= sizeof(unsigned)) {
         unsigned ms = *(const unsigned *)val;
         s->timeout_ms = ms ? (int)ms : DEFAULT_TIMEOUT_MS;
+    }
+    if (level == SOL_SOCKET && name == SO_BUSY_POLL && len >= sizeof(int)) {
+        int us = *(const int *)val;
+        s->spin_ns = us == INT32_MAX ? INT64_MAX : (int64_t)us * 1000;
     }
     return 0; /* SO_REUSEADDR, TCP_NODELAY: nothing to do */
 }

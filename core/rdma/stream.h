@@ -4,8 +4,10 @@
  * through core/tcp/sock.h) runs unchanged over RDMA as rdma://.
  *
  * The data path is one-sided: each side registers, at connect or accept, a
- * receive ring and a credit word and gives the peer their address and rkey
- * in the rdma_cm private data. send() copies into a registered send ring and
+ * receive ring (1 MiB, or less when locked memory is short; on explicit huge
+ * pages when the system has them) and a credit word and gives the peer
+ * their addresses, rkeys and the ring's size in the rdma_cm private data;
+ * both use the smaller ring. send() copies into a registered send ring and
  * posts an RDMA WRITE WITH_IMM (inline when small) straight into the peer's
  * receive ring, the immediate carrying the byte count; recv() copies out of
  * the receive ring and returns credit, its consumed position, by RDMA WRITE
@@ -39,7 +41,9 @@ int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms);
 int rdma_stream_shutdown(int fd, int how);
 int rdma_stream_close(int fd);
 /* SO_REUSEADDR is accepted and ignored; TCP_USER_TIMEOUT bounds blocking
- * sends and connects; TCP_NODELAY is what this stream always does. */
+ * sends and connects; TCP_NODELAY is what this stream always does;
+ * SO_BUSY_POLL (an int, microseconds; INT_MAX: for ever) is how long a wait
+ * polls the completion queue before it sleeps on the completion channel. */
 int rdma_stream_setsockopt(int fd, int level, int name, const void *val, socklen_t len);
 /* SO_ERROR: the connection's pending error (0 when connected). */
 int rdma_stream_getsockopt(int fd, int level, int name, void *val, socklen_t *len);

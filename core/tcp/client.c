@@ -65,7 +65,7 @@ int tcp_handshake(const struct tcp_addr *a, const struct tcp_conf *c, struct tcp
                   struct tcp_codec *codec, struct tcp_shape *shape, dmaq_stat *stat, dmaq_sub_stat *subs,
                   size_t subs_cap, int *n_subs, uint8_t *buf, size_t *len, size_t cap)
 {
-    int fd = tcp_dial(a, c->timeout_ns);
+    int fd = tcp_dial(a, c);
     if (fd < 0)
         return fd;
     char what[512];

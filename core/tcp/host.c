@@ -617,6 +617,7 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
     struct tcp_chan *ch = c->ch;
     dmaq_options o = DMAQ_OPTIONS_INIT;
     o.flags = DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_FENCED;
+    o.spin_ns = ch->conf.spin_ns; /* the binding handle's choice, busy-polling included */
     o.start = h->start == DMAQ_START_OLDEST ? DMAQ_START_OLDEST : DMAQ_START_NEWEST;
     if (dmaq_sub_open(ch->ring_uri, &o, &c->sub) < 0) {
         reject(c, DMAQ_ELIMIT, "%s", dmaq_last_error());
@@ -732,7 +733,7 @@ static void *conn_main(void *arg)
         goto done;
     }
     c->ping_ns = tcp_ping_every(&c->ch->conf, h.timeout_ms);
-    tcp_tune(c->fd, c->ch->conf.timeout_ns);
+    tcp_tune(c->fd, &c->ch->conf);
     if (h.role == TCP_ROLE_STAT) {
         serve_stat(c, nonce, &h);
         goto done;
@@ -844,7 +845,7 @@ static void *accept_main(void *arg)
         char host[64] = "?", port[8] = "?";
         getnameinfo((struct sockaddr *)&sa, sl, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
         snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
-        tcp_tune(fd, TCP_DEFAULT_TIMEOUT_NS);
+        tcp_tune(fd, &(struct tcp_conf){.timeout_ns = TCP_DEFAULT_TIMEOUT_NS});
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->cond, NULL);
         pthread_mutex_lock(&hosts_lock);

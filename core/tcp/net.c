@@ -76,6 +76,7 @@ int tcp_conf_from(const dmaq_options *o, struct tcp_conf *c)
 {
     memset(c, 0, sizeof *c);
     c->timeout_ns = o->peer_timeout_ns > 0 ? o->peer_timeout_ns : TCP_DEFAULT_TIMEOUT_NS;
+    c->spin_ns = o->spin_ns < 0 ? TCP_DEFAULT_SPIN_NS : o->spin_ns;
     if (o->peer_timeout_ns < 0)
         return dmaq_error_set(DMAQ_EINVAL, "peer_timeout_ns is negative");
     if (c->timeout_ns < 4 * TCP_SLICE_NS)
@@ -99,14 +100,20 @@ int64_t tcp_ping_every(const struct tcp_conf *c, uint32_t peer_timeout_ms)
     return (peer > 0 && peer < t ? peer : t) / 4;
 }
 
-void tcp_tune(int fd, int64_t timeout_ns)
+void tcp_tune(int fd, const struct tcp_conf *c)
 {
     int one = 1;
     net_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     /* Data unacknowledged this long means the path is gone (a cut cable
      * sends no RST); heartbeats make sure there is always data when idle. */
-    unsigned ms = (unsigned)(timeout_ns / 1000000);
+    unsigned ms = (unsigned)(c->timeout_ns / 1000000);
     net_setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+#ifdef DMAQ_NET_RDMA
+    /* The handle's spin_ns, for the waits on the queue pair (the kernel's
+     * SO_BUSY_POLL is another thing, and TCP is left alone). */
+    int us = c->spin_ns >= (int64_t)INT32_MAX * 1000 ? INT32_MAX : (int)(c->spin_ns / 1000);
+    net_setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &us, sizeof us);
+#endif
 }
 
 static int resolve(const struct tcp_addr *a, bool passive, struct addrinfo **out)
@@ -119,8 +126,9 @@ static int resolve(const struct tcp_addr *a, bool passive, struct addrinfo **out
     return 0;
 }
 
-int tcp_dial(const struct tcp_addr *a, int64_t timeout_ns)
+int tcp_dial(const struct tcp_addr *a, const struct tcp_conf *c)
 {
+    int64_t timeout_ns = c->timeout_ns;
     struct addrinfo *ai;
     int rc = resolve(a, false, &ai);
     if (rc < 0)
@@ -142,7 +150,7 @@ int tcp_dial(const struct tcp_addr *a, int64_t timeout_ns)
                 net_getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) {
                 freeaddrinfo(ai);
                 net_fcntl(fd, F_SETFL, net_fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-                tcp_tune(fd, timeout_ns);
+                tcp_tune(fd, c);
                 return fd;
             }
             err = soerr ? soerr : ETIMEDOUT;

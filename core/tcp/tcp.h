@@ -23,6 +23,7 @@
 #include "sock.h"
 
 #define TCP_DEFAULT_TIMEOUT_NS 5000000000LL
+#define TCP_DEFAULT_SPIN_NS 50000LL /* dmaq_options.spin_ns's default, as for shm */
 #define TCP_SLICE_NS 20000000LL   /* longest a pump waits before looking at its flags */
 #define TCP_KEY_BYTES 32u
 /* A subscriber acknowledges what it released once that is an eighth of its
@@ -42,6 +43,7 @@ struct tcp_addr {
 /* What a handle was opened with, beyond the channel's shape. */
 struct tcp_conf {
     int64_t timeout_ns;          /* a peer silent this long is dead */
+    int64_t spin_ns;             /* rdma://: how long a connection's wait busy-polls */
     bool has_key;
     uint8_t key[TCP_KEY_BYTES];  /* SHA-256 of the pre-shared key */
 };
@@ -52,12 +54,13 @@ int tcp_conf_from(const dmaq_options *o, struct tcp_conf *c);
 /* How often to send something when idle: a quarter of the shorter of our
  * peer timeout and the peer's (0 = not known). */
 int64_t tcp_ping_every(const struct tcp_conf *c, uint32_t peer_timeout_ms);
-/* Connect to a.host:a.port within timeout_ns; TCP_NODELAY and the peer
- * timeout set. Returns the socket or a DMAQ_E* code. */
-int tcp_dial(const struct tcp_addr *a, int64_t timeout_ns);
+/* Connect to a.host:a.port within c's peer timeout, tuned for c. Returns
+ * the socket or a DMAQ_E* code. */
+int tcp_dial(const struct tcp_addr *a, const struct tcp_conf *c);
 /* Listen on a.host:a.port. Returns the socket or a DMAQ_E* code. */
 int tcp_listen(const struct tcp_addr *a);
-void tcp_tune(int fd, int64_t timeout_ns);
+/* Set a connection up for c: no Nagle, c's peer timeout and spin. */
+void tcp_tune(int fd, const struct tcp_conf *c);
 /* Write all of buf, waiting at most until `deadline` (CLOCK_MONOTONIC ns)
  * while the socket is full, and giving up early if *stop becomes true.
  * Returns 0 or -1 (errno set; ETIMEDOUT at the deadline). */

@@ -148,7 +148,10 @@ typedef struct dmaq_options {
     uint32_t mode;        /* file permission bits when creating; default 0600 */
     uint32_t start;       /* DMAQ_START_*; subscribers of broadcast channels */
     int64_t spin_ns;      /* how long a wait spins before it sleeps;
-                             negative = default (50 us), 0 = sleep at once */
+                             negative = default (50 us), 0 = sleep at once,
+                             INT64_MAX = busy-poll. Network schemes: also
+                             the waits of the threads serving this handle
+                             (rdma://: polling the completion queue) */
     const char *shm_dir;  /* shm:// channels: the directory holding their
                              files; NULL = $DMAQ_SHM_DIR, else /dev/shm.
                              Only read during the open call. */
