@@ -55,7 +55,11 @@ struct tcp_client {
     size_t batch_n, batch_sent, batch_acked;
     uint64_t acked;
     _Atomic uint32_t publisher_id;
-    /* subscriber */
+    /* subscriber: whoever reads the connection and fills the incoming ring
+     * (the pump, or the application while it waits in peek) holds rlock */
+    pthread_mutex_t rlock;
+    _Atomic uint64_t app_read_at; /* when the application last read the connection itself */
+    atomic_bool shut;             /* the application shut the connection down; `why` says why */
     dmaq_pub *in;
     uint64_t last_seq;
     bool any_seq, check_gap, queue;
@@ -160,13 +164,23 @@ fail:
 
 /* ---- connection upkeep, shared by both pumps ---- */
 
+/* End the connection. Only the pump closes it (it may be waiting on the
+ * descriptor); another thread shuts it down, and the pump, finding it so,
+ * closes it and keeps this reason. */
 static void disconnect(struct tcp_client *cl, const char *why)
 {
     pthread_mutex_lock(&cl->wlock);
-    if (cl->fd >= 0) {
+    if (cl->fd >= 0 && !pthread_equal(pthread_self(), cl->thread)) {
+        if (!atomic_load(&cl->shut))
+            snprintf(cl->why, sizeof cl->why, "%s", why);
+        atomic_store(&cl->shut, true);
+        net_shutdown(cl->fd, SHUT_RDWR);
+    } else if (cl->fd >= 0) {
         net_close(cl->fd);
         cl->fd = -1;
-        snprintf(cl->why, sizeof cl->why, "%s", why);
+        if (!atomic_load(&cl->shut))
+            snprintf(cl->why, sizeof cl->why, "%s", why);
+        atomic_store(&cl->shut, false);
         cl->down_since = dmaq__mono_ns();
     }
     pthread_mutex_unlock(&cl->wlock);
@@ -428,6 +442,7 @@ static struct tcp_client *client_new(const struct tcp_addr *a, const dmaq_option
     while (!cl->hello.token)
         tcp_random(&cl->hello.token, sizeof cl->hello.token);
     pthread_mutex_init(&cl->wlock, NULL);
+    pthread_mutex_init(&cl->rlock, NULL);
     cl->rcap = 64 * 1024;
     cl->rbuf = malloc(cl->rcap);
     if (!cl->rbuf) {
@@ -463,6 +478,7 @@ static void client_free(struct tcp_client *cl)
     tcp_codec_free(&cl->codec);
     free(cl->scratch);
     pthread_mutex_destroy(&cl->wlock);
+    pthread_mutex_destroy(&cl->rlock);
     free(cl->rbuf);
     free(cl->batch);
     free(cl);
@@ -550,10 +566,20 @@ void tcp_client_pub_close(struct tcp_pub_state *s)
 
 /* ---- subscribers ---- */
 
+enum put { PUT_DONE, PUT_FULL, PUT_FAILED };
+
 /* Write a message into the incoming ring behind its prefix, decoding the
- * MSG frame `f` straight into place (f NULL: a LOST marker). */
-static bool put_in(struct tcp_client *cl, const struct prefix *p, const struct tcp_frame *f)
+ * MSG frame `f` straight into place (f NULL: a LOST marker). The pump waits
+ * for room; the application, the ring's own reader, may not (PUT_FULL: the
+ * frame stays where it is), and reads directly only plain channels, whose
+ * frames it can size before anything is decoded. */
+static enum put put_in(struct tcp_client *cl, const struct prefix *p, const struct tcp_frame *f)
 {
+    bool may_wait = pthread_equal(pthread_self(), cl->thread);
+    dmaq_lease lease;
+    int rc = DMAQ_EAGAIN;
+    if (!may_wait && (rc = dmaq_pub_reserve(cl->in, PREFIX + (f ? f->u.msg.len : 0), &lease, 0)) == DMAQ_EAGAIN)
+        return PUT_FULL;
     uint8_t *in = NULL;
     size_t in_len = 0;
     long len = 0;
@@ -562,79 +588,127 @@ static bool put_in(struct tcp_client *cl, const struct prefix *p, const struct t
         in = (uint8_t *)f->u.msg.data; /* in our receive buffer: decrypted in place */
         in_len = f->u.msg.len;
         len = tcp_codec_open(&cl->codec, f->body, TCP_MSG_META, in, &in_len, f->flags, cl->shape.max_message, &why);
-        if (len < 0) {
-            protocol_error(cl, why);
-            return false;
-        }
     }
-    dmaq_lease lease;
-    int rc;
-    while ((rc = dmaq_pub_reserve(cl->in, PREFIX + (size_t)len, &lease, TCP_SLICE_NS)) == DMAQ_ETIMEDOUT)
+    if (len < 0) {
+        if (rc == 0)
+            dmaq_pub_abort(cl->in, &lease);
+        protocol_error(cl, why);
+        return PUT_FAILED;
+    }
+    while (may_wait && (rc = dmaq_pub_reserve(cl->in, PREFIX + (size_t)len, &lease, TCP_SLICE_NS)) == DMAQ_ETIMEDOUT)
         if (atomic_load(&cl->stop))
-            return false;
+            return PUT_FAILED;
     if (rc < 0) {
         tcp_log(NET_SCHEME "://%s:%s/%s: %s", cl->addr.host, cl->addr.port, cl->addr.name, dmaq_last_error());
-        return false;
+        return PUT_FAILED;
     }
     memcpy(lease.data, p, PREFIX);
     if (f && tcp_codec_copy(&cl->codec, in, in_len, f->flags, (uint8_t *)lease.data + PREFIX, (size_t)len, &why) < 0) {
         dmaq_pub_abort(cl->in, &lease);
         protocol_error(cl, why);
-        return false;
+        return PUT_FAILED;
     }
-    return dmaq_pub_commit(cl->in, &lease, PREFIX + (size_t)len) == 0;
+    return dmaq_pub_commit(cl->in, &lease, PREFIX + (size_t)len) == 0 ? PUT_DONE : PUT_FAILED;
 }
 
-static bool put_lost(struct tcp_client *cl, uint64_t count)
+static enum put put_lost(struct tcp_client *cl, uint64_t count)
 {
     struct prefix p = {.seq = count, .lost_marker = 1, .epoch = atomic_load(&cl->epoch)};
     return put_in(cl, &p, NULL);
 }
 
 /* One frame from the host into the incoming ring; nonzero if it could not
- * go in (stopping, or the connection was found broken). */
+ * go in (the ring is full, we are stopping, or the connection was found
+ * broken): it stays in the buffer, and what it changes is not changed. */
 static int take_frame(void *ctx, const struct tcp_frame *f)
 {
     struct tcp_client *cl = ctx;
-    bool ok = true;
     if (f->type == TCP_MSG) {
-        if (cl->check_gap && f->u.msg.seq > cl->last_seq + 1)
-            ok = put_lost(cl, f->u.msg.seq - cl->last_seq - 1);
+        if (cl->check_gap && f->u.msg.seq > cl->last_seq + 1 &&
+            put_lost(cl, f->u.msg.seq - cl->last_seq - 1) != PUT_DONE)
+            return 1;
         cl->check_gap = false;
         struct prefix p = {f->u.msg.seq, f->u.msg.timestamp_ns, f->u.msg.publisher_id, f->u.msg.flags, 0,
                            atomic_load(&cl->epoch)};
-        ok = ok && put_in(cl, &p, f);
+        if (put_in(cl, &p, f) != PUT_DONE)
+            return 1;
         cl->last_seq = f->u.msg.seq;
         cl->any_seq = true;
     } else if (f->type == TCP_LOST) {
-        ok = put_lost(cl, f->u.count);
+        if (put_lost(cl, f->u.count) != PUT_DONE)
+            return 1;
         /* Those are the messages right after the last one we had: a gap
          * after a reconnect must not count them again. */
         if (cl->any_seq)
             cl->last_seq += f->u.count;
     }
-    return !ok;
+    return 0;
 }
 
+/* Read what the host sent, waiting at most wait_ns, and put its messages in
+ * the incoming ring; rlock held. False when the ring had no room for them
+ * all (the application's read: see put_in). */
+static bool take_in(struct tcp_client *cl, int64_t wait_ns)
+{
+    /* A buffer full of frames the ring had no room for is drained first. */
+    if (cl->rlen < cl->rcap && !read_host(cl, wait_ns))
+        return true;
+    const char *why = NULL;
+    int rc = tcp_drain_frames(cl->rbuf, &cl->rlen, TCP_FROM_HOST_TO_SUB, cl->shape.max_message, take_frame, cl, &why);
+    if (rc < 0)
+        protocol_error(cl, why);
+    return rc != 1;
+}
+
+/* The pump keeps the connection read while the application does not: it
+ * stands aside while the application has read it itself within the last
+ * slice, so a message wakes one thread, not two. */
 static void *sub_pump(void *arg)
 {
     struct tcp_client *cl = arg;
     int64_t backoff = 0;
     while (!atomic_load(&cl->stop)) {
         if (cl->fd < 0) {
+            pthread_mutex_lock(&cl->rlock);
             reconnect(cl, &backoff);
             if (cl->fd >= 0 && !cl->queue && cl->any_seq)
                 cl->check_gap = true; /* what we missed shows in the next sequence number */
+            pthread_mutex_unlock(&cl->rlock);
             continue;
         }
-        if (!read_host(cl, TCP_SLICE_NS))
+        uint64_t since = dmaq__mono_ns() - atomic_load(&cl->app_read_at);
+        bool shut = atomic_load(&cl->shut);
+        if (since < (uint64_t)TCP_APP_READS_NS && !shut) {
+            usleep((useconds_t)((TCP_APP_READS_NS - since) / 1000 + 1));
             continue;
-        const char *why = NULL;
-        if (tcp_drain_frames(cl->rbuf, &cl->rlen, TCP_FROM_HOST_TO_SUB, cl->shape.max_message, take_frame, cl, &why) <
-            0)
-            protocol_error(cl, why);
+        }
+        if (!shut) {
+            struct pollfd p = {cl->fd, POLLIN, 0};
+            net_poll(&p, 1, (int)(TCP_SLICE_NS / 1000000));
+        }
+        pthread_mutex_lock(&cl->rlock);
+        take_in(cl, 0);
+        pthread_mutex_unlock(&cl->rlock);
     }
     return NULL;
+}
+
+/* While the application waits: read the connection itself (at most wait_ns,
+ * and one slice), unless the pump is at it, it is down, or it encodes its
+ * payloads (see put_in). Returns whether it did and all it read went into
+ * the ring; false tells the caller to wait on the ring instead. */
+static bool read_directly(struct tcp_client *cl, int64_t wait_ns)
+{
+    if (pthread_mutex_trylock(&cl->rlock) != 0)
+        return false;
+    bool up = cl->fd >= 0 && !atomic_load(&cl->shut) && !tcp_codec_active(&cl->codec);
+    if (up) {
+        atomic_store(&cl->app_read_at, dmaq__mono_ns());
+        up = take_in(cl, wait_ns < 0 || wait_ns > TCP_SLICE_NS ? TCP_SLICE_NS : wait_ns);
+        atomic_store(&cl->app_read_at, dmaq__mono_ns());
+    }
+    pthread_mutex_unlock(&cl->rlock);
+    return up;
 }
 
 int tcp_client_sub_open(struct tcp_sub_state *s, const struct tcp_addr *a, const dmaq_options *o,
@@ -718,12 +792,21 @@ int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_
     uint64_t deadline = dmaq__deadline(timeout_ns);
     for (;;) {
         int rc = dmaq_sub_peek(s->inner, lease, 0);
-        if (rc == DMAQ_EAGAIN && timeout_ns != 0) {
+        int64_t left = dmaq__timeout_left(timeout_ns, deadline);
+        if (rc == DMAQ_EAGAIN && left != 0) {
             if (s->pending_credit >= s->window / TCP_ACK_IDLE_DIV)
                 flush_acks(s); /* before sleeping, so the host is not left waiting for credit */
-            rc = dmaq_sub_peek(s->inner, lease, dmaq__timeout_left(timeout_ns, deadline));
+            if (read_directly(s->client, left))
+                continue;
+            /* The pump has the connection (reading, or reconnecting): wait
+             * for what it puts in the ring, a slice at a time. */
+            rc = dmaq_sub_peek(s->inner, lease, left < 0 || left > TCP_SLICE_NS ? TCP_SLICE_NS : left);
+            if ((rc == DMAQ_EAGAIN || rc == DMAQ_ETIMEDOUT) && dmaq__timeout_left(timeout_ns, deadline) != 0)
+                continue;
             if (rc == DMAQ_EAGAIN && timeout_ns > 0)
                 rc = DMAQ_ETIMEDOUT;
+        } else if (rc == DMAQ_EAGAIN && timeout_ns > 0) {
+            rc = DMAQ_ETIMEDOUT;
         }
         if (rc == DMAQ_EAGAIN || rc == DMAQ_ETIMEDOUT)
             return not_now(s, rc);

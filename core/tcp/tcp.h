@@ -9,7 +9,10 @@
  * connecting handle owns a private ring of its own (publisher: the messages
  * on their way out; subscriber: the messages that came in, each behind a
  * small prefix carrying the sequence number, timestamp and publisher id the
- * host gave it) and one pump thread between that ring and its socket.
+ * host gave it) and one pump thread between that ring and its socket. A
+ * connecting subscriber that waits for a message reads the socket itself
+ * (the pump stands aside while it does), so a message on its way in wakes
+ * one thread, the application's, as on a plain socket.
  */
 #ifndef DMAQ_TCP_H
 #define DMAQ_TCP_H
@@ -25,6 +28,11 @@
 #define TCP_DEFAULT_TIMEOUT_NS 5000000000LL
 #define TCP_DEFAULT_SPIN_NS 50000LL /* dmaq_options.spin_ns's default, as for shm */
 #define TCP_SLICE_NS 20000000LL   /* longest a pump waits before looking at its flags */
+/* A subscriber's pump leaves the reading to the application while it read
+ * within this long: a waiting application takes a message straight from the
+ * connection, and one busy elsewhere (a relay blocked on its destination)
+ * does not hold the stream up for longer. */
+#define TCP_APP_READS_NS 2000000LL
 #define TCP_KEY_BYTES 32u
 /* A subscriber acknowledges what it released once that is an eighth of its
  * credit window while busy, and a quarter before it sleeps: the host never
