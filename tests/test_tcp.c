@@ -571,7 +571,7 @@ Test(tcp, busy_polling_handles_deliver_in_order_and_time_out)
     }
     dmaq_lease l;
     expect_error(dmaq_sub_peek(sub, &l, 0), DMAQ_EAGAIN, "");
-    expect_error(dmaq_sub_peek(sub, &l, SEC / 5), DMAQ_ETIMEDOUT, "");
+    expect_error(dmaq_sub_peek(sub, &l, SEC / 5), DMAQ_ETIMEDOUT, "within the timeout");
     dmaq_sub_close(sub);
     dmaq_pub_close(pub);
 }

@@ -662,7 +662,7 @@ static bool take_in(struct tcp_client *cl, int64_t wait_ns)
 
 /* The pump keeps the connection read while the application does not: it
  * stands aside while the application has read it itself within the last
- * slice, so a message wakes one thread, not two. */
+ * TCP_APP_READS_NS, so a message wakes one thread, not two. */
 static void *sub_pump(void *arg)
 {
     struct tcp_client *cl = arg;
@@ -778,6 +778,9 @@ static int not_now(struct tcp_sub_state *s, int rc)
     if (cl->fd < 0)
         rc = dmaq_error_set(rc, "no message from " NET_SCHEME "://%s:%s/%s: not connected (%s); reconnecting",
                             cl->addr.host, cl->addr.port, cl->addr.name, cl->why);
+    else if (rc == DMAQ_ETIMEDOUT)
+        rc = dmaq_error_set(rc, "no message from " NET_SCHEME "://%s:%s/%s within the timeout", cl->addr.host,
+                            cl->addr.port, cl->addr.name);
     pthread_mutex_unlock(&cl->wlock);
     return rc;
 }
