@@ -13,7 +13,7 @@
 #     against tests/tsan-shim, a small stand-in for the Criterion calls used;
 #   - the tests, cross-process ones included, under valgrind memcheck in
 #     short mode, failing on any error or definite leak;
-#   - each libFuzzer target (shm open, ring, tcp:// frames) for DMAQ_FUZZ_SECONDS (default 20).
+#   - each libFuzzer target (shm open, ring, tcp:// frames) for DMAQ_FUZZ_SECONDS (default 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/deps.sh

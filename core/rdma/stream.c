@@ -19,10 +19,14 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Ring bytes per direction: the largest of these that registers (locked
- * memory is limited, RLIMIT_MEMLOCK); the two sides use the smaller of
- * theirs. A bigger ring keeps more bytes on the wire. */
-static const uint32_t ring_sizes[] = {1u << 20, 256u << 10, 64u << 10};
+/* Ring bytes per direction, in order of preference: 1 MiB when both rings
+ * fit one explicit huge page, else 256 KiB, else 64 KiB; the first that
+ * maps and registers (locked memory is limited, RLIMIT_MEMLOCK). The two
+ * sides use the smaller of theirs. */
+static const struct {
+    uint32_t size;
+    bool huge;
+} ring_choices[] = {{1u << 20, true}, {256u << 10, false}, {64u << 10, false}};
 #define RING_MIN (64u << 10)
 #define RING_MAX (64u << 20)
 #define HUGE_PAGE (2u << 20)
@@ -235,21 +239,18 @@ static int post_recv(struct stream *s)
     return ibv_post_recv(s->id->qp, &wr, &bad);
 }
 
-/* Map `size` bytes for the rings: explicit huge pages when the system has
- * some free (fewer TLB misses for the NIC and for us), else ordinary pages
- * the kernel may fold into transparent huge ones. */
-static void *map_rings(size_t size, size_t *mapped)
+/* Map `size` bytes for the rings: on explicit huge pages (fewer TLB misses
+ * for the NIC and for us; none unless the system has some reserved), or
+ * on ordinary pages the kernel may fold into transparent huge ones. */
+static void *map_rings(size_t size, bool huge, size_t *mapped)
 {
-    size_t huge_size = (size + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
-    void *p = mmap(NULL, huge_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
-    if (p != MAP_FAILED) {
-        *mapped = huge_size;
-        return p;
-    }
-    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (huge)
+        size = (size + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | (huge ? MAP_HUGETLB : 0), -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-    madvise(p, size, MADV_HUGEPAGE);
+    if (!huge)
+        madvise(p, size, MADV_HUGEPAGE);
     *mapped = size;
     return p;
 }
@@ -263,14 +264,14 @@ static void unmap_rings(struct stream *s)
     s->mr = NULL, s->mem = NULL, s->mem_size = 0;
 }
 
-/* Register the rings (the largest size locked memory allows) and the credit
- * words, once per connection: nothing is registered per message. */
+/* Register the rings (see ring_choices) and the credit words, once per
+ * connection: nothing is registered per message. */
 static int register_rings(struct stream *s)
 {
     int err = ENOMEM;
-    for (size_t i = 0; i < sizeof ring_sizes / sizeof ring_sizes[0] && !s->mr; i++) {
-        s->cap = ring_sizes[i];
-        if (!(s->mem = map_rings(2 * (size_t)s->cap, &s->mem_size)))
+    for (size_t i = 0; i < sizeof ring_choices / sizeof ring_choices[0] && !s->mr; i++) {
+        s->cap = ring_choices[i].size;
+        if (!(s->mem = map_rings(2 * (size_t)s->cap, ring_choices[i].huge, &s->mem_size)))
             continue;
         s->mr = ibv_reg_mr(s->pd, s->mem, 2 * (size_t)s->cap, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
         if (!s->mr) {

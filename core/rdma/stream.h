@@ -4,8 +4,9 @@
  * through core/tcp/sock.h) runs unchanged over RDMA as rdma://.
  *
  * The data path is one-sided: each side registers, at connect or accept, a
- * receive ring (1 MiB, or less when locked memory is short; on explicit huge
- * pages when the system has them) and a credit word and gives the peer
+ * receive ring (1 MiB on an explicit huge page when the system has some
+ * reserved, else 256 KiB, or 64 KiB when locked memory is short) and a
+ * credit word and gives the peer
  * their addresses, rkeys and the ring's size in the rdma_cm private data;
  * both use the smaller ring. send() copies into a registered send ring and
  * posts an RDMA WRITE WITH_IMM (inline when small) straight into the peer's

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Build the libFuzzer targets with clang (ASan + UBSan) and run each for
-# DMAQ_FUZZ_SECONDS (default 20) from the corpus in tests/fuzz/corpus/TARGET.
+# DMAQ_FUZZ_SECONDS (default 10) from the corpus in tests/fuzz/corpus/TARGET.
 # The run works on a copy, so the repository's corpus only changes when you
 # say so:  tests/fuzz/run.sh --update-corpus  (merges what was found).
 # Exits non-zero on the first crash, leak, hang (10 s) or sanitizer report,
 # leaving the input that caused it in build-fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-seconds=${DMAQ_FUZZ_SECONDS:-20}
+seconds=${DMAQ_FUZZ_SECONDS:-10}
 update=${1:-}
 clang=$(command -v clang-14 || command -v clang)
 out=build-fuzz
