@@ -77,7 +77,8 @@ struct stream {
     unsigned outstanding;                     /* sends posted and not known complete */
     unsigned unsignalled;                     /* of those, posted since the last signalled one */
     unsigned max_inline;
-    bool peer_gone; /* disconnected: what is in the ring can still be read */
+    bool established; /* accepted: the peer's RTU came, so its queue pair takes writes */
+    bool peer_gone;   /* disconnected: what is in the ring can still be read */
     bool broken;    /* a transfer failed, or the peer broke the protocol */
 };
 
@@ -227,7 +228,9 @@ static void take_conn_events(struct stream *s)
 {
     int type;
     while ((type = next_event(s, 0, NULL, NULL, NULL, NULL)) >= 0)
-        if (type != RDMA_CM_EVENT_ESTABLISHED)
+        if (type == RDMA_CM_EVENT_ESTABLISHED)
+            s->established = true;
+        else
             s->peer_gone = true; /* disconnected, unreachable, device gone, or never completed */
 }
 
@@ -455,7 +458,8 @@ static short readiness(struct stream *s, short events)
     if ((events & POLLIN) && (s->produced > s->consumed || s->peer_gone || s->broken))
         r |= POLLIN;
     if ((events & POLLOUT) &&
-        ((s->sent - s->peer_consumed < s->ring && s->outstanding + 2 < SQ_DEPTH) || s->peer_gone || s->broken))
+        ((s->established && s->sent - s->peer_consumed < s->ring && s->outstanding + 2 < SQ_DEPTH) || s->peer_gone ||
+         s->broken))
         r |= POLLOUT;
     if (s->peer_gone || s->broken)
         r |= POLLHUP;
@@ -647,6 +651,7 @@ int rdma_stream_connect(int fd, const struct sockaddr *addr, socklen_t len)
     type = next_event(s, t, NULL, &s->remote, &ok, &status);
     if (type == RDMA_CM_EVENT_ESTABLISHED && ok && info_valid(&s->remote)) {
         agree_ring(s);
+        s->established = true;
         return 0;
     }
     s->broken = true;
@@ -695,11 +700,13 @@ int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len)
         mine = local_info(s);
         struct rdma_conn_param p = {
             .private_data = &mine, .private_data_len = sizeof mine, .retry_count = 7, .rnr_retry_count = 7};
-        /* The queue pair is ready to send once accepted. ESTABLISHED (the
-         * peer's RTU, or its first packet) is not waited for here: under
-         * load it can take the CM's retry timeout, and meanwhile every other
-         * connection request would wait behind this one. A connection that
-         * never completes ends with an event take_conn_events sees. */
+        /* ESTABLISHED (the peer's RTU) is not waited for here: under load
+         * it can take the CM's retry timeout, and meanwhile every other
+         * connection request would wait behind this one. The first send
+         * waits for it instead (until then the peer's queue pair may not
+         * take writes, and a write would wait out a retransmission); a
+         * connection that never completes ends with an event
+         * take_conn_events sees. */
         ok = rdma_accept(id, &p) == 0;
     } else {
         rdma_reject(id, NULL, 0); /* not a dmaq peer, or no resources */
@@ -736,7 +743,7 @@ ssize_t rdma_stream_send(int fd, const void *buf, size_t len, int flags)
         if (s->broken || s->peer_gone)
             break;
         uint64_t space = s->ring - (s->sent - s->peer_consumed);
-        if (space == 0 || s->outstanding + 2 >= SQ_DEPTH) {
+        if (space == 0 || s->outstanding + 2 >= SQ_DEPTH || !s->established) {
             pthread_mutex_unlock(&s->lock);
             if (nonblock)
                 return done ? (ssize_t)done : fail(EAGAIN);
