@@ -164,13 +164,16 @@ fail:
 
 /* ---- connection upkeep, shared by both pumps ---- */
 
+/* Whether the calling thread is cl's pump (else the application's). */
+static bool in_pump(const struct tcp_client *cl) { return pthread_equal(pthread_self(), cl->thread); }
+
 /* End the connection. Only the pump closes it (it may be waiting on the
  * descriptor); another thread shuts it down, and the pump, finding it so,
  * closes it and keeps this reason. */
 static void disconnect(struct tcp_client *cl, const char *why)
 {
     pthread_mutex_lock(&cl->wlock);
-    if (cl->fd >= 0 && !pthread_equal(pthread_self(), cl->thread)) {
+    if (cl->fd >= 0 && !in_pump(cl)) {
         if (!atomic_load(&cl->shut))
             snprintf(cl->why, sizeof cl->why, "%s", why);
         atomic_store(&cl->shut, true);
@@ -575,7 +578,7 @@ enum put { PUT_DONE, PUT_FULL, PUT_FAILED };
  * frames it can size before anything is decoded. */
 static enum put put_in(struct tcp_client *cl, const struct prefix *p, const struct tcp_frame *f)
 {
-    bool may_wait = pthread_equal(pthread_self(), cl->thread);
+    bool may_wait = in_pump(cl);
     dmaq_lease lease;
     int rc = DMAQ_EAGAIN;
     if (!may_wait && (rc = dmaq_pub_reserve(cl->in, PREFIX + (f ? f->u.msg.len : 0), &lease, 0)) == DMAQ_EAGAIN)
