@@ -17,7 +17,6 @@
 #include "dmaq/transport.h"
 #include "shm.h"
 
-#define DEFAULT_SPIN_NS 50000 /* hides a wake-up while traffic is steady */
 /* A wait that lasts this long looks for dead peers (a live one is seldom
  * that slow), then again every REAP_EVERY_NS, which also bounds each sleep:
  * nobody wakes a sleeper for a peer that died. */
@@ -294,7 +293,7 @@ static int shm_pub_open(void *state, const char *address, const dmaq_options *op
     p->slot->id = p->id;
     atomic_store(&p->slot->pos, UINT64_MAX); /* not writing */
     atomic_store(&p->slot->state, SLOT_ACTIVE);
-    p->spin_ns = opts->spin_ns < 0 ? DEFAULT_SPIN_NS : opts->spin_ns;
+    p->spin_ns = dmaq__spin_ns(opts->spin_ns);
     p->limit = 0; /* computed at the first reservation */
     return 0;
 }
@@ -638,7 +637,7 @@ static int shm_sub_open(void *state, const char *address, const dmaq_options *op
     }
     s->slot_index = (uint32_t)rc;
     s->slot = &shm_sub_slots(h)[rc];
-    s->spin_ns = opts->spin_ns < 0 ? DEFAULT_SPIN_NS : opts->spin_ns;
+    s->spin_ns = dmaq__spin_ns(opts->spin_ns);
     s->validate_below = ch->policy == DMAQ_POLICY_OVERWRITE ? UINT64_MAX : 0;
 
     /* Join: become visible to publishers at a position no later than any

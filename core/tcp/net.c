@@ -76,7 +76,7 @@ int tcp_conf_from(const dmaq_options *o, struct tcp_conf *c)
 {
     memset(c, 0, sizeof *c);
     c->timeout_ns = o->peer_timeout_ns > 0 ? o->peer_timeout_ns : TCP_DEFAULT_TIMEOUT_NS;
-    c->spin_ns = o->spin_ns < 0 ? TCP_DEFAULT_SPIN_NS : o->spin_ns;
+    c->spin_ns = dmaq__spin_ns(o->spin_ns);
     if (o->peer_timeout_ns < 0)
         return dmaq_error_set(DMAQ_EINVAL, "peer_timeout_ns is negative");
     if (c->timeout_ns < 4 * TCP_SLICE_NS)

@@ -26,7 +26,6 @@
 #include "sock.h"
 
 #define TCP_DEFAULT_TIMEOUT_NS 5000000000LL
-#define TCP_DEFAULT_SPIN_NS 50000LL /* dmaq_options.spin_ns's default, as for shm */
 #define TCP_SLICE_NS 20000000LL   /* longest a pump waits before looking at its flags */
 /* A subscriber's pump leaves the reading to the application while it read
  * within this long: a waiting application takes a message straight from the

@@ -32,6 +32,10 @@ static inline int64_t dmaq__timeout_left(int64_t timeout_ns, uint64_t deadline)
     return now >= deadline ? 0 : (int64_t)(deadline - now);
 }
 
+/* dmaq_options.spin_ns as a wait uses it: negative means the default, which
+ * hides a wake-up while traffic is steady. */
+static inline int64_t dmaq__spin_ns(int64_t spin_ns) { return spin_ns < 0 ? 50000 : spin_ns; }
+
 static inline void dmaq__cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
