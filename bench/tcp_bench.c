@@ -15,6 +15,7 @@
  *
  *   dmaq-tcp-bench [--quick] [--md FILE]   (FILE is appended to)
  *   dmaq-tcp-bench --rdma IP [--quick]
+ *   dmaq-tcp-bench --stream SIZE [--quick] (one stream cell, to profile)
  *
  * --rdma measures dmaq's cells only, over rdma://IP (an RDMA device's
  * address), for 64 B, 4 KiB and 64 KiB, and prints them as "key value"
@@ -493,6 +494,7 @@ int main(int argc, char **argv)
 {
     FILE *md = NULL;
     char rdma_base[80] = "";
+    size_t one_stream = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = true;
@@ -500,13 +502,20 @@ int main(int argc, char **argv)
             md = fopen(argv[++i], "a");
         else if (strcmp(argv[i], "--rdma") == 0 && i + 1 < argc)
             snprintf(rdma_base, sizeof rdma_base, "rdma://%.64s", argv[++i]);
+        else if (strcmp(argv[i], "--stream") == 0 && i + 1 < argc && atol(argv[i + 1]) > END_LEN)
+            one_stream = (size_t)atol(argv[++i]);
         else
-            die("usage", "dmaq-tcp-bench [--quick] [--md FILE] | --rdma IP [--quick]");
+            die("usage", "dmaq-tcp-bench [--quick] [--md FILE] | --rdma IP [--quick] | --stream SIZE [--quick]");
     }
     signal(SIGPIPE, SIG_IGN);
     if (rdma_base[0]) {
         base = rdma_base;
         return rdma_cells();
+    }
+    if (one_stream) {
+        double z = throughput(zmq_stream, one_stream, 0), d = throughput(dmaq_stream, one_stream, 0);
+        printf("%zu B stream: ZeroMQ %.0f msg/s, dmaq %.0f msg/s, %.2fx\n", one_stream, z, d, d / z);
+        return 0;
     }
     emit(md, "\n## tcp:// on loopback (dmaq-tcp-bench%s)\n\n", quick ? " --quick" : "");
     emit(md, "Medians of %d alternating rounds. One-way latency is half the 64-byte round trip (p50).\n\n", ROUNDS);

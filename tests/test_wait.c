@@ -103,20 +103,29 @@ Test(wait, timeouts_end_waits)
     dmaq_channel_unlink(uri);
 }
 
+/* A broadcast channel of `capacity` bytes with a subscriber and a publisher,
+ * filled with 200-byte messages; returns how many. */
+static int open_full(const char *uri, uint64_t capacity, dmaq_sub **sub, dmaq_pub **pub)
+{
+    dmaq_options o = opts(DMAQ_KIND_BROADCAST);
+    o.capacity = capacity;
+    cr_assert_eq(dmaq_sub_open(uri, &o, sub), 0);
+    cr_assert_eq(dmaq_pub_open(uri, &o, pub), 0);
+    char msg[200] = {0};
+    int sent = 0;
+    while (dmaq_pub_send(*pub, msg, sizeof msg, 0) == 0)
+        sent++;
+    return sent;
+}
+
 Test(wait, blocked_publisher_woken_by_subscriber_in_other_process)
 {
     char uri[128];
     unique_uri(uri, sizeof uri, "full");
-    dmaq_options o = opts(DMAQ_KIND_BROADCAST);
-    o.capacity = 4096;
     dmaq_sub *sub;
-    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0);
     dmaq_pub *pub;
-    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0);
-    char buf[256] = {0};
-    int sent = 0;
-    while (dmaq_pub_send(pub, buf, 200, 0) == 0)
-        sent++;
+    int sent = open_full(uri, 4096, &sub, &pub);
+    char buf[256];
     char last[200] = "last-message";
     pid_t child = fork();
     if (child == 0) /* blocks until the parent's subscriber makes room */
@@ -129,6 +138,43 @@ Test(wait, blocked_publisher_woken_by_subscriber_in_other_process)
     cr_assert(wait_all(pids, 1, 10), "the blocked publisher was not woken");
     cr_assert_eq(dmaq_sub_recv(sub, buf, sizeof buf, &len, 1000000000), 0);
     cr_expect_eq(memcmp(buf, "last-message", 12), 0);
+    dmaq_sub_close(sub);
+    dmaq_pub_close(pub);
+    dmaq_channel_unlink(uri);
+}
+
+/* A publisher that found the ring full waits for an eighth of it to be free,
+ * so that it is not woken for every message read; but a subscriber that
+ * reads a little and stops must still let it through: it takes the room
+ * there is once nobody wakes it, and its message arrives. */
+Test(wait, blocked_publisher_takes_the_room_a_paused_subscriber_left)
+{
+    char uri[128];
+    unique_uri(uri, sizeof uri, "paused");
+    dmaq_sub *sub;
+    dmaq_pub *pub;
+    int sent = open_full(uri, 1 << 16, &sub, &pub);
+    cr_assert_gt(sent, 16);
+    char buf[256];
+    pid_t child = fork();
+    if (child == 0) {
+        dmaq_options so = opts(DMAQ_KIND_BROADCAST);
+        so.spin_ns = 0;
+        dmaq_pub *sleepy_pub;
+        if (dmaq_pub_open(uri, &so, &sleepy_pub) < 0)
+            _exit(2);
+        _exit(dmaq_pub_send(sleepy_pub, "after-the-pause", 15, 20 * 1000000000LL) == 0 ? 0 : 1);
+    }
+    cr_assert(wait_asleep(child), "the publisher never went to sleep on its futex");
+    size_t len;
+    for (int i = 0; i < 2; i++) /* room for one more message, far less than an eighth of the ring */
+        cr_assert_eq(dmaq_sub_recv(sub, buf, sizeof buf, &len, 0), 0);
+    pid_t pids[] = {child};
+    cr_assert(wait_all(pids, 1, 15), "the publisher waited on with room for its message");
+    for (int i = 2; i < sent; i++)
+        cr_assert_eq(dmaq_sub_recv(sub, buf, sizeof buf, &len, 0), 0);
+    cr_assert_eq(dmaq_sub_recv(sub, buf, sizeof buf, &len, 0), 0, "%s", dmaq_last_error());
+    cr_expect(len == 15 && memcmp(buf, "after-the-pause", 15) == 0);
     dmaq_sub_close(sub);
     dmaq_pub_close(pub);
     dmaq_channel_unlink(uri);

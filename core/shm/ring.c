@@ -75,6 +75,7 @@ struct waiter {
     int64_t timeout_ns;
     int64_t spin_ns;
     uint32_t spins;
+    bool settled; /* a publisher that takes any room from now on (wait_for_room) */
 };
 
 static int wait_begin(struct waiter *w, int64_t timeout_ns, int64_t spin_ns)
@@ -88,6 +89,7 @@ static int wait_begin(struct waiter *w, int64_t timeout_ns, int64_t spin_ns)
     w->next_reap = now + REAP_AFTER_NS;
     w->spin_ns = spin_ns;
     w->spins = 0;
+    w->settled = false;
     return 0;
 }
 
@@ -363,6 +365,73 @@ static uint32_t fit_records(const struct shm_chan *ch, uint64_t start, uint64_t 
     return k;
 }
 
+/* A publisher that found a block-policy broadcast ring full waits for this
+ * fraction of it to be free (or for its message, if larger), and readers
+ * wake it only when they cross a multiple of it: one wake-up per eighth of
+ * the ring, not one per message read, when a publisher outpaces its
+ * readers. */
+#define SPACE_WAKE_SHIFT 3
+
+static bool wakes_in_steps(const struct shm_chan *ch)
+{
+    return ch->kind == DMAQ_KIND_BROADCAST && ch->policy == DMAQ_POLICY_BLOCK;
+}
+
+/* Where a record of `size` bytes claimed at `pos` starts: records do not
+ * cross a segment's end, so one that would starts at the next segment. */
+static uint64_t claim_start(const struct shm_chan *ch, uint64_t pos, uint64_t size)
+{
+    uint64_t seg_end = shm_segment_end(ch, pos);
+    return pos + size > seg_end ? seg_end : pos;
+}
+
+/* Wait until the ring may have room for a record of `first` bytes at the
+ * write position, which is reloaded into *cur: spin for spin_ns, then sleep
+ * until a reader makes room. A publisher that sleeps on a channel that
+ * wakes in steps sleeps until a step's room is free, unless the readers
+ * stop short of it. Returns 0 to look again, or DMAQ_EAGAIN/DMAQ_ETIMEDOUT. */
+static int wait_for_room(struct shm_pub *p, struct waiter *w, struct shm_write *cur, uint64_t first, int64_t timeout_ns)
+{
+    struct shm_chan *ch = &p->ch;
+    struct shm_header *h = ch->hdr;
+    if (!w->deadline && wait_begin(w, timeout_ns, p->spin_ns) < 0)
+        return dmaq_error_set(DMAQ_EAGAIN, "channel '%s' is full", ch->name);
+    uint64_t want = first;
+    for (;;) {
+        uint64_t remaining = 0;
+        if (wait_timed_out(w, &remaining) < 0) {
+            if (want > first && claim_start(ch, cur->pos, first) + first <= compute_limit(ch, cur->pos))
+                return 0; /* out of time, but the message fits */
+            return dmaq_error_set(DMAQ_ETIMEDOUT, "channel '%s' stayed full for %lld ns", ch->name,
+                                  (long long)timeout_ns);
+        }
+        if (wait_spin(w) || reap_if_due(ch, w))
+            return 0;
+        if (!w->settled && wakes_in_steps(ch) && (ch->capacity >> SPACE_WAKE_SHIFT) > want)
+            want = ch->capacity >> SPACE_WAKE_SHIFT;
+        sleep_announce(ch, &h->space_sleepers, p->slot, SLEEP_SPACE);
+        uint32_t v = atomic_load(&h->space_futex);
+        if (ch->kind == DMAQ_KIND_QUEUE)
+            queue_advance_tail(ch);
+        bool short_of_room = claim_start(ch, cur->pos, first) + want > compute_limit(ch, cur->pos);
+        if (short_of_room) {
+            nap(ch, &h->space_futex, v, w, remaining, true);
+            if (atomic_load(&h->space_futex) == v) {
+                /* Nobody woke us: the readers stopped short of the next
+                 * step. Take whatever room there is from now on. */
+                w->settled = true;
+                want = first;
+            }
+        }
+        sleep_withdraw(&h->space_sleepers, p->slot, SLEEP_SPACE);
+        cur->pos = __atomic_load_n(&h->write.pos, __ATOMIC_RELAXED);
+        cur->seq = __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED);
+        if (!short_of_room || want == first ||
+            claim_start(ch, cur->pos, first) + want <= compute_limit(ch, cur->pos))
+            return 0;
+    }
+}
+
 /* Claim space for up to n records (all n fit one segment's worth of the
  * ring only if they are small; the caller loops), waiting up to timeout_ns
  * for room for the first. Every length is at most max_message. */
@@ -375,9 +444,7 @@ static int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n, int64_
                             __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED)};
     const uint64_t first = shm_record_size(lens[0]);
     for (;;) {
-        uint64_t start = cur.pos, end;
-        if (start + first > shm_segment_end(ch, start))
-            start = shm_segment_end(ch, start); /* pad to the segment end first */
+        uint64_t start = claim_start(ch, cur.pos, first), end;
         bool limited;
         uint32_t k = fit_records(ch, start, p->limit, lens, n, &end, &limited);
         if (limited) {
@@ -390,23 +457,9 @@ static int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n, int64_
             k = fit_records(ch, start, p->limit, lens, n, &end, &limited);
         }
         if (k == 0) {
-            int rc = w.deadline ? 0 : wait_begin(&w, timeout_ns, p->spin_ns);
+            int rc = wait_for_room(p, &w, &cur, first, timeout_ns);
             if (rc < 0)
-                return dmaq_error_set(DMAQ_EAGAIN, "channel '%s' is full", ch->name);
-            uint64_t remaining = 0;
-            if ((rc = wait_timed_out(&w, &remaining)) < 0)
-                return dmaq_error_set(rc, "channel '%s' stayed full for %lld ns", ch->name, (long long)timeout_ns);
-            if (!wait_spin(&w) && !reap_if_due(ch, &w)) {
-                sleep_announce(ch, &h->space_sleepers, p->slot, SLEEP_SPACE);
-                uint32_t v = atomic_load(&h->space_futex);
-                if (ch->kind == DMAQ_KIND_QUEUE)
-                    queue_advance_tail(ch);
-                if (start + first > compute_limit(ch, cur.pos))
-                    nap(ch, &h->space_futex, v, &w, remaining, true);
-                sleep_withdraw(&h->space_sleepers, p->slot, SLEEP_SPACE);
-            }
-            cur.pos = __atomic_load_n(&h->write.pos, __ATOMIC_RELAXED);
-            cur.seq = __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED);
+                return rc;
             continue;
         }
         /* Announce the claim before making it. The CAS is a full barrier,
@@ -1030,9 +1083,15 @@ static void queue_release(struct shm_sub *s, const uint64_t *pos, uint32_t n)
 }
 
 /* Broadcast: move past `n` messages ending at `end`, the last numbered
- * `last_seq`, of which `overrun` were overwritten while read. */
+ * `last_seq`, of which `overrun` were overwritten while read; under the
+ * block policy, wake publishers waiting for room when this crosses a step
+ * they wait for (SPACE_WAKE_SHIFT). Reading a full ring to its end crosses
+ * one with more than half the ring free behind it, more than any publisher
+ * waits for. */
 static void broadcast_move_past(struct shm_sub *s, uint64_t end, uint64_t last_seq, uint32_t n, uint32_t overrun)
 {
+    struct shm_chan *ch = &s->ch;
+    uint64_t from = atomic_load_explicit(&s->slot->pos, memory_order_relaxed); /* what readers saw */
     s->pos = end;
     if (last_seq >= s->next_seq)
         s->next_seq = last_seq + 1;
@@ -1040,6 +1099,9 @@ static void broadcast_move_past(struct shm_sub *s, uint64_t end, uint64_t last_s
     bump(&s->slot->lost, overrun);
     bump(&s->slot->count, n - overrun);
     atomic_store_explicit(&s->slot->pos, s->pos, memory_order_release);
+    unsigned step = (unsigned)__builtin_ctzll(ch->capacity) - SPACE_WAKE_SHIFT;
+    if (wakes_in_steps(ch) && (from >> step) != (end >> step))
+        wake_if_sleeping(ch, &ch->hdr->space_sleepers, &ch->hdr->space_futex);
 }
 
 /* Finish the message at the lease: broadcast moves past it, a queue marks it
@@ -1059,8 +1121,6 @@ static int finish_read(struct shm_sub *s, uint64_t seq)
         return dmaq_error_set(DMAQ_EOVERWRITTEN,
                               "message at position %llu on '%s' was overwritten while it was read",
                               (unsigned long long)pos, ch->name);
-    if (ch->policy == DMAQ_POLICY_BLOCK)
-        wake_if_sleeping(ch, &ch->hdr->space_sleepers, &ch->hdr->space_futex);
     return 0;
 }
 
@@ -1248,8 +1308,6 @@ static size_t finish_batch(struct shm_sub *s, dmaq_lease *leases)
                 leases[i].flags |= DMAQ_LEASE_OVERWRITTEN;
         }
     broadcast_move_past(s, s->batch_pos[n - 1] + s->batch_size[n - 1], s->batch_last_seq, n, overrun);
-    if (ch->policy == DMAQ_POLICY_BLOCK)
-        wake_if_sleeping(ch, &ch->hdr->space_sleepers, &ch->hdr->space_futex);
     return overrun;
 }
 

@@ -280,7 +280,10 @@ DMAQ_API uint32_t dmaq_pub_id(const dmaq_pub *pub);
 /* Reserve `len` bytes in the ring (len <= the channel's max_message) and fill
  * *lease with a writable pointer to them; nothing is visible to subscribers
  * until dmaq_pub_commit. Waits up to `timeout_ns` for space when the ring is
- * full (block policy and queues). Returns 0, or DMAQ_EMSGSIZE, DMAQ_EAGAIN,
+ * full (block policy and queues): it spins for the channel's spin_ns, then
+ * sleeps; on a broadcast channel a sleeping publisher is woken when an
+ * eighth of the ring is free (or its message fits and the subscribers have
+ * paused), not for every message read. Returns 0, or DMAQ_EMSGSIZE, DMAQ_EAGAIN,
  * DMAQ_ETIMEDOUT, DMAQ_EBUSY (a reservation is already outstanding),
  * DMAQ_ECORRUPT or DMAQ_EINVAL. */
 DMAQ_API int dmaq_pub_reserve(dmaq_pub *pub, size_t len, dmaq_lease *lease, int64_t timeout_ns);
