@@ -795,10 +795,15 @@ int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_
         s->held = false;
         return 0;
     }
-    uint64_t deadline = dmaq__deadline(timeout_ns);
+    uint64_t deadline = 0; /* read the clock only once the ring is found empty */
     for (;;) {
         int rc = dmaq_sub_peek(s->inner, lease, 0);
-        int64_t left = dmaq__timeout_left(timeout_ns, deadline);
+        int64_t left = timeout_ns;
+        if (rc == DMAQ_EAGAIN && timeout_ns > 0) {
+            if (!deadline)
+                deadline = dmaq__deadline(timeout_ns);
+            left = dmaq__timeout_left(timeout_ns, deadline);
+        }
         if (rc == DMAQ_EAGAIN && left != 0) {
             if (s->pending_credit >= s->window / TCP_ACK_IDLE_DIV)
                 flush_acks(s); /* before sleeping, so the host is not left waiting for credit */

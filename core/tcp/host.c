@@ -416,6 +416,8 @@ static void ping_if_idle(struct forward *fw)
  * it was sent (a broken or hostile peer). */
 static bool apply_acks(struct forward *fw)
 {
+    if (!atomic_load_explicit(&fw->c->acks, memory_order_relaxed))
+        return true; /* the usual case: no locked instruction for it */
     uint64_t n = atomic_exchange(&fw->c->acks, 0);
     while (n) {
         if (fw->head == fw->sent)
