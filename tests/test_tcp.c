@@ -576,6 +576,129 @@ Test(tcp, busy_polling_handles_deliver_in_order_and_time_out)
     dmaq_pub_close(pub);
 }
 
+/* A process that binds a broadcast channel at `uri` (once it reads a byte
+ * from `go`, if that is not -1, and as soon as the port is free), waits for
+ * a subscriber, publishes messages [from, to) and stays until killed.
+ * Forked before the test starts threads: ThreadSanitizer cannot follow a
+ * fork after that. */
+static pid_t start_host(const char *uri, uint32_t from, uint32_t to, int go)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char byte;
+        if (go >= 0 && read(go, &byte, 1) != 1)
+            _exit(1);
+        dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+        dmaq_pub *pub;
+        uint64_t deadline = mono_ns() + 60 * SEC;
+        while (dmaq_pub_open(uri, &o, &pub) < 0)
+            if (mono_ns() > deadline)
+                _exit(1);
+            else
+                sleep_ms(10);
+        if (!wait_subscribers(uri, 1, 30))
+            _exit(1);
+        uint64_t rng = from;
+        publish_range(pub, from, to, &rng);
+        for (;;)
+            pause();
+    }
+    cr_assert_gt(pid, 0);
+    return pid;
+}
+
+/* A subscriber to `uri` once its host (another process) is up. */
+static dmaq_sub *subscribe_when_up(const char *uri)
+{
+    dmaq_sub *sub = NULL;
+    uint64_t deadline = mono_ns() + 30 * SEC;
+    while (dmaq_sub_open(uri, NULL, &sub) < 0 && mono_ns() < deadline)
+        sleep_ms(10);
+    cr_assert(sub, "%s", dmaq_last_error());
+    return sub;
+}
+
+/* Peek the next message (one publish_range sent) and keep a copy of its
+ * bytes in copy[64]. */
+static void hold_next(dmaq_sub *sub, dmaq_lease *held, unsigned char copy[64])
+{
+    cr_assert_eq(dmaq_sub_peek(sub, held, 30 * SEC), 0, "%s", dmaq_last_error());
+    cr_assert_eq(held->len, 64);
+    memcpy(copy, held->data, 64);
+}
+
+static void expect_message(dmaq_sub *sub, uint32_t index)
+{
+    dmaq_lease l;
+    int rc;
+    while ((rc = dmaq_sub_peek(sub, &l, 30 * SEC)) == DMAQ_ELOST)
+        ; /* a reconnect may report what it missed first */
+    cr_assert_eq(rc, 0, "message %u: %s", index, dmaq_last_error());
+    uint32_t key, got;
+    cr_assert(payload_intact(l.data, l.len, &key, &got), "message %u is corrupt", index);
+    cr_assert_eq(got, index, "message %u arrived as %u", index, got);
+    cr_assert_eq(dmaq_sub_release(sub, &l), 0, "%s", dmaq_last_error());
+}
+
+/* A subscriber that waits in peek leases each message where it lies in its
+ * receive buffer. Held a while, such a lease keeps its bytes while the
+ * stream goes on (the pump takes the connection over and nothing in the
+ * buffer moves); it blocks peeks until released, and ends only once. */
+Test(tcp, a_lease_held_while_the_stream_goes_on_keeps_its_bytes, .timeout = 120)
+{
+    char uri[128];
+    tcp_uri(uri, sizeof uri, HOST, free_tcp_port(), "held");
+    pid_t host = start_host(uri, 0, 3000, -1);
+    dmaq_sub *sub = subscribe_when_up(uri);
+    dmaq_lease first;
+    unsigned char copy[64];
+    hold_next(sub, &first, copy);
+    dmaq_lease other;
+    expect_error(dmaq_sub_peek(sub, &other, 0), DMAQ_EBUSY, "already holds a lease");
+    sleep_ms(500); /* the host goes on publishing meanwhile */
+    cr_assert(memcmp(first.data, copy, sizeof copy) == 0, "the held lease's bytes changed");
+    uint32_t key, index;
+    cr_assert(payload_intact(first.data, first.len, &key, &index) && index == 0);
+    dmaq_lease again = first;
+    cr_assert_eq(dmaq_sub_release(sub, &first), 0, "%s", dmaq_last_error());
+    expect_error(dmaq_sub_release(sub, &again), DMAQ_ELEASE, "not outstanding");
+    for (uint32_t i = 1; i < 3000; i++)
+        expect_message(sub, i);
+    dmaq_sub_close(sub);
+    kill(host, SIGKILL);
+    waitpid(host, NULL, 0);
+}
+
+/* The host is killed and another binds the channel while the subscriber
+ * holds a lease in its receive buffer: it reconnects into a new buffer, the
+ * lease keeps its bytes until released, and the new host's messages come. */
+Test(tcp, a_lease_held_across_a_reconnect_keeps_its_bytes, .timeout = 120)
+{
+    char uri[128];
+    tcp_uri(uri, sizeof uri, HOST, free_tcp_port(), "rehosted");
+    int go[2];
+    cr_assert_eq(pipe(go), 0);
+    pid_t host = start_host(uri, 0, 1, -1);
+    pid_t next_host = start_host(uri, 1, 2, go[0]);
+    dmaq_sub *sub = subscribe_when_up(uri);
+    dmaq_lease held;
+    unsigned char copy[64];
+    hold_next(sub, &held, copy);
+    kill(host, SIGKILL);
+    waitpid(host, NULL, 0);
+    cr_assert_eq(write(go[1], "", 1), 1);
+    close(go[0]);
+    close(go[1]);
+    host = next_host;
+    cr_assert(wait_subscribers(uri, 1, 30), "the subscriber did not reconnect while it held a lease");
+    cr_assert(memcmp(held.data, copy, sizeof copy) == 0, "the held lease's bytes changed in the reconnect");
+    cr_assert_eq(dmaq_sub_release(sub, &held), 0, "%s", dmaq_last_error());
+    expect_message(sub, 1);
+    dmaq_sub_close(sub);
+    kill(host, SIGKILL);
+    waitpid(host, NULL, 0);
+}
+
 /* Bind a broadcast channel at `uri` as *pub and start (with `start`) a
  * subscriber peer expecting `total` messages, writing its result line to
  * `out` (128 bytes); returns the peer once attached. */

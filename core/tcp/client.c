@@ -6,7 +6,9 @@
  * how many of them it already has (it knows the publisher by a token) and
  * the rest are sent again. A subscriber's pump writes what arrives into the
  * handle's incoming ring behind a prefix; the application's releases go back
- * as acknowledgements, which are the host's credit to send more.
+ * as acknowledgements, which are the host's credit to send more. While the
+ * application itself waits in peek, it reads the connection instead, and
+ * leases each message where it lies in the receive buffer.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -43,6 +45,7 @@ struct tcp_client {
     char why[256]; /* why the connection was lost (under wlock) */
     uint8_t *rbuf;
     size_t rcap, rlen;
+    size_t roff; /* subscriber: rbuf[roff, rlen) is not taken yet */
     uint64_t last_rx, down_since, last_progress;
     _Atomic uint64_t last_tx; /* the application's ACKs count too */
     int64_t ping_ns; /* idle time after which we send a PING */
@@ -58,9 +61,16 @@ struct tcp_client {
     /* subscriber: whoever reads the connection and fills the incoming ring
      * (the pump, or the application while it waits in peek) holds rlock */
     pthread_mutex_t rlock;
-    _Atomic uint64_t app_read_at; /* when the application last read the connection itself */
+    _Atomic uint64_t app_peeks; /* the application's peeks so far: the pump stands aside while they come */
     atomic_bool shut;             /* the application shut the connection down; `why` says why */
     dmaq_pub *in;
+    _Atomic uint64_t in_count; /* messages and markers put in the incoming ring (by rlock's holder) */
+    /* The receive buffer holding the message the application has leased
+     * in place (NULL: none). Nothing moves in it until the release clears
+     * this; a reconnect meanwhile reads into a new buffer, and the old one
+     * waits in `orphan` to be freed. */
+    _Atomic(uint8_t *) lent_in;
+    uint8_t *orphan;
     uint64_t last_seq;
     bool any_seq, check_gap, queue;
 };
@@ -164,6 +174,12 @@ fail:
 
 /* ---- connection upkeep, shared by both pumps ---- */
 
+/* Counters with one writer at a time: no locked instruction. */
+static void bump(_Atomic uint64_t *n)
+{
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
 /* Whether the calling thread is cl's pump (else the application's). */
 static bool in_pump(const struct tcp_client *cl) { return pthread_equal(pthread_self(), cl->thread); }
 
@@ -212,6 +228,7 @@ static int connect_once(struct tcp_client *cl)
     cl->ping_ns = tcp_ping_every(&cl->conf, shape.timeout_ms);
     atomic_store(&cl->publisher_id, shape.publisher_id);
     cl->rlen = len;
+    cl->roff = 0;
     cl->last_rx = dmaq__mono_ns();
     atomic_store(&cl->last_tx, cl->last_rx);
     pthread_mutex_lock(&cl->wlock);
@@ -252,6 +269,13 @@ static void send_small(struct tcp_client *cl, uint8_t type, uint64_t count)
 /* Read what the host sent. Returns false when the connection is gone. */
 static bool read_host(struct tcp_client *cl, int64_t wait_ns)
 {
+    if (cl->roff && atomic_load_explicit(&cl->lent_in, memory_order_acquire) != cl->rbuf) {
+        memmove(cl->rbuf, cl->rbuf + cl->roff, cl->rlen - cl->roff); /* room at the end to read into */
+        cl->rlen -= cl->roff;
+        cl->roff = 0;
+    }
+    if (cl->rlen == cl->rcap)
+        return true; /* full of frames the ring had no room for: they go first */
     long n = tcp_read_some(cl->fd, cl->rbuf, &cl->rlen, cl->rcap, wait_ns);
     uint64_t now = dmaq__mono_ns();
     if (n < 0) {
@@ -483,6 +507,7 @@ static void client_free(struct tcp_client *cl)
     pthread_mutex_destroy(&cl->wlock);
     pthread_mutex_destroy(&cl->rlock);
     free(cl->rbuf);
+    free(cl->orphan);
     free(cl->batch);
     free(cl);
 }
@@ -611,7 +636,11 @@ static enum put put_in(struct tcp_client *cl, const struct prefix *p, const stru
         protocol_error(cl, why);
         return PUT_FAILED;
     }
-    return dmaq_pub_commit(cl->in, &lease, PREFIX + (size_t)len) == 0 ? PUT_DONE : PUT_FAILED;
+    if (dmaq_pub_commit(cl->in, &lease, PREFIX + (size_t)len) < 0)
+        return PUT_FAILED;
+    atomic_store_explicit(&cl->in_count, atomic_load_explicit(&cl->in_count, memory_order_relaxed) + 1,
+                          memory_order_release);
+    return PUT_DONE;
 }
 
 static enum put put_lost(struct tcp_client *cl, uint64_t count)
@@ -653,36 +682,71 @@ static int take_frame(void *ctx, const struct tcp_frame *f)
  * all (the application's read: see put_in). */
 static bool take_in(struct tcp_client *cl, int64_t wait_ns)
 {
-    /* A buffer full of frames the ring had no room for is drained first. */
-    if (cl->rlen < cl->rcap && !read_host(cl, wait_ns))
+    if (!read_host(cl, wait_ns))
         return true;
     const char *why = NULL;
-    int rc = tcp_drain_frames(cl->rbuf, &cl->rlen, TCP_FROM_HOST_TO_SUB, cl->shape.max_message, take_frame, cl, &why);
+    size_t len = cl->rlen - cl->roff;
+    int rc = tcp_drain_frames(cl->rbuf + cl->roff, &len, TCP_FROM_HOST_TO_SUB, cl->shape.max_message, take_frame, cl,
+                              &why);
+    cl->rlen = cl->roff + len;
     if (rc < 0)
         protocol_error(cl, why);
     return rc != 1;
 }
 
+/* A receive buffer that is not the one the application has leased from
+ * can go; rlock held. */
+static void free_orphan(struct tcp_client *cl)
+{
+    if (cl->orphan && atomic_load_explicit(&cl->lent_in, memory_order_acquire) != cl->orphan) {
+        free(cl->orphan);
+        cl->orphan = NULL;
+    }
+}
+
+/* Before a reconnect overwrites the receive buffer: if the application
+ * leases from it, read into a new one. False if there is no memory for one. */
+static bool spare_lent_buffer(struct tcp_client *cl)
+{
+    free_orphan(cl);
+    if (atomic_load_explicit(&cl->lent_in, memory_order_acquire) != cl->rbuf)
+        return true;
+    if (cl->orphan)
+        return false; /* cannot happen: only one message is leased at a time */
+    uint8_t *fresh = malloc(cl->rcap);
+    if (!fresh)
+        return false;
+    cl->orphan = cl->rbuf;
+    cl->rbuf = fresh;
+    cl->rlen = cl->roff = 0;
+    return true;
+}
+
 /* The pump keeps the connection read while the application does not: it
- * stands aside while the application has read it itself within the last
+ * stands aside while the application has peeked within the last
  * TCP_APP_READS_NS, so a message wakes one thread, not two. */
 static void *sub_pump(void *arg)
 {
     struct tcp_client *cl = arg;
     int64_t backoff = 0;
+    uint64_t peeks_seen = 0;
     while (!atomic_load(&cl->stop)) {
         if (cl->fd < 0) {
             pthread_mutex_lock(&cl->rlock);
-            reconnect(cl, &backoff);
+            if (spare_lent_buffer(cl))
+                reconnect(cl, &backoff);
+            else
+                usleep(TCP_SLICE_NS / 1000);
             if (cl->fd >= 0 && !cl->queue && cl->any_seq)
                 cl->check_gap = true; /* what we missed shows in the next sequence number */
             pthread_mutex_unlock(&cl->rlock);
             continue;
         }
-        uint64_t since = dmaq__mono_ns() - atomic_load(&cl->app_read_at);
+        uint64_t peeks = atomic_load_explicit(&cl->app_peeks, memory_order_relaxed);
         bool shut = atomic_load(&cl->shut);
-        if (since < (uint64_t)TCP_APP_READS_NS && !shut) {
-            usleep((useconds_t)((TCP_APP_READS_NS - since) / 1000 + 1));
+        if (peeks != peeks_seen && !shut) {
+            peeks_seen = peeks;
+            usleep(TCP_APP_READS_NS / 1000);
             continue;
         }
         if (!shut) {
@@ -690,28 +754,85 @@ static void *sub_pump(void *arg)
             net_poll(&p, 1, (int)(TCP_SLICE_NS / 1000000));
         }
         pthread_mutex_lock(&cl->rlock);
+        free_orphan(cl);
         take_in(cl, 0);
+        bool no_room = cl->rlen == cl->rcap;
         pthread_mutex_unlock(&cl->rlock);
+        if (no_room)
+            usleep(TCP_SLICE_NS / 1000); /* the ring is full, or the application leases from the buffer */
     }
     return NULL;
 }
 
+/* opaque_[2] of a lease into the receive buffer (an incoming ring's
+ * sequence number there otherwise). */
+#define LEASED_IN_PLACE UINT64_MAX
+
+/* The application's own read, its ring found empty (rlock held): lease the
+ * next message where it lies in the receive buffer, reading the connection
+ * (waiting at most wait_ns) when no whole frame is there. A frame that is
+ * not the next message in sequence (a LOST count, a gap to report) goes
+ * through the ring, as the pump would put it. Returns 1 with *lease filled,
+ * or 0: look at the ring again. */
+static int lease_in_place(struct tcp_sub_state *s, dmaq_lease *lease, int64_t wait_ns)
+{
+    struct tcp_client *cl = s->client;
+    bool waited = false;
+    while (atomic_load_explicit(&cl->in_count, memory_order_relaxed) == s->taken && cl->fd >= 0) {
+        struct tcp_frame f;
+        const char *why = NULL;
+        long n = tcp_frame_next(cl->rbuf + cl->roff, cl->rlen - cl->roff, TCP_FROM_HOST_TO_SUB,
+                                cl->shape.max_message, &f, &why);
+        if (n < 0) {
+            protocol_error(cl, why);
+            return 0;
+        }
+        if (n == 0) {
+            size_t had = cl->rlen - cl->roff;
+            bool up = read_host(cl, waited ? 0 : wait_ns);
+            bump(&cl->app_peeks); /* a long wait to read counts as the application's activity too */
+            if (!up || cl->rlen - cl->roff == had)
+                return 0;
+            waited = true;
+            continue;
+        }
+        if (f.type == TCP_MSG && !(cl->check_gap && f.u.msg.seq > cl->last_seq + 1)) {
+            cl->roff += (size_t)n;
+            cl->check_gap = false;
+            cl->last_seq = f.u.msg.seq;
+            cl->any_seq = true;
+            *lease = (dmaq_lease){.data = (void *)f.u.msg.data, .len = f.u.msg.len, .seq = f.u.msg.seq,
+                                  .timestamp_ns = f.u.msg.timestamp_ns, .publisher_id = f.u.msg.publisher_id,
+                                  .flags = f.u.msg.flags};
+            s->lent_token = ++s->tokens;
+            lease->opaque_[0] = (uint64_t)(uintptr_t)s;
+            lease->opaque_[1] = s->lent_token;
+            lease->opaque_[2] = LEASED_IN_PLACE;
+            lease->opaque_[3] = atomic_load(&cl->epoch);
+            atomic_store_explicit(&cl->lent_in, cl->rbuf, memory_order_relaxed); /* the pump reads it under rlock */
+            return 1;
+        }
+        if (take_frame(cl, &f) != 0)
+            return 0; /* the ring is full: the frame stays */
+        cl->roff += (size_t)n;
+    }
+    return 0;
+}
+
 /* While the application waits: read the connection itself (at most wait_ns,
  * and one slice), unless the pump is at it, it is down, or it encodes its
- * payloads (see put_in). Returns whether it did and all it read went into
- * the ring; false tells the caller to wait on the ring instead. */
-static bool read_directly(struct tcp_client *cl, int64_t wait_ns)
+ * payloads (see put_in). Returns 1 with a message leased in place, 0 to
+ * look at the ring again, -1 to wait on the ring instead. */
+static int read_directly(struct tcp_sub_state *s, dmaq_lease *lease, int64_t wait_ns)
 {
+    struct tcp_client *cl = s->client;
     if (pthread_mutex_trylock(&cl->rlock) != 0)
-        return false;
-    bool up = cl->fd >= 0 && !atomic_load(&cl->shut) && !tcp_codec_active(&cl->codec);
-    if (up) {
-        atomic_store(&cl->app_read_at, dmaq__mono_ns());
-        up = take_in(cl, wait_ns < 0 || wait_ns > TCP_SLICE_NS ? TCP_SLICE_NS : wait_ns);
-        atomic_store(&cl->app_read_at, dmaq__mono_ns());
-    }
+        return -1;
+    int got = -1;
+    if (cl->fd >= 0 && !atomic_load(&cl->shut) && !tcp_codec_active(&cl->codec))
+        got = lease_in_place(s, lease, wait_ns < 0 || wait_ns > TCP_SLICE_NS ? TCP_SLICE_NS : wait_ns);
     pthread_mutex_unlock(&cl->rlock);
-    return up;
+    return got;
 }
 
 int tcp_client_sub_open(struct tcp_sub_state *s, const struct tcp_addr *a, const dmaq_options *o,
@@ -781,11 +902,17 @@ static int not_now(struct tcp_sub_state *s, int rc)
     if (cl->fd < 0)
         rc = dmaq_error_set(rc, "no message from " NET_SCHEME "://%s:%s/%s: not connected (%s); reconnecting",
                             cl->addr.host, cl->addr.port, cl->addr.name, cl->why);
-    else if (rc == DMAQ_ETIMEDOUT)
-        rc = dmaq_error_set(rc, "no message from " NET_SCHEME "://%s:%s/%s within the timeout", cl->addr.host,
-                            cl->addr.port, cl->addr.name);
+    else
+        rc = dmaq_error_set(rc, "no message from " NET_SCHEME "://%s:%s/%s %s", cl->addr.host, cl->addr.port,
+                            cl->addr.name, rc == DMAQ_ETIMEDOUT ? "within the timeout" : "yet");
     pthread_mutex_unlock(&cl->wlock);
     return rc;
+}
+
+static int leased(struct tcp_sub_state *s)
+{
+    s->leased = true;
+    return 0;
 }
 
 int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_ns)
@@ -795,41 +922,53 @@ int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_
         s->held = false;
         return 0;
     }
-    uint64_t deadline = 0; /* read the clock only once the ring is found empty */
+    if (s->leased)
+        return dmaq_error_set(DMAQ_EBUSY, "subscriber on " NET_SCHEME "://%s:%s/%s already holds a lease; release it "
+                                          "first", s->client->addr.host, s->client->addr.port, s->client->addr.name);
+    struct tcp_client *cl = s->client;
+    bump(&cl->app_peeks);
+    uint64_t deadline = 0; /* 0 until something must be waited for: what is here needs no clock */
     for (;;) {
-        int rc = dmaq_sub_peek(s->inner, lease, 0);
-        int64_t left = timeout_ns;
-        if (rc == DMAQ_EAGAIN && timeout_ns > 0) {
-            if (!deadline)
-                deadline = dmaq__deadline(timeout_ns);
-            left = dmaq__timeout_left(timeout_ns, deadline);
-        }
-        if (rc == DMAQ_EAGAIN && left != 0) {
+        bool ring_empty = atomic_load_explicit(&cl->in_count, memory_order_acquire) == s->taken;
+        int rc = ring_empty ? DMAQ_EAGAIN : dmaq_sub_peek(s->inner, lease, 0);
+        if (rc == DMAQ_EAGAIN) {
             if (s->pending_credit >= s->window / TCP_ACK_IDLE_DIV)
-                flush_acks(s); /* before sleeping, so the host is not left waiting for credit */
-            if (read_directly(s->client, left))
-                continue;
-            /* The pump has the connection (reading, or reconnecting): wait
-             * for what it puts in the ring, a slice at a time. */
-            rc = dmaq_sub_peek(s->inner, lease, left < 0 || left > TCP_SLICE_NS ? TCP_SLICE_NS : left);
-            if ((rc == DMAQ_EAGAIN || rc == DMAQ_ETIMEDOUT) && dmaq__timeout_left(timeout_ns, deadline) != 0)
-                continue;
+                flush_acks(s); /* before waiting, so the host is not left waiting for credit */
+            if (!deadline) {
+                int got = read_directly(s, lease, 0);
+                if (got > 0)
+                    return leased(s);
+                deadline = dmaq__deadline(timeout_ns);
+                if (got == 0)
+                    continue;
+            }
+            int64_t left = dmaq__timeout_left(timeout_ns, deadline);
+            if (left != 0) {
+                int got = read_directly(s, lease, left);
+                if (got > 0)
+                    return leased(s);
+                if (got == 0)
+                    continue;
+                /* The pump has the connection (reading, or reconnecting):
+                 * wait for what it puts in the ring, a slice at a time. */
+                rc = dmaq_sub_peek(s->inner, lease, left < 0 || left > TCP_SLICE_NS ? TCP_SLICE_NS : left);
+                if ((rc == DMAQ_EAGAIN || rc == DMAQ_ETIMEDOUT) && dmaq__timeout_left(timeout_ns, deadline) != 0)
+                    continue;
+            }
             if (rc == DMAQ_EAGAIN && timeout_ns > 0)
                 rc = DMAQ_ETIMEDOUT;
-        } else if (rc == DMAQ_EAGAIN && timeout_ns > 0) {
-            rc = DMAQ_ETIMEDOUT;
         }
         if (rc == DMAQ_EAGAIN || rc == DMAQ_ETIMEDOUT)
             return not_now(s, rc);
         if (rc < 0)
             return rc;
+        s->taken++;
         struct prefix p;
         memcpy(&p, lease->data, PREFIX);
         if (p.lost_marker) {
             dmaq_sub_release(s->inner, lease);
             memset(lease, 0, sizeof *lease);
             lease->lost = p.seq;
-            struct tcp_client *cl = s->client;
             return dmaq_error_set(DMAQ_ELOST, NET_SCHEME "://%s:%s/%s: %llu messages lost", cl->addr.host,
                                   cl->addr.port, cl->addr.name, (unsigned long long)p.seq);
         }
@@ -846,20 +985,30 @@ int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_
         lease->timestamp_ns = p.timestamp_ns;
         lease->publisher_id = p.publisher_id;
         lease->flags = p.flags;
-        return 0;
+        return leased(s);
     }
 }
 
 int tcp_client_release(struct tcp_sub_state *s, dmaq_lease *lease)
 {
-    dmaq_lease inner = *lease;
-    inner.data = (uint8_t *)inner.data - PREFIX;
-    inner.len += PREFIX;
-    inner.seq = lease->opaque_[2];
-    int rc = dmaq_sub_release(s->inner, &inner);
-    if (rc < 0)
-        return rc;
-    lease->opaque_[1] = inner.opaque_[1];
+    if (lease->opaque_[2] == LEASED_IN_PLACE) {
+        if (!s->lent_token || lease->opaque_[0] != (uint64_t)(uintptr_t)s || lease->opaque_[1] != s->lent_token)
+            return dmaq_error_set(DMAQ_ELEASE, "release: this lease is not outstanding on this handle (already "
+                                               "ended, or from another handle)");
+        s->lent_token = 0;
+        lease->opaque_[1] = 0;
+        atomic_store_explicit(&s->client->lent_in, NULL, memory_order_release); /* the buffer may move again */
+    } else {
+        dmaq_lease inner = *lease;
+        inner.data = (uint8_t *)inner.data - PREFIX;
+        inner.len += PREFIX;
+        inner.seq = lease->opaque_[2];
+        int rc = dmaq_sub_release(s->inner, &inner);
+        if (rc < 0)
+            return rc;
+        lease->opaque_[1] = inner.opaque_[1];
+    }
+    s->leased = false;
     uint32_t epoch = (uint32_t)lease->opaque_[3];
     if (epoch != s->acks_epoch) {
         s->acks_epoch = epoch;

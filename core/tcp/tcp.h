@@ -149,6 +149,10 @@ struct tcp_sub_state {
     uint32_t acks_epoch;   /* the connection they belong to */
     bool held;             /* connect: a peeked message recv could not take */
     dmaq_lease held_lease;
+    bool leased;         /* connect: the application holds a lease (in place or from the ring) */
+    uint64_t taken;      /* connect: messages and markers taken from the incoming ring */
+    uint64_t lent_token; /* connect: the lease held in the receive buffer (0: none) */
+    uint64_t tokens;     /* connect: leases handed out in place so far */
 };
 
 int tcp_client_pub_open(struct tcp_pub_state *s, const struct tcp_addr *a, const dmaq_options *o,
