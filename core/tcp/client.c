@@ -768,17 +768,22 @@ static void *sub_pump(void *arg)
  * sequence number there otherwise). */
 #define LEASED_IN_PLACE UINT64_MAX
 
+static bool ring_empty(const struct tcp_sub_state *s)
+{
+    return atomic_load_explicit(&s->client->in_count, memory_order_acquire) == s->taken;
+}
+
 /* The application's own read, its ring found empty (rlock held): lease the
  * next message where it lies in the receive buffer, reading the connection
- * (waiting at most wait_ns) when no whole frame is there. A frame that is
- * not the next message in sequence (a LOST count, a gap to report) goes
- * through the ring, as the pump would put it. Returns 1 with *lease filled,
- * or 0: look at the ring again. */
-static int lease_in_place(struct tcp_sub_state *s, dmaq_lease *lease, int64_t wait_ns)
+ * (if `may_read`, waiting at most wait_ns) when no whole frame is there. A
+ * frame that is not the next message in sequence (a LOST count, a gap to
+ * report) goes through the ring, as the pump would put it. Returns 1 with
+ * *lease filled, or 0: look at the ring again. */
+static int lease_in_place(struct tcp_sub_state *s, dmaq_lease *lease, bool may_read, int64_t wait_ns)
 {
     struct tcp_client *cl = s->client;
     bool waited = false;
-    while (atomic_load_explicit(&cl->in_count, memory_order_relaxed) == s->taken && cl->fd >= 0) {
+    while (ring_empty(s) && cl->fd >= 0) {
         struct tcp_frame f;
         const char *why = NULL;
         long n = tcp_frame_next(cl->rbuf + cl->roff, cl->rlen - cl->roff, TCP_FROM_HOST_TO_SUB,
@@ -788,6 +793,8 @@ static int lease_in_place(struct tcp_sub_state *s, dmaq_lease *lease, int64_t wa
             return 0;
         }
         if (n == 0) {
+            if (!may_read)
+                return 0;
             size_t had = cl->rlen - cl->roff;
             bool up = read_host(cl, waited ? 0 : wait_ns);
             bump(&cl->app_peeks); /* a long wait to read counts as the application's activity too */
@@ -819,18 +826,19 @@ static int lease_in_place(struct tcp_sub_state *s, dmaq_lease *lease, int64_t wa
     return 0;
 }
 
-/* While the application waits: read the connection itself (at most wait_ns,
- * and one slice), unless the pump is at it, it is down, or it encodes its
+/* While the application waits: take the next message from the receive
+ * buffer, reading the connection itself if `may_read` (at most wait_ns, and
+ * one slice), unless the pump is at it, it is down, or it encodes its
  * payloads (see put_in). Returns 1 with a message leased in place, 0 to
  * look at the ring again, -1 to wait on the ring instead. */
-static int read_directly(struct tcp_sub_state *s, dmaq_lease *lease, int64_t wait_ns)
+static int read_directly(struct tcp_sub_state *s, dmaq_lease *lease, bool may_read, int64_t wait_ns)
 {
     struct tcp_client *cl = s->client;
     if (pthread_mutex_trylock(&cl->rlock) != 0)
         return -1;
     int got = -1;
     if (cl->fd >= 0 && !atomic_load(&cl->shut) && !tcp_codec_active(&cl->codec))
-        got = lease_in_place(s, lease, wait_ns < 0 || wait_ns > TCP_SLICE_NS ? TCP_SLICE_NS : wait_ns);
+        got = lease_in_place(s, lease, may_read, wait_ns < 0 || wait_ns > TCP_SLICE_NS ? TCP_SLICE_NS : wait_ns);
     pthread_mutex_unlock(&cl->rlock);
     return got;
 }
@@ -929,26 +937,25 @@ int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_
     bump(&cl->app_peeks);
     uint64_t deadline = 0; /* 0 until something must be waited for: what is here needs no clock */
     for (;;) {
-        bool ring_empty = atomic_load_explicit(&cl->in_count, memory_order_acquire) == s->taken;
-        int rc = ring_empty ? DMAQ_EAGAIN : dmaq_sub_peek(s->inner, lease, 0);
+        int rc = ring_empty(s) ? DMAQ_EAGAIN : dmaq_sub_peek(s->inner, lease, 0);
         if (rc == DMAQ_EAGAIN) {
             if (s->pending_credit >= s->window / TCP_ACK_IDLE_DIV)
                 flush_acks(s); /* before waiting, so the host is not left waiting for credit */
             if (!deadline) {
-                int got = read_directly(s, lease, 0);
+                int got = read_directly(s, lease, false, 0);
                 if (got > 0)
                     return leased(s);
                 deadline = dmaq__deadline(timeout_ns);
-                if (got == 0)
+                if (!ring_empty(s))
                     continue;
             }
             int64_t left = dmaq__timeout_left(timeout_ns, deadline);
-            if (left != 0) {
-                int got = read_directly(s, lease, left);
-                if (got > 0)
-                    return leased(s);
-                if (got == 0)
-                    continue;
+            int got = read_directly(s, lease, true, left);
+            if (got > 0)
+                return leased(s);
+            if (got == 0 && (left != 0 || !ring_empty(s)))
+                continue;
+            if (got < 0 && left != 0) {
                 /* The pump has the connection (reading, or reconnecting):
                  * wait for what it puts in the ring, a slice at a time. */
                 rc = dmaq_sub_peek(s->inner, lease, left < 0 || left > TCP_SLICE_NS ? TCP_SLICE_NS : left);
