@@ -32,6 +32,8 @@ for line in open(sys.argv[1]):
 print(f"| 64 B, msg/s (millions) | before ({sys.argv[2]}) | after ({sys.argv[3]}+working tree) | after/before, median of {sys.argv[4]} paired rounds |")
 print("|---|---:|---:|---:|")
 for name, sides in runs.items():
+    if len(sides) < 2:
+        continue  # a figure the older bench did not print yet
     b, a = sides["before"], sides["after"]
     ratio = statistics.median(a[r] / b[r] for r in b)
     print(f"| {name} | {statistics.median(b.values()) / 1e6:.1f} | {statistics.median(a.values()) / 1e6:.1f} | {ratio:.2f}x |")

@@ -4,7 +4,8 @@
  * calls with, in the same run. Prints "name messages-per-second" lines.
  *
  *   dmaq-call-bench [MESSAGES]
- *   dmaq-call-bench --stream MESSAGES   (a publisher process streaming to this one)
+ *   dmaq-call-bench --stream MESSAGES   (a publisher process streaming to this
+ *                                        one: a queue, then a broadcast channel)
  */
 #define _GNU_SOURCE
 #include <dmaq/dmaq.h>
@@ -33,14 +34,15 @@ static void check(int rc, const char *what)
     }
 }
 
-/* Two processes: a child publishes n 64-byte messages on a queue as fast as
- * it can, this process receives them; messages/s from first to last. */
-static void stream(long n)
+/* Two processes: a child publishes n 64-byte messages on a channel of
+ * `kind` as fast as it can, this process receives them; messages/s from
+ * first to last. */
+static void stream(long n, uint32_t kind)
 {
     char uri[64];
     snprintf(uri, sizeof uri, "shm://call-bench-stream-%d", (int)getpid());
     dmaq_options o = DMAQ_OPTIONS_INIT;
-    o.kind = DMAQ_KIND_QUEUE;
+    o.kind = kind;
     o.capacity = 1 << 20;
     dmaq_sub *sub;
     check(dmaq_sub_open(uri, &o, &sub), "open");
@@ -59,7 +61,7 @@ static void stream(long n)
     double t0 = now_s();
     for (long i = 1; i < n; i++)
         check(dmaq_sub_recv(sub, buf, sizeof buf, &len, -1), "recv");
-    printf("stream %.0f\n", (double)(n - 1) / (now_s() - t0));
+    printf("%s %.0f\n", kind == DMAQ_KIND_QUEUE ? "stream" : "broadcast-stream", (double)(n - 1) / (now_s() - t0));
     waitpid(child, NULL, 0);
     dmaq_sub_close(sub);
     dmaq_channel_unlink(uri);
@@ -68,7 +70,8 @@ static void stream(long n)
 int main(int argc, char **argv)
 {
     if (argc > 2 && strcmp(argv[1], "--stream") == 0) {
-        stream(atol(argv[2]));
+        stream(atol(argv[2]), DMAQ_KIND_QUEUE);
+        stream(atol(argv[2]), DMAQ_KIND_BROADCAST);
         return 0;
     }
     long n = argc > 1 ? atol(argv[1]) : 1000000;

@@ -405,8 +405,11 @@ static int wait_for_room(struct shm_pub *p, struct waiter *w, struct shm_write *
             return dmaq_error_set(DMAQ_ETIMEDOUT, "channel '%s' stayed full for %lld ns", ch->name,
                                   (long long)timeout_ns);
         }
-        if (wait_spin(w) || reap_if_due(ch, w))
+        if (wait_spin(w) || reap_if_due(ch, w)) {
+            cur->pos = __atomic_load_n(&h->write.pos, __ATOMIC_RELAXED);
+            cur->seq = __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED);
             return 0;
+        }
         if (!w->settled && wakes_in_steps(ch) && (ch->capacity >> SPACE_WAKE_SHIFT) > want)
             want = ch->capacity >> SPACE_WAKE_SHIFT;
         sleep_announce(ch, &h->space_sleepers, p->slot, SLEEP_SPACE);
@@ -1083,15 +1086,9 @@ static void queue_release(struct shm_sub *s, const uint64_t *pos, uint32_t n)
 }
 
 /* Broadcast: move past `n` messages ending at `end`, the last numbered
- * `last_seq`, of which `overrun` were overwritten while read; under the
- * block policy, wake publishers waiting for room when this crosses a step
- * they wait for (SPACE_WAKE_SHIFT). Reading a full ring to its end crosses
- * one with more than half the ring free behind it, more than any publisher
- * waits for. */
+ * `last_seq`, of which `overrun` were overwritten while read. */
 static void broadcast_move_past(struct shm_sub *s, uint64_t end, uint64_t last_seq, uint32_t n, uint32_t overrun)
 {
-    struct shm_chan *ch = &s->ch;
-    uint64_t from = atomic_load_explicit(&s->slot->pos, memory_order_relaxed); /* what readers saw */
     s->pos = end;
     if (last_seq >= s->next_seq)
         s->next_seq = last_seq + 1;
@@ -1099,8 +1096,17 @@ static void broadcast_move_past(struct shm_sub *s, uint64_t end, uint64_t last_s
     bump(&s->slot->lost, overrun);
     bump(&s->slot->count, n - overrun);
     atomic_store_explicit(&s->slot->pos, s->pos, memory_order_release);
+}
+
+/* Under the block policy, after a broadcast reader moved from `from` to
+ * `to`: wake publishers waiting for room when that crosses a step they wait
+ * for (SPACE_WAKE_SHIFT). Reading a full ring to its end crosses one with
+ * more than half the ring free behind it, more than any publisher waits
+ * for. */
+static void wake_writers_past(struct shm_chan *ch, uint64_t from, uint64_t to)
+{
     unsigned step = (unsigned)__builtin_ctzll(ch->capacity) - SPACE_WAKE_SHIFT;
-    if (wakes_in_steps(ch) && (from >> step) != (end >> step))
+    if ((from >> step) != (to >> step))
         wake_if_sleeping(ch, &ch->hdr->space_sleepers, &ch->hdr->space_futex);
 }
 
@@ -1116,11 +1122,14 @@ static int finish_read(struct shm_sub *s, uint64_t seq)
         return 0;
     }
     bool overrun = pos < s->validate_below && !intact(s, pos);
+    uint64_t from = atomic_load_explicit(&s->slot->pos, memory_order_relaxed); /* what publishers saw */
     broadcast_move_past(s, pos + s->lease_size, seq, 1, overrun);
     if (overrun)
         return dmaq_error_set(DMAQ_EOVERWRITTEN,
                               "message at position %llu on '%s' was overwritten while it was read",
                               (unsigned long long)pos, ch->name);
+    if (ch->policy == DMAQ_POLICY_BLOCK)
+        wake_writers_past(ch, from, s->pos);
     return 0;
 }
 
@@ -1307,7 +1316,10 @@ static size_t finish_batch(struct shm_sub *s, dmaq_lease *leases)
             if (leases)
                 leases[i].flags |= DMAQ_LEASE_OVERWRITTEN;
         }
+    uint64_t from = atomic_load_explicit(&s->slot->pos, memory_order_relaxed);
     broadcast_move_past(s, s->batch_pos[n - 1] + s->batch_size[n - 1], s->batch_last_seq, n, overrun);
+    if (ch->policy == DMAQ_POLICY_BLOCK)
+        wake_writers_past(ch, from, s->pos);
     return overrun;
 }
 
