@@ -257,8 +257,8 @@ static void reconnect(struct tcp_client *cl, int64_t *backoff_ns)
 
 static void send_small(struct tcp_client *cl, uint8_t type, uint64_t count)
 {
-    uint8_t f[TCP_HEADER + 8];
-    size_t n = type == TCP_PING ? tcp_put_header(f, TCP_PING, 0) : tcp_put_count(f, type, count);
+    uint8_t f[TCP_SMALL_FRAME];
+    size_t n = tcp_put_small(f, type, count);
     pthread_mutex_lock(&cl->wlock);
     if (cl->fd >= 0 && tcp_write_all(cl->fd, f, n, dmaq__deadline(cl->conf.timeout_ns), NULL) < 0)
         net_shutdown(cl->fd, SHUT_RDWR); /* the pump notices and reconnects */

@@ -245,6 +245,11 @@ size_t tcp_put_count(uint8_t *out, uint8_t type, uint64_t count)
     return TCP_HEADER + 8;
 }
 
+size_t tcp_put_small(uint8_t *out, uint8_t type, uint64_t count)
+{
+    return type == TCP_PING ? tcp_put_header(out, TCP_PING, 0) : tcp_put_count(out, type, count);
+}
+
 size_t tcp_put_msg_meta(uint8_t *out, uint32_t len, uint64_t seq, uint64_t ts, uint32_t publisher_id,
                         uint32_t flags)
 {

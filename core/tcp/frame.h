@@ -129,6 +129,10 @@ size_t tcp_put_header(uint8_t *out, uint8_t type, uint32_t body_len);
 size_t tcp_put_challenge(uint8_t *out, const uint8_t nonce[TCP_NONCE]);
 size_t tcp_put_hello(uint8_t *out, const struct tcp_hello *h);
 size_t tcp_put_count(uint8_t *out, uint8_t type, uint64_t count);
+/* A frame of at most TCP_SMALL_FRAME bytes: a PING (no body; count ignored)
+ * or a frame carrying a count (ACK, LOST). Returns its size. */
+#define TCP_SMALL_FRAME (TCP_HEADER + 8)
+size_t tcp_put_small(uint8_t *out, uint8_t type, uint64_t count);
 size_t tcp_put_msg_meta(uint8_t *out, uint32_t len, uint64_t seq, uint64_t ts, uint32_t publisher_id,
                         uint32_t flags);
 /* WELCOME without figures (reason may be NULL), or with `stat` (the caller

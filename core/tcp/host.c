@@ -94,9 +94,8 @@ static void send_frame(struct tcp_conn *c, const uint8_t *frame, size_t len, int
 
 static void send_count(struct tcp_conn *c, uint8_t type, uint64_t count)
 {
-    uint8_t f[TCP_HEADER + 8];
-    size_t n = type == TCP_PING ? tcp_put_header(f, TCP_PING, 0) : tcp_put_count(f, type, count);
-    send_frame(c, f, n, c->ch->conf.timeout_ns);
+    uint8_t f[TCP_SMALL_FRAME];
+    send_frame(c, f, tcp_put_small(f, type, count), c->ch->conf.timeout_ns);
 }
 
 static void reject(struct tcp_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -133,6 +133,7 @@ public sealed unsafe class Subscriber : IDisposable
     private Native.Lease _lease;
     private int _leaseGeneration;
     private byte[]? _scratch;
+    private readonly bool _shm; // only shm:// calls that do not wait skip the GC transition (Native.cs)
 
     /// <summary>The channel's URI.</summary>
     public string Uri { get; }
@@ -143,6 +144,7 @@ public sealed unsafe class Subscriber : IDisposable
     internal Subscriber(QueueOptions options)
     {
         Uri = options.Uri;
+        _shm = !Uri.Contains("://", StringComparison.Ordinal) || Uri.StartsWith("shm://", StringComparison.Ordinal);
         _handle = DmaqHandle.Open(options, publisher: false);
         MaxMessageSize = (int)Channel.Stat(Uri).MaxMessage;
     }
@@ -169,7 +171,7 @@ public sealed unsafe class Subscriber : IDisposable
     public ReadOnlyMemory<byte> Dequeue(Memory<byte> buffer, CancellationToken cancellation = default)
     {
         int length;
-        if (TryDequeue(buffer.Span, out length)) // the common case: no pinning, no GC transition
+        if (TryDequeue(buffer.Span, out length)) // the common case: no pinning (on shm://, no GC transition)
             return buffer[..length];
         using MemoryHandle pin = buffer.Pin();
         while (!Receive((byte*)pin.Pointer, buffer.Length, Slice.Ns(cancellation), out length))
@@ -187,8 +189,8 @@ public sealed unsafe class Subscriber : IDisposable
     private bool Receive(byte* p, int capacity, long timeoutNs, out int length)
     {
         nuint len;
-        int rc = timeoutNs == 0 ? Native.SubRecvNow(H, p, (nuint)capacity, &len, 0)
-                                : Native.SubRecv(H, p, (nuint)capacity, &len, timeoutNs);
+        int rc = timeoutNs == 0 && _shm ? Native.SubRecvNow(H, p, (nuint)capacity, &len, 0)
+                                        : Native.SubRecv(H, p, (nuint)capacity, &len, timeoutNs);
         length = (int)len;
         switch (rc)
         {
@@ -226,7 +228,7 @@ public sealed unsafe class Subscriber : IDisposable
     {
         int rc;
         fixed (Native.Lease* l = &_lease)
-            rc = timeoutNs == 0 ? Native.SubPeekNow(H, l, 0) : Native.SubPeek(H, l, timeoutNs);
+            rc = timeoutNs == 0 && _shm ? Native.SubPeekNow(H, l, 0) : Native.SubPeek(H, l, timeoutNs);
         lease = default;
         if (rc == Native.EAGAIN || rc == Native.ETIMEDOUT)
             return false;
@@ -249,7 +251,7 @@ public sealed unsafe class Subscriber : IDisposable
         Lease(generation);
         int rc;
         fixed (Native.Lease* l = &_lease)
-            rc = Native.SubRelease(H, l);
+            rc = _shm ? Native.SubReleaseNow(H, l) : Native.SubRelease(H, l);
         _leaseGeneration++;
         if (rc == -9)
             return false;

@@ -84,19 +84,23 @@ internal static unsafe partial class Native
     internal static partial int SubClose(nint sub);
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_peek")]
     internal static partial int SubPeek(nint sub, Lease* lease, long timeoutNs);
-    [LibraryImport(Lib, EntryPoint = "dmaq_sub_release"), SuppressGCTransition]
+    [LibraryImport(Lib, EntryPoint = "dmaq_sub_release")]
     internal static partial int SubRelease(nint sub, Lease* lease);
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_recv")]
     internal static partial int SubRecv(nint sub, byte* buf, nuint cap, nuint* len, long timeoutNs);
 
     // The same calls with a zero timeout never wait ("try once"): the Try*
-    // methods use these, without the GC transition a wait would need.
+    // methods use these, without the GC transition a wait would need. A
+    // subscriber's calls do so only on shm:// channels: over a network one,
+    // peek, recv and release may read or write its connection.
     [LibraryImport(Lib, EntryPoint = "dmaq_pub_send"), SuppressGCTransition]
     internal static partial int PubSendNow(nint pub, byte* data, nuint len, long zero);
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_recv"), SuppressGCTransition]
     internal static partial int SubRecvNow(nint sub, byte* buf, nuint cap, nuint* len, long zero);
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_peek"), SuppressGCTransition]
     internal static partial int SubPeekNow(nint sub, Lease* lease, long zero);
+    [LibraryImport(Lib, EntryPoint = "dmaq_sub_release"), SuppressGCTransition]
+    internal static partial int SubReleaseNow(nint sub, Lease* lease);
     [LibraryImport(Lib, EntryPoint = "dmaq_pub_reserve"), SuppressGCTransition]
     internal static partial int PubReserveNow(nint pub, nuint len, Lease* lease, long zero);
 
