@@ -103,18 +103,28 @@ static void finish_dead_claim(struct shm_chan *ch, unsigned idx, uint64_t own_ns
         return;
     if (shm_write_pos(h) < end)
         return; /* its claim never happened */
-    /* Skip the committed prefix. */
+    /* Skip the committed prefix. A publisher marks its claim its own
+     * right after the compare-and-swap, before it writes anything: with
+     * the mark not set, a message there is another publisher's (this one's
+     * compare-and-swap failed, and it died before announcing again), and
+     * the uncommitted record after it may be a live publisher's, which
+     * must not be padded over. Only a recoverer's aborted padding can be
+     * there for a claim never owned. */
+    bool owned = atomic_load(&s->claim_owned);
     uint64_t pos = start;
     uint32_t done = 0;
     while (pos < end && committed(ch, pos)) {
-        uint32_t size = shm_rec(ch, pos)->size;
+        const struct shm_record *r = shm_rec(ch, pos);
+        uint32_t size = r->size;
         if (shm_bad_size(size) || size > end - pos || ++done > count)
             return; /* not what this claim wrote: leave it to the readers' checks */
+        if (!owned && !(r->flags & REC_ABORTED))
+            return; /* another publisher's message: this claim never happened */
         pos += size;
     }
     if (pos >= end)
         return; /* complete */
-    if (!atomic_load(&s->claim_owned)) {
+    if (!owned) {
         /* It died between its compare-and-swap and marking the claim its
          * own, or its compare-and-swap failed. It owns the record only if
          * nobody alive claims from the same place and what lies at `from`
