@@ -12,6 +12,7 @@
 
 #include "../util/barrier.h"
 #include "../util/clock.h"
+#include "../util/counter.h"
 #include "../util/futex.h"
 #include "../util/stamp.h"
 #include "dmaq/transport.h"
@@ -120,11 +121,6 @@ static int wait_timed_out(struct waiter *w, uint64_t *remaining)
     return 0;
 }
 
-/* Counters in a slot have one writer (the slot's owner): no locked RMW. */
-static inline void bump(_Atomic uint64_t *counter, uint64_t by)
-{
-    atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + by, memory_order_relaxed);
-}
 
 /* Look for dead peers if this wait is due to; returns true if any were
  * reaped (the caller's condition may have changed). */
@@ -513,7 +509,7 @@ static void end_claim(struct shm_pub *p, uint32_t messages)
 {
     struct shm_chan *ch = &p->ch;
     struct shm_header *h = ch->hdr;
-    bump(&p->slot->count, messages);
+    dmaq__bump(&p->slot->count, messages);
     wake_if_sleeping(ch, &h->data_sleepers, &h->data_futex);
     atomic_store_explicit(&p->slot->claim_owned, 0, memory_order_relaxed);
     atomic_store_explicit(&p->slot->pos, UINT64_MAX, memory_order_release);
@@ -752,7 +748,7 @@ static int resume_after_lap(struct shm_sub *s, uint64_t *lost)
     atomic_store(&s->slot->next_seq, s->next_seq);
     if (n == 0)
         return 0;
-    bump(&s->slot->lost, n);
+    dmaq__bump(&s->slot->lost, n);
     *lost = n;
     return dmaq_error_set(DMAQ_ELOST, "subscriber on '%s' was overrun and lost %llu messages", s->ch.name,
                           (unsigned long long)n);
@@ -1078,7 +1074,7 @@ static void queue_release(struct shm_sub *s, const uint64_t *pos, uint32_t n)
     struct shm_chan *ch = &s->ch;
     for (uint32_t i = 0; i < n; i++)
         atomic_store_explicit(&shm_rec(ch, pos[i])->state, REC_RELEASED, memory_order_release);
-    bump(&s->slot->count, n);
+    dmaq__bump(&s->slot->count, n);
     s->unadvanced += n;
     if (s->unadvanced >= TAIL_EVERY)
         queue_give_back(s);
@@ -1093,8 +1089,8 @@ static void broadcast_move_past(struct shm_sub *s, uint64_t end, uint64_t last_s
     if (last_seq >= s->next_seq)
         s->next_seq = last_seq + 1;
     atomic_store_explicit(&s->slot->next_seq, s->next_seq, memory_order_relaxed);
-    bump(&s->slot->lost, overrun);
-    bump(&s->slot->count, n - overrun);
+    dmaq__bump(&s->slot->lost, overrun);
+    dmaq__bump(&s->slot->count, n - overrun);
     atomic_store_explicit(&s->slot->pos, s->pos, memory_order_release);
 }
 

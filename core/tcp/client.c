@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../util/clock.h"
+#include "../util/counter.h"
 #include "codec.h"
 #include "tcp.h"
 
@@ -173,12 +174,6 @@ fail:
 }
 
 /* ---- connection upkeep, shared by both pumps ---- */
-
-/* Counters with one writer at a time: no locked instruction. */
-static void bump(_Atomic uint64_t *n)
-{
-    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1, memory_order_relaxed);
-}
 
 /* Whether the calling thread is cl's pump (else the application's). */
 static bool in_pump(const struct tcp_client *cl) { return pthread_equal(pthread_self(), cl->thread); }
@@ -677,13 +672,12 @@ static int take_frame(void *ctx, const struct tcp_frame *f)
     return 0;
 }
 
-/* Read what the host sent, waiting at most wait_ns, and put its messages in
- * the incoming ring; rlock held. False when the ring had no room for them
- * all (the application's read: see put_in). */
-static bool take_in(struct tcp_client *cl, int64_t wait_ns)
+/* The pump's read (rlock held): what the host sent, its messages into the
+ * incoming ring. A frame the ring has no room for stays in the buffer. */
+static void take_in(struct tcp_client *cl)
 {
-    if (!read_host(cl, wait_ns))
-        return true;
+    if (!read_host(cl, 0))
+        return;
     const char *why = NULL;
     size_t len = cl->rlen - cl->roff;
     int rc = tcp_drain_frames(cl->rbuf + cl->roff, &len, TCP_FROM_HOST_TO_SUB, cl->shape.max_message, take_frame, cl,
@@ -691,7 +685,6 @@ static bool take_in(struct tcp_client *cl, int64_t wait_ns)
     cl->rlen = cl->roff + len;
     if (rc < 0)
         protocol_error(cl, why);
-    return rc != 1;
 }
 
 /* A receive buffer that is not the one the application has leased from
@@ -755,7 +748,7 @@ static void *sub_pump(void *arg)
         }
         pthread_mutex_lock(&cl->rlock);
         free_orphan(cl);
-        take_in(cl, 0);
+        take_in(cl);
         bool no_room = cl->rlen == cl->rcap;
         pthread_mutex_unlock(&cl->rlock);
         if (no_room)
@@ -797,7 +790,7 @@ static int lease_in_place(struct tcp_sub_state *s, dmaq_lease *lease, bool may_r
                 return 0;
             size_t had = cl->rlen - cl->roff;
             bool up = read_host(cl, waited ? 0 : wait_ns);
-            bump(&cl->app_peeks); /* a long wait to read counts as the application's activity too */
+            dmaq__bump(&cl->app_peeks, 1); /* a long wait to read counts as the application's activity too */
             if (!up || cl->rlen - cl->roff == had)
                 return 0;
             waited = true;
@@ -934,7 +927,7 @@ int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_
         return dmaq_error_set(DMAQ_EBUSY, "subscriber on " NET_SCHEME "://%s:%s/%s already holds a lease; release it "
                                           "first", s->client->addr.host, s->client->addr.port, s->client->addr.name);
     struct tcp_client *cl = s->client;
-    bump(&cl->app_peeks);
+    dmaq__bump(&cl->app_peeks, 1);
     uint64_t deadline = 0; /* 0 until something must be waited for: what is here needs no clock */
     for (;;) {
         int rc = ring_empty(s) ? DMAQ_EAGAIN : dmaq_sub_peek(s->inner, lease, 0);
