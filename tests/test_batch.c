@@ -1,6 +1,7 @@
 /* dmaq_pub_send_many and dmaq_sub_recv_many: batches across processes lose,
  * reorder and corrupt nothing, and every edge (too big, timeouts, lapped
- * subscribers, bad arguments) ends as documented. */
+ * subscribers, bad arguments) ends as documented; and a publisher killed
+ * inside a claim, batch or single, wedges and damages nothing. */
 #include <criterion/criterion.h>
 #include <sys/mman.h>
 
@@ -562,3 +563,73 @@ static void killed_inside_a_batch(uint32_t kind)
 
 Test(batch, a_publisher_dead_inside_a_broadcast_batch_wedges_nothing) { killed_inside_a_batch(DMAQ_KIND_BROADCAST); }
 Test(batch, a_publisher_dead_inside_a_queue_batch_wedges_nothing) { killed_inside_a_batch(DMAQ_KIND_QUEUE); }
+
+/* A queue publisher killed holding a reservation that starts a segment: it
+ * wrote the padding before the segment's end and nothing more. The
+ * subscriber reads up to that padding, so the tail passes it; another
+ * publisher then fills the ring. The dead claim must pin the padding's
+ * bytes for the reaper, which writes that padding again: were the tail
+ * alone the limit, the other publisher would have written a lap over it
+ * (the padding sits 128 bytes into one of its records here) and the reaper
+ * would write a record header into that message. Every message of the
+ * other publisher arrives intact, after the aborted one's sequence number. */
+Test(reap, a_dead_queue_claim_pins_its_padding_until_reaped)
+{
+    enum { CAPACITY = 1 << 16, BEFORE = 42, BEFORE_LEN = 100, AFTER_LEN = 150, DEAD_LEN = 900 };
+    char uri[96];
+    dmaq_options o = opts(DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK, CAPACITY, 1000);
+    dmaq_sub *sub = sub_on_new_channel(uri, sizeof uri, "reap-pad", &o);
+    pid_t child = fork();
+    if (child == 0) {
+        dmaq_pub *pub = child_pub(uri, &o);
+        /* 42 records of 192 bytes end 128 bytes before the first segment's
+         * end (8 KiB segments), too little for the 960-byte record next. */
+        static unsigned char msg[BEFORE_LEN];
+        for (uint32_t i = 0; i < BEFORE; i++)
+            if (dmaq_pub_send(pub, msg, sizeof msg, 0) < 0)
+                _exit(2);
+        dmaq_lease w;
+        if (dmaq_pub_reserve(pub, DEAD_LEN, &w, 0) < 0)
+            _exit(3);
+        raise(SIGKILL);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the publisher was to die reserving (0x%x)",
+              status);
+    dmaq_lease r;
+    uint64_t dead_seq = 0;
+    for (uint32_t i = 0; i < BEFORE; i++) {
+        cr_assert_eq(dmaq_sub_peek(sub, &r, 0), 0, "message %u before the dead claim: %s", i, dmaq_last_error());
+        dead_seq = r.seq + 1;
+        cr_assert_eq(dmaq_sub_release(sub, &r), 0);
+    }
+    cr_assert_eq(dmaq_sub_peek(sub, &r, 0), DMAQ_EAGAIN, "the dead claim was never committed");
+
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0, "%s", dmaq_last_error());
+    static unsigned char msg[AFTER_LEN];
+    uint64_t rng = 1;
+    uint32_t sent = 0;
+    for (;;) { /* without waiting, so nobody reaps before the ring is full */
+        payload_fill(msg, sizeof msg, 1, sent, &rng);
+        if (dmaq_pub_send(pub, msg, sizeof msg, 0) < 0)
+            break;
+        sent++;
+    }
+    cr_assert_gt(sent, 200, "the ring took %u messages", sent);
+    for (uint32_t i = 0; i < sent; i++) {
+        cr_assert_eq(dmaq_sub_peek(sub, &r, 10LL * 1000000000), 0, "message %u of %u: %s", i, sent,
+                     dmaq_last_error());
+        uint32_t key, index;
+        cr_expect(r.len == AFTER_LEN && payload_intact(r.data, r.len, &key, &index) && index == i,
+                  "message %u of %u (%zu bytes) is damaged", i, sent, r.len);
+        cr_expect_eq(r.seq, dead_seq + 1 + i, "message %u: the aborted claim kept its sequence number", i);
+        cr_assert_eq(dmaq_sub_release(sub, &r), 0);
+    }
+    cr_expect_eq(dmaq_pub_send(pub, msg, sizeof msg, 0), 0, "the reaper freed the dead claim's room: %s",
+                 dmaq_last_error());
+    dmaq_pub_close(pub);
+    dmaq_sub_close(sub);
+    dmaq_channel_unlink(uri);
+}

@@ -209,18 +209,25 @@ static void wake_if_sleeping(struct shm_chan *ch, _Atomic uint32_t *sleepers, _A
 
 /* ---- Publishers --------------------------------------------------------- */
 
+static bool blocking_broadcast(const struct shm_chan *ch)
+{
+    return ch->kind == DMAQ_KIND_BROADCAST && ch->policy == DMAQ_POLICY_BLOCK;
+}
+
 /* Recompute how far publishers may write without overrunning a reader. */
 static uint64_t compute_limit(struct shm_chan *ch, uint64_t write_pos)
 {
     struct shm_header *h = ch->hdr;
-    if (ch->kind == DMAQ_KIND_QUEUE)
-        return atomic_load(&h->tail) + ch->capacity;
-    /* Broadcast: never a lap past a record another publisher is still
-     * writing (its slot's pos is where it claims from), nor, under the block
-     * policy, past the slowest active subscriber. With neither, the limit is
-     * still one lap from here, so that a subscriber joining later is seen
-     * before anyone writes over the position where it starts. */
-    uint64_t min = write_pos;
+    /* Never a lap past a record another publisher is still writing (its
+     * slot's pos is where it claims from), nor past one a dead publisher
+     * left for the reaper to finish: on a queue, the tail may have passed
+     * the padding such a claim wrote before its record, and the reaper
+     * writes that padding again (reap.c). Then, on a queue, never a lap
+     * past the tail; on a broadcast channel under the block policy, never
+     * a lap past the slowest active subscriber. With none of these, the
+     * limit is still one lap from here, so that a subscriber joining later
+     * is seen before anyone writes over the position where it starts. */
+    uint64_t min = ch->kind == DMAQ_KIND_QUEUE ? atomic_load(&h->tail) : write_pos;
     struct shm_slot *ps = shm_pub_slots(h);
     uint32_t hwm = atomic_load(&h->pub_hwm);
     for (uint32_t i = 0; i < hwm && i < DMAQ_MAX_PUBLISHERS; i++) {
@@ -229,7 +236,7 @@ static uint64_t compute_limit(struct shm_chan *ch, uint64_t write_pos)
         if ((st == SLOT_ACTIVE || (st & SLOT_RECOVERING)) && p < min)
             min = p;
     }
-    if (ch->policy == DMAQ_POLICY_BLOCK) {
+    if (blocking_broadcast(ch)) {
         struct shm_slot *ss = shm_sub_slots(h);
         hwm = atomic_load(&h->sub_hwm);
         for (uint32_t i = 0; i < hwm && i < DMAQ_MAX_SUBSCRIBERS; i++) {
@@ -368,11 +375,6 @@ static uint32_t fit_records(const struct shm_chan *ch, uint64_t start, uint64_t 
  * readers. */
 #define SPACE_WAKE_SHIFT 3
 
-static bool wakes_in_steps(const struct shm_chan *ch)
-{
-    return ch->kind == DMAQ_KIND_BROADCAST && ch->policy == DMAQ_POLICY_BLOCK;
-}
-
 /* Where a record of `size` bytes claimed at `pos` starts: records do not
  * cross a segment's end, so one that would starts at the next segment. */
 static uint64_t claim_start(const struct shm_chan *ch, uint64_t pos, uint64_t size)
@@ -406,7 +408,7 @@ static int wait_for_room(struct shm_pub *p, struct waiter *w, struct shm_write *
             cur->seq = __atomic_load_n(&h->write.seq, __ATOMIC_RELAXED);
             return 0;
         }
-        if (!w->settled && wakes_in_steps(ch) && (ch->capacity >> SPACE_WAKE_SHIFT) > want)
+        if (!w->settled && blocking_broadcast(ch) && (ch->capacity >> SPACE_WAKE_SHIFT) > want)
             want = ch->capacity >> SPACE_WAKE_SHIFT;
         sleep_announce(ch, &h->space_sleepers, p->slot, SLEEP_SPACE);
         uint32_t v = atomic_load(&h->space_futex);
@@ -513,8 +515,7 @@ static void end_claim(struct shm_pub *p, uint32_t messages)
     wake_if_sleeping(ch, &h->data_sleepers, &h->data_futex);
     atomic_store_explicit(&p->slot->claim_owned, 0, memory_order_relaxed);
     atomic_store_explicit(&p->slot->pos, UINT64_MAX, memory_order_release);
-    if (ch->kind == DMAQ_KIND_BROADCAST)
-        wake_if_sleeping(ch, &h->space_sleepers, &h->space_futex);
+    wake_if_sleeping(ch, &h->space_sleepers, &h->space_futex); /* publishers our claim gated */
 }
 
 static int too_long(const struct shm_chan *ch, size_t len)

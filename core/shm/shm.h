@@ -132,7 +132,8 @@ static inline struct shm_record *shm_handed_out_at(const struct shm_chan *ch, ui
 /* Commit a padding record of `size` bytes at `pos`: nothing for a gap
  * smaller than a record header (everyone skips those by rule). Padding is
  * born released, so a queue's tail passes it. Writing the same padding
- * twice is harmless. */
+ * twice is harmless: the claim it belongs to keeps publishers a lap behind
+ * it until the claim ends or is reaped (compute_limit in ring.c). */
 static inline void shm_write_pad(const struct shm_chan *ch, uint64_t pos, uint64_t size, uint64_t seq,
                                  uint32_t flags)
 {
