@@ -38,10 +38,12 @@ runs = collections.defaultdict(dict)
 for line in open(sys.argv[1]):
     r, side, *name, value = line.split()
     runs[" ".join(name)].setdefault(side, {})[r] = float(value)
-print(f"| 64 B, msg/s (millions) | before ({sys.argv[2]}) | after ({sys.argv[3]}+working tree) | after/before, median of {sys.argv[4]} paired rounds |")
-print("|---|---:|---:|---:|")
+print(f"| 64 B, msg/s (millions) | before ({sys.argv[2]}) | after ({sys.argv[3]}+working tree) | after/before, median of {sys.argv[4]} paired rounds | middle half of the ratios |")
+print("|---|---:|---:|---:|---:|")
 for name, sides in runs.items():
     b, a = sides["before"], sides["after"]
-    ratio = statistics.median(a[r] / b[r] for r in b)
-    print(f"| {name} | {statistics.median(b.values()) / 1e6:.1f} | {statistics.median(a.values()) / 1e6:.1f} | {ratio:.2f}x |")
+    ratios = [a[r] / b[r] for r in b]
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    print(f"| {name} | {statistics.median(b.values()) / 1e6:.1f} | {statistics.median(a.values()) / 1e6:.1f} "
+          f"| {statistics.median(ratios):.2f}x | {q1:.2f}-{q3:.2f}x |")
 PY
