@@ -252,31 +252,33 @@ static uint64_t compute_limit(struct shm_chan *ch, uint64_t write_pos)
 
 /* The queue's tail moves over the contiguous prefix of released records.
  * Anyone may move it (releasers and blocked publishers); never past rd_claim,
- * since a record not yet handed out must not be overwritten. */
+ * since a record not yet handed out must not be overwritten. One
+ * compare-and-swap for the whole prefix: records ahead of the tail stay as
+ * they are until it passes them (publishers write at most a lap past it),
+ * so if the tail has not moved meanwhile, what was walked is still there. */
 static void queue_advance_tail(struct shm_chan *ch)
 {
     struct shm_header *h = ch->hdr;
     uint64_t t = atomic_load(&h->tail);
     for (;;) {
-        uint64_t claim = atomic_load(&h->rd_claim);
-        if (t >= claim)
-            return;
-        uint64_t next;
-        uint64_t seg_end = shm_segment_end(ch, t);
-        if (seg_end - t < DMAQ_RECORD_HEADER) {
-            next = seg_end;
-        } else {
-            struct shm_record *r = shm_rec(ch, t);
-            if (atomic_load(&r->tag) != (t ^ ch->salt) || atomic_load(&r->state) != REC_RELEASED)
-                return;
+        uint64_t claim = atomic_load(&h->rd_claim), next = t;
+        while (next < claim) {
+            uint64_t seg_end = shm_segment_end(ch, next);
+            if (seg_end - next < DMAQ_RECORD_HEADER) {
+                next = seg_end;
+                continue;
+            }
+            struct shm_record *r = shm_rec(ch, next);
+            if (atomic_load(&r->tag) != (next ^ ch->salt) || atomic_load(&r->state) != REC_RELEASED)
+                break;
             uint32_t size = r->size;
-            if (size < DMAQ_RECORD_HEADER || t + size > seg_end)
-                return; /* corrupt: leave the tail; readers report it */
-            next = t + size;
+            if (size < DMAQ_RECORD_HEADER || next + size > seg_end)
+                break; /* corrupt: leave the tail there; readers report it */
+            next += size;
         }
-        if (!atomic_compare_exchange_strong(&h->tail, &t, next))
-            continue; /* t now holds the tail someone else set */
-        t = next;
+        if (next == t || atomic_compare_exchange_strong(&h->tail, &t, next))
+            return;
+        /* t now holds the tail someone else set: walk again from there */
     }
 }
 
