@@ -318,19 +318,25 @@ static double zmq_stream(int side, void *arg)
         uint64_t end = now_ns() + (uint64_t)(s->seconds * 1e9);
         while (now_ns() < end)
             for (int i = 0; i < 64; i++)
-                zmq_send(sock, buf, s->size, 0);
-        zmq_send(sock, buf, END_LEN, 0);
+                if (zmq_send(sock, buf, s->size, 0) < 0)
+                    die("zmq_send", zmq_strerror(zmq_errno()));
+        if (zmq_send(sock, buf, END_LEN, 0) < 0)
+            die("zmq_send", zmq_strerror(zmq_errno()));
         int linger = -1;
         zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(sock);
         zmq_ctx_term(ctx);
         return 0;
     }
+    /* A run hung here once, its pusher gone: fail instead of waiting forever. */
+    int patience_ms = 30000;
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &patience_ms, sizeof patience_ms);
     struct counter c = {0};
     for (;;) {
         int n = zmq_recv(sock, buf, s->size + 1, 0);
         if (n < 0)
-            die("zmq", zmq_strerror(zmq_errno()));
+            die("zmq_recv", zmq_errno() == EAGAIN ? "nothing for 30 s (the end mark never came)"
+                                                  : zmq_strerror(zmq_errno()));
         if (!count(&c, (size_t)n))
             break;
     }
