@@ -9,9 +9,9 @@
  *                                        the two on CPUs 0 and 1)
  */
 #define _GNU_SOURCE
+#include "bench.h"
+
 #include <dmaq/dmaq.h>
-#include <sched.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,20 +37,6 @@ static void check(int rc, const char *what)
     }
 }
 
-/* Keep the calling process on CPU `cpu` if the machine has it; returns
- * whether it did. Streams pin their two processes apart: left to the
- * scheduler, they share a CPU in some runs and not others, which moved
- * the figure more than any change measured with it. */
-static bool pin(int cpu, cpu_set_t *was)
-{
-    if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || (was && sched_getaffinity(0, sizeof *was, was) < 0))
-        return false;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    return sched_setaffinity(0, sizeof set, &set) == 0;
-}
-
 /* Two processes: a child publishes n 64-byte messages on a channel of
  * `kind` as fast as it can, this process receives them; messages/s from
  * first to last. */
@@ -65,7 +51,7 @@ static void stream(long n, uint32_t kind)
     check(dmaq_sub_open(uri, &o, &sub), "open");
     pid_t child = fork();
     if (child == 0) {
-        pin(0, NULL);
+        pin(0);
         dmaq_pub *pub;
         unsigned char msg[SIZE] = {1};
         check(dmaq_pub_open(uri, &o, &pub), "open");
@@ -73,8 +59,10 @@ static void stream(long n, uint32_t kind)
             check(dmaq_pub_send(pub, msg, SIZE, -1), "send");
         _exit(0);
     }
-    cpu_set_t was;
-    bool pinned = pin(1, &was);
+    /* The two processes on CPUs 0 and 1: left to the scheduler, they share
+     * a CPU in some runs and not others, which moved the figure more than
+     * any change measured with it. */
+    pin(1);
     unsigned char buf[SIZE];
     size_t len;
     check(dmaq_sub_recv(sub, buf, sizeof buf, &len, -1), "recv");
@@ -83,8 +71,7 @@ static void stream(long n, uint32_t kind)
         check(dmaq_sub_recv(sub, buf, sizeof buf, &len, -1), "recv");
     printf("%s %.0f\n", kind == DMAQ_KIND_QUEUE ? "stream" : "broadcast-stream", (double)(n - 1) / (now_s() - t0));
     waitpid(child, NULL, 0);
-    if (pinned)
-        sched_setaffinity(0, sizeof was, &was);
+    unpin();
     dmaq_sub_close(sub);
     dmaq_channel_unlink(uri);
 }
