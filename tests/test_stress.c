@@ -5,11 +5,14 @@
  * order and intact payloads; under overwrite, received + lost == published.
  * Built a second time as test_stress_tcp: the same matrix over
  * tcp://127.0.0.1, with this process binding the channel and a quarter of
- * the messages.
+ * the messages, plus this process's binding handle publishing paced bursts
+ * to two subscribers of each kind, forwarded by its own thread and by
+ * forwarder threads alone.
  */
 #include <criterion/criterion.h>
 
 #include "harness.h"
+#include "payload.h"
 
 #define PEER DMAQ_TEST_PEER
 #define MAX_SUBS 4
@@ -87,13 +90,49 @@ static void channel_uri(char *buf, size_t cap)
 static void channel_uri(char *buf, size_t cap) { unique_uri(buf, cap, "stress"); }
 #endif
 
+#if defined(DMAQ_TEST_RDMA) || defined(DMAQ_TEST_TCP)
+/* The binding process publishing itself, as publisher index 0 of the peers'
+ * format, in bursts of 1 to 32 messages with pauses of up to 300 us: the
+ * host's forwarders go idle in the pauses, so this thread forwards the
+ * burst's first messages itself (tcp_host_published) until a forwarder is
+ * back at work. */
+static void publish_paced(dmaq_pub *pub, long count, size_t max)
+{
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    unsigned char *buf = malloc(max);
+    long burst = 0;
+    for (long i = 0; i < count; i++) {
+        if (burst-- == 0) {
+            usleep((useconds_t)(rng_next(&rng) % 300));
+            burst = (long)(rng_next(&rng) % 32);
+        }
+        size_t len = PAYLOAD_HEAD + (size_t)(rng_next(&rng) % (rng_next(&rng) % 8 ? 64 : max - PAYLOAD_HEAD + 1));
+        int rc;
+        if (i & 1) {
+            dmaq_lease lease;
+            if ((rc = dmaq_pub_reserve(pub, len, &lease, -1)) == 0) {
+                payload_fill(lease.data, len, 0, (uint32_t)i, &rng);
+                rc = dmaq_pub_commit(pub, &lease, len);
+            }
+        } else {
+            payload_fill(buf, len, 0, (uint32_t)i, &rng);
+            rc = dmaq_pub_send(pub, buf, len, -1);
+        }
+        cr_assert_eq(rc, 0, "message %ld: %s", i, dmaq_last_error());
+    }
+    free(buf);
+}
+#endif
+
+/* pubs publishers in peer processes, or (pubs == 0) this process's binding
+ * handle publishing paced; subs subscribers in peer processes. */
 static void run(uint32_t kind, uint32_t policy, int pubs, int subs)
 {
     char uri[128];
     channel_uri(uri, sizeof uri);
-    long total = MESSAGES;
-    long per_pub = total / pubs;
-    total = per_pub * pubs;
+    long total = pubs ? MESSAGES : MESSAGES / 4;
+    long per_pub = pubs ? total / pubs : total;
+    total = pubs ? per_pub * pubs : total;
 
     dmaq_options o = DMAQ_OPTIONS_INIT;
     o.kind = kind;
@@ -125,6 +164,10 @@ static void run(uint32_t kind, uint32_t policy, int pubs, int subs)
         pids[subs + i] = spawn(argv);
         cr_assert_gt(pids[subs + i], 0);
     }
+#if defined(DMAQ_TEST_RDMA) || defined(DMAQ_TEST_TCP)
+    if (!pubs)
+        publish_paced(creator, total, o.max_message);
+#endif
     if (kind == DMAQ_KIND_QUEUE) {
         /* Once the publishers are done, one STOP per subscriber. */
         cr_assert(wait_all(pids + subs, pubs, 300), "a publisher failed or hung");
@@ -177,3 +220,24 @@ static void run(uint32_t kind, uint32_t policy, int pubs, int subs)
 TOPOLOGIES(queue, DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK)
 TOPOLOGIES(broadcast_block, DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK)
 TOPOLOGIES(broadcast_overwrite, DMAQ_KIND_BROADCAST, DMAQ_POLICY_OVERWRITE)
+
+#if defined(DMAQ_TEST_RDMA) || defined(DMAQ_TEST_TCP)
+/* The binding handle's messages to two subscribers (processes) of each
+ * kind, forwarded both ways: by the publisher's thread when forwarders are
+ * idle (the default over rdma://), and by forwarder threads alone (tcp://). */
+/* Paced, with the forwarding that DMAQ_FORWARD_HERE chooses: "1", the
+ * publisher's thread forwards for an idle forwarder; "0", forwarder threads
+ * only (core/tcp/host.c). */
+static void run_paced(uint32_t kind, uint32_t policy, const char *forward_here)
+{
+    setenv("DMAQ_FORWARD_HERE", forward_here, 1); /* read when the channel is hosted */
+    run(kind, policy, 0, 2);
+}
+
+#define PACED(name, kind, policy)                                                                                   \
+    Test(name, binding_publisher_forwards_paced_1x2, .timeout = 600) { run_paced(kind, policy, "1"); }           \
+    Test(name, forwarder_threads_forward_paced_1x2, .timeout = 600) { run_paced(kind, policy, "0"); }
+PACED(queue, DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK)
+PACED(broadcast_block, DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK)
+PACED(broadcast_overwrite, DMAQ_KIND_BROADCAST, DMAQ_POLICY_OVERWRITE)
+#endif

@@ -425,12 +425,16 @@ static void drain(struct stream *s)
         s->peer_consumed = c;
 }
 
-/* Tell the peer how far we read, once that is worth a message; lock held. */
-static void return_credit(struct stream *s, bool force)
+/* Tell the peer how far we read, once that is an eighth of the ring; lock
+ * held. That is soon enough for a sender that waits: it waits only when
+ * the whole ring is in flight, and reading all of it crosses the eighth.
+ * (Returning less each time the ring runs empty cost an RDMA WRITE, and
+ * the peer a completion, per message of a ping-pong.) */
+static void return_credit(struct stream *s)
 {
     if (s->consumed == s->credit_sent || s->broken || s->peer_gone || s->outstanding >= SQ_DEPTH - 1)
         return;
-    if (!force && s->consumed - s->credit_sent < s->ring / 8)
+    if (s->consumed - s->credit_sent < s->ring / 8)
         return;
     *credit_out(s) = s->consumed;
     if (post_write(s, (uintptr_t)credit_out(s), s->words_mr->lkey, s->remote.credit_addr, s->remote.credit_rkey, 8,
@@ -454,7 +458,7 @@ static short readiness(struct stream *s, short events)
     if (s->role != CONN)
         return (short)(events & POLLOUT) ? POLLHUP : 0;
     drain(s);
-    return_credit(s, false);
+    return_credit(s);
     if ((events & POLLIN) && (s->produced > s->consumed || s->peer_gone || s->broken))
         r |= POLLIN;
     if ((events & POLLOUT) &&
@@ -809,11 +813,10 @@ ssize_t rdma_stream_recv(int fd, void *buf, size_t len, int flags)
             memcpy(buf, recv_ring(s) + off, first);
             memcpy((uint8_t *)buf + first, recv_ring(s), n - first);
             s->consumed += n;
-            return_credit(s, false);
+            return_credit(s);
             pthread_mutex_unlock(&s->lock);
             return (ssize_t)n;
         }
-        return_credit(s, true); /* all read: a sender may be waiting for it */
         if (s->peer_gone || s->broken) {
             pthread_mutex_unlock(&s->lock);
             return s->broken ? fail(ECONNRESET) : 0;

@@ -439,11 +439,19 @@ static void *pub_pump(void *arg)
             cl->batch_n = 0;
         }
     }
+    size_t unsent = 0, n;
     if (cl->batch_n) {
-        tcp_log(NET_SCHEME "://%s:%s/%s: closing with %zu messages the host never acknowledged (%s)", cl->addr.host,
-                cl->addr.port, cl->addr.name, cl->batch_n - cl->batch_acked, cl->why);
+        unsent = cl->batch_n - cl->batch_acked;
         dmaq_sub_release_many(cl->out, cl->batch, cl->batch_n);
     }
+    /* Given up on at close: what never even left for the host counts too. */
+    while (dmaq_sub_peek_many(cl->out, cl->batch, TCP_BATCH, &n, 0) == 0 && n) {
+        unsent += n;
+        dmaq_sub_release_many(cl->out, cl->batch, n);
+    }
+    if (unsent)
+        tcp_log(NET_SCHEME "://%s:%s/%s: closing with %zu messages the host never acknowledged (%s)", cl->addr.host,
+                cl->addr.port, cl->addr.name, unsent, cl->why[0] ? cl->why : "it took none for a peer timeout");
     return NULL;
 }
 

@@ -41,8 +41,10 @@ struct tcp_conn {
     struct tcp_codec codec;
     /* subscriber connections */
     _Atomic uint64_t acks; /* acknowledged by the peer, not yet applied */
-    pthread_mutex_t lock;
+    pthread_mutex_t lock;  /* guards the two flags below; with cond, the forwarder's sleeps */
     pthread_cond_t cond;
+    bool credit_wait; /* the forwarder sleeps until the peer acknowledges */
+    bool kicked;      /* a publisher left the idle forwarder work */
     dmaq_sub *sub;
 };
 
@@ -62,6 +64,12 @@ struct tcp_chan {
     pthread_mutex_t stash_lock;
     struct stashed *stash, **stash_end;
     atomic_uint stashed;
+    /* The subscribers' forwarders, for publishers to hand their messages to
+     * when a forwarder is idle (tcp_host_published). */
+    bool forward_here; /* forward_here_default() */
+    pthread_mutex_t fw_lock;
+    struct forward *forwarders;
+    atomic_uint idle_forwarders;
 };
 
 /* A message waiting to be delivered again, with what its lease reports. */
@@ -317,6 +325,8 @@ static void serve_publisher(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], 
         uint64_t now = dmaq__mono_ns();
         const char *why = NULL;
         int rc = tcp_drain_frames(rbuf, &rlen, TCP_FROM_PUB, ch->max_message, publish_frame, &in, &why);
+        if (in.unacked)
+            tcp_host_published(ch);
         if (rc > 0)
             break; /* stopping, or a message that would not decode (logged) */
         if (rc < 0) {
@@ -338,10 +348,25 @@ static void serve_publisher(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], 
     dmaq_pub_close(pub);
 }
 
-/* ---- subscribers: messages out of the ring, frames out ---- */
+/* ---- subscribers: messages out of the ring, frames out ----
+ *
+ * Each subscriber's forwarder thread takes messages from the ring, frames
+ * them and writes them to the connection. Once it has watched an empty ring
+ * for a while it goes idle: it stops looking at the ring and sleeps on its
+ * connection's condition variable. A publisher of this process that commits
+ * a message meanwhile does the idle forwarder's work in its own thread
+ * (tcp_host_published), so the message leaves with no thread woken on its
+ * way and no system call but the write. What could block (a full
+ * connection, no credit, an encoding channel) it leaves to the thread. */
 
 struct forward {
     struct tcp_conn *c;
+    struct forward *next; /* in c->ch->forwarders */
+    pthread_mutex_t mu;   /* the state below: held by whoever forwards, the thread or a publisher */
+    atomic_bool idle;     /* the thread sleeps and leaves the forwarding to publishers */
+    int64_t spin_ns;      /* how long the thread watches an empty ring before it goes idle */
+    /* when a publisher last forwarded (tcp_host_published), and how long it took */
+    uint64_t here_end_ns, here_cost_ns;
     uint8_t *scratch; /* encoded frames on their way out, when the channel encodes */
     size_t scratch_cap;
     uint8_t *buf;
@@ -353,6 +378,30 @@ struct forward {
     dmaq_lease lease;
     struct stashed *from_stash; /* the held message came from the stash, not the ring */
 };
+
+/* Publishers forward for idle forwarders over RDMA, where a write is a post
+ * to the queue pair. Not by default over the kernel's TCP: there a write on
+ * loopback delivers the message and wakes its reader, which on few cores
+ * preempts the publisher; the forwarder thread, spinning on the ring and
+ * then sleeping on it, was faster there (one-way 12 against 18 us on two
+ * cores). DMAQ_FORWARD_HERE=0 or 1 overrides this for the channels hosted
+ * from then on (the tests run both ways over TCP). */
+static bool forward_here_default(void)
+{
+    const char *env = secure_getenv("DMAQ_FORWARD_HERE");
+    if (env && (env[0] == '0' || env[0] == '1') && !env[1])
+        return env[0] == '1';
+#ifdef DMAQ_NET_RDMA
+    return true;
+#else
+    return false;
+#endif
+}
+
+/* Long enough for a forwarder to keep up with a stream without going idle
+ * between its messages (then publishers would write each one themselves),
+ * short enough not to take a core from the applications for long. */
+#define FORWARD_SPIN_NS 20000LL
 
 static bool dead(const struct forward *fw) { return atomic_load(&fw->c->stop); }
 
@@ -370,6 +419,7 @@ static void flush(struct forward *fw)
     if (fw->tail == fw->sent)
         return;
     if (!tcp_codec_active(&fw->c->codec)) {
+        /* sent may be inside a frame: a publisher's flush_now wrote part of it */
         write_out(fw, fw->buf + fw->sent, fw->tail - fw->sent);
     } else {
         size_t used = 0;
@@ -402,6 +452,26 @@ static void flush(struct forward *fw)
     fw->last_tx = dmaq__mono_ns();
 }
 
+/* A publisher's flush (plain frames only): what the connection takes
+ * without waiting. True if that was all of it. */
+static bool flush_now(struct forward *fw)
+{
+    while (fw->sent < fw->tail) {
+        ssize_t n = net_send(fw->c->fd, fw->buf + fw->sent, fw->tail - fw->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            fw->sent += (size_t)n;
+            fw->last_tx = dmaq__mono_ns();
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN)
+            atomic_store(&fw->c->stop, true);
+        return false;
+    }
+    return true;
+}
+
 static void ping_if_idle(struct forward *fw)
 {
     uint64_t now = dmaq__mono_ns();
@@ -419,9 +489,11 @@ static bool apply_acks(struct forward *fw)
         return true; /* the usual case: no locked instruction for it */
     uint64_t n = atomic_exchange(&fw->c->acks, 0);
     while (n) {
-        if (fw->head == fw->sent)
+        if (fw->head >= fw->sent)
             return false;
         uint32_t body = tcp_get32(fw->buf + fw->head);
+        if (fw->head + TCP_HEADER + body > fw->sent)
+            return false; /* not all of that frame went out */
         if (fw->buf[fw->head + 4] == TCP_MSG) {
             fw->in_flight -= tcp_credit(body - TCP_MSG_META);
             n--;
@@ -509,83 +581,205 @@ static void redeliver(struct forward *fw)
     fw->from_stash = NULL;
 }
 
+enum step { STEP_MORE, STEP_EMPTY, STEP_NO_CREDIT, STEP_STOP };
+
+/* Hold the next message, from the stash or the ring (waiting up to wait_ns
+ * for one), or count the ring's lost ones. */
+static enum step take_next(struct forward *fw, int64_t wait_ns)
+{
+    struct tcp_conn *c = fw->c;
+    if ((fw->from_stash = stash_pop(c->ch))) {
+        fw->lease = fw->from_stash->lease;
+        fw->held = true;
+        return STEP_MORE;
+    }
+    int rc = dmaq_sub_peek(c->sub, &fw->lease, wait_ns);
+    if (rc == 0) {
+        fw->held = true;
+        return STEP_MORE;
+    }
+    if (rc == DMAQ_ELOST) {
+        fw->lost += fw->lease.lost;
+        return STEP_MORE;
+    }
+    if (rc == DMAQ_EAGAIN || rc == DMAQ_ETIMEDOUT)
+        return STEP_EMPTY;
+    tcp_log("subscriber %s on '%s': %s", c->peer, c->ch->name, dmaq_last_error());
+    atomic_store(&c->stop, true);
+    return STEP_STOP;
+}
+
+/* Frame the next message into buf, if there is one and the peer has the
+ * credit for it (fw->mu held). */
+static enum step forward_one(struct forward *fw)
+{
+    struct tcp_conn *c = fw->c;
+    if (!apply_acks(fw)) {
+        tcp_log("closing subscriber %s on '%s': it acknowledged more messages than it was sent", c->peer, c->ch->name);
+        atomic_store(&c->stop, true);
+        return STEP_STOP;
+    }
+    if (!fw->held) {
+        enum step st = take_next(fw, 0);
+        if (!fw->held)
+            return st;
+    }
+    uint64_t need = tcp_credit(fw->lease.len);
+    if (fw->in_flight && fw->in_flight + need > fw->window)
+        return STEP_NO_CREDIT;
+    size_t frame = TCP_HEADER + 8 + TCP_HEADER + TCP_MSG_META + fw->lease.len;
+    if (fw->tail + frame > fw->cap) {
+        memmove(fw->buf, fw->buf + fw->head, fw->tail - fw->head);
+        fw->sent -= fw->head;
+        fw->tail -= fw->head;
+        fw->head = 0;
+    }
+    append_lost(fw);
+    size_t at = fw->tail;
+    at += tcp_put_msg_meta(fw->buf + at, (uint32_t)fw->lease.len, fw->lease.seq, fw->lease.timestamp_ns,
+                           fw->lease.publisher_id, fw->lease.flags);
+    memcpy(fw->buf + at, fw->lease.data, fw->lease.len);
+    fw->held = false;
+    if (fw->from_stash) {
+        free(fw->from_stash);
+        fw->from_stash = NULL;
+    } else if (dmaq_sub_release(c->sub, &fw->lease) == DMAQ_EOVERWRITTEN) {
+        fw->lost++; /* the copy may be torn: it counts as lost */
+        return STEP_MORE;
+    }
+    fw->tail = at + fw->lease.len;
+    fw->in_flight += need;
+    return STEP_MORE;
+}
+
+static void nap_on_cond(struct tcp_conn *c)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += TCP_SLICE_NS;
+    ts.tv_sec += ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+    pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+}
+
+/* Out of credit: sleep (a slice at most) until the peer acknowledges some. */
+static void wait_for_credit(struct forward *fw)
+{
+    struct tcp_conn *c = fw->c;
+    pthread_mutex_lock(&c->lock);
+    c->credit_wait = true;
+    if (!atomic_load(&c->acks) && !dead(fw))
+        nap_on_cond(c);
+    c->credit_wait = false;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* The thread, out of work (fw->mu held): sleep (a slice at most) until a
+ * publisher leaves it some or the connection stops, forwarding nothing
+ * meanwhile but what publishers forward themselves. */
+static void go_idle(struct forward *fw)
+{
+    struct tcp_conn *c = fw->c;
+    atomic_store(&fw->idle, true);
+    atomic_fetch_add(&c->ch->idle_forwarders, 1);
+    /* Pairs with tcp_host_published's fence: either this last look sees the
+     * message just committed, or that publisher sees us idle. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (take_next(fw, 0) == STEP_EMPTY) {
+        pthread_mutex_unlock(&fw->mu);
+        pthread_mutex_lock(&c->lock);
+        if (!c->kicked && !dead(fw))
+            nap_on_cond(c);
+        c->kicked = false;
+        pthread_mutex_unlock(&c->lock);
+        pthread_mutex_lock(&fw->mu);
+    }
+    atomic_fetch_sub(&c->ch->idle_forwarders, 1);
+    atomic_store(&fw->idle, false);
+}
+
+static void wake_forwarder(struct forward *fw)
+{
+    struct tcp_conn *c = fw->c;
+    pthread_mutex_lock(&c->lock);
+    if (!c->kicked) {
+        c->kicked = true;
+        pthread_cond_signal(&c->cond);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* A publisher's thread doing an idle forwarder's work (fw->mu held). True
+ * if it did all there was; false leaves the rest to the thread. */
+static bool forward_in_caller(struct forward *fw)
+{
+    if (tcp_codec_active(&fw->c->codec))
+        return false; /* encoding is the thread's: flush() */
+    enum step st;
+    while ((st = forward_one(fw)) == STEP_MORE)
+        ;
+    append_lost(fw);
+    return flush_now(fw) && st == STEP_EMPTY;
+}
+
+void tcp_host_published(struct tcp_chan *ch)
+{
+    /* Without forward_here the forwarders sleep on the ring: its publishers wake them. */
+    if (!ch->forward_here)
+        return;
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with go_idle's */
+    if (!atomic_load_explicit(&ch->idle_forwarders, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&ch->fw_lock);
+    for (struct forward *fw = ch->forwarders; fw; fw = fw->next) {
+        if (!atomic_load(&fw->idle))
+            continue;
+        bool done = false;
+        if (pthread_mutex_trylock(&fw->mu) == 0) {
+            /* Not idle any more, with the lock free: the thread waits for
+             * credit, and goes on by itself when it comes. A publisher back
+             * sooner after its last forwarding here than that forwarding
+             * took is streaming: the stream is the thread's, which keeps up
+             * without a wake-up per message, where forwarding every message
+             * here would spend most of the publisher's time on it. */
+            uint64_t start = dmaq__mono_ns();
+            if (!atomic_load(&fw->idle) || dead(fw)) {
+                done = true;
+            } else if (start - fw->here_end_ns >= fw->here_cost_ns) {
+                done = forward_in_caller(fw);
+                fw->here_end_ns = dmaq__mono_ns();
+                fw->here_cost_ns = fw->here_end_ns - start;
+            }
+            pthread_mutex_unlock(&fw->mu);
+        }
+        if (!done)
+            wake_forwarder(fw); /* busy going idle, or work it must do itself */
+    }
+    pthread_mutex_unlock(&ch->fw_lock);
+}
+
 static void *forwarder(void *arg)
 {
     struct forward *fw = arg;
-    struct tcp_conn *c = fw->c;
+    pthread_mutex_lock(&fw->mu);
     while (!dead(fw)) {
-        if (!apply_acks(fw)) {
-            tcp_log("closing subscriber %s on '%s': it acknowledged more messages than it was sent", c->peer,
-                    c->ch->name);
-            atomic_store(&c->stop, true);
-            break;
-        }
-        if (!fw->held && (fw->from_stash = stash_pop(c->ch))) {
-            fw->lease = fw->from_stash->lease;
-            fw->held = true;
-        }
-        if (!fw->held) {
-            bool pending = fw->tail > fw->sent || fw->lost;
-            int rc = dmaq_sub_peek(c->sub, &fw->lease, pending ? 0 : TCP_SLICE_NS);
-            if (rc == DMAQ_ELOST) {
-                fw->lost += fw->lease.lost;
-                continue;
-            }
-            if (rc == DMAQ_EAGAIN || rc == DMAQ_ETIMEDOUT) {
-                append_lost(fw);
+        enum step st = forward_one(fw);
+        if (st == STEP_MORE) {
+            if (fw->tail - fw->sent >= 65536)
                 flush(fw);
-                ping_if_idle(fw);
-                continue;
-            }
-            if (rc < 0) {
-                tcp_log("subscriber %s on '%s': %s", c->peer, c->ch->name, dmaq_last_error());
-                atomic_store(&c->stop, true);
-                break;
-            }
-            fw->held = true;
-        }
-        uint64_t need = tcp_credit(fw->lease.len);
-        if (fw->in_flight && fw->in_flight + need > fw->window) {
-            /* Out of credit: what we have goes out, then we wait for the
-             * peer to release some. */
-            flush(fw);
-            pthread_mutex_lock(&c->lock);
-            if (!atomic_load(&c->acks) && !dead(fw)) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += TCP_SLICE_NS;
-                ts.tv_sec += ts.tv_nsec / 1000000000;
-                ts.tv_nsec %= 1000000000;
-                pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-            }
-            pthread_mutex_unlock(&c->lock);
-            ping_if_idle(fw);
             continue;
         }
-        size_t frame = TCP_HEADER + 8 + TCP_HEADER + TCP_MSG_META + fw->lease.len;
-        if (fw->tail + frame > fw->cap) {
-            memmove(fw->buf, fw->buf + fw->head, fw->tail - fw->head);
-            fw->sent -= fw->head;
-            fw->tail -= fw->head;
-            fw->head = 0;
-        }
+        if (st == STEP_STOP)
+            break;
         append_lost(fw);
-        size_t at = fw->tail;
-        at += tcp_put_msg_meta(fw->buf + at, (uint32_t)fw->lease.len, fw->lease.seq, fw->lease.timestamp_ns,
-                               fw->lease.publisher_id, fw->lease.flags);
-        memcpy(fw->buf + at, fw->lease.data, fw->lease.len);
-        fw->held = false;
-        if (fw->from_stash) {
-            free(fw->from_stash);
-            fw->from_stash = NULL;
-        } else if (dmaq_sub_release(c->sub, &fw->lease) == DMAQ_EOVERWRITTEN) {
-            fw->lost++; /* the copy may be torn: it counts as lost */
-            continue;
-        }
-        fw->tail = at + fw->lease.len;
-        fw->in_flight += need;
-        if (fw->tail - fw->sent >= 65536)
-            flush(fw);
+        flush(fw);
+        if (st == STEP_NO_CREDIT)
+            wait_for_credit(fw);
+        else if (!fw->c->ch->forward_here)
+            take_next(fw, TCP_SLICE_NS); /* spins, then sleeps on the ring */
+        else if (take_next(fw, fw->spin_ns) == STEP_EMPTY)
+            go_idle(fw);
+        ping_if_idle(fw);
     }
     /* The peer's last ACK (a subscriber acknowledges at close) may have come
      * in with the end of the connection: count it before handing back what
@@ -595,18 +789,20 @@ static void *forwarder(void *arg)
     if (fw->held && fw->from_stash)
         free(fw->from_stash);
     else if (fw->held)
-        dmaq_sub_release(c->sub, &fw->lease);
+        dmaq_sub_release(fw->c->sub, &fw->lease);
+    pthread_mutex_unlock(&fw->mu);
     return NULL;
 }
 
-/* A subscriber's ACK: credit back, and the forwarder woken for it. */
+/* A subscriber's ACK: credit back, and the forwarder woken if it waits for it. */
 static int take_ack(void *ctx, const struct tcp_frame *f)
 {
     struct tcp_conn *c = ctx;
     if (f->type == TCP_ACK) {
         atomic_fetch_add(&c->acks, f->u.count);
         pthread_mutex_lock(&c->lock);
-        pthread_cond_signal(&c->cond);
+        if (c->credit_wait)
+            pthread_cond_signal(&c->cond);
         pthread_mutex_unlock(&c->lock);
     }
     return 0;
@@ -618,13 +814,29 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
     struct tcp_chan *ch = c->ch;
     dmaq_options o = DMAQ_OPTIONS_INIT;
     o.flags = DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_FENCED;
-    o.spin_ns = ch->conf.spin_ns; /* the binding handle's choice, busy-polling included */
+    /* The binding handle's spin, busy-polling included; where publishers
+     * forward (ch->forward_here), up to the most a forwarder spins, and twice
+     * that for the ring's own wait, so that the forwarder's watch ends in a
+     * timeout and never in a sleep on the ring. */
+    int64_t spin_ns = ch->conf.spin_ns;
+    if (ch->forward_here) {
+        spin_ns = spin_ns < FORWARD_SPIN_NS ? spin_ns : FORWARD_SPIN_NS;
+        o.spin_ns = 2 * spin_ns;
+    } else {
+        o.spin_ns = spin_ns;
+    }
     o.start = h->start == DMAQ_START_OLDEST ? DMAQ_START_OLDEST : DMAQ_START_NEWEST;
     if (dmaq_sub_open(ch->ring_uri, &o, &c->sub) < 0) {
         reject(c, DMAQ_ELIMIT, "%s", dmaq_last_error());
         return;
     }
-    struct forward fw = {.c = c, .window = ch->capacity, .last_tx = dmaq__mono_ns()};
+#ifdef DMAQ_NET_RDMA
+    /* Nothing waits on this connection for a message: its reader takes
+     * acknowledgements, which can wait, and need not take a core. */
+    int no_spin = 0;
+    net_setsockopt(c->fd, SOL_SOCKET, SO_BUSY_POLL, &no_spin, sizeof no_spin);
+#endif
+    struct forward fw = {.c = c, .window = ch->capacity, .last_tx = dmaq__mono_ns(), .spin_ns = spin_ns};
     fw.cap = ch->capacity + tcp_frame_max(ch->max_message) + 2 * TCP_HEADER + 8;
     fw.buf = malloc(fw.cap);
     if (tcp_codec_active(&c->codec)) {
@@ -640,16 +852,17 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
     }
     /* The WELCOME goes first: from then on only the forwarder writes. */
     welcome(c, nonce, h, 0, 0, NULL, 0);
+    pthread_mutex_init(&fw.mu, NULL);
+    pthread_mutex_lock(&ch->fw_lock);
+    fw.next = ch->forwarders;
+    ch->forwarders = &fw;
+    pthread_mutex_unlock(&ch->fw_lock);
     pthread_t t;
-    if (pthread_create(&t, NULL, forwarder, &fw) != 0) {
+    bool started = pthread_create(&t, NULL, forwarder, &fw) == 0;
+    if (!started)
         tcp_log("no thread for subscriber %s on '%s'", c->peer, ch->name);
-        free(fw.buf);
-        free(fw.scratch);
-        dmaq_sub_close(c->sub);
-        return;
-    }
     uint64_t last_rx = dmaq__mono_ns();
-    while (!atomic_load(&c->stop) && read_peer(c, rbuf, &rlen, rcap, &last_rx, "subscriber")) {
+    while (started && !atomic_load(&c->stop) && read_peer(c, rbuf, &rlen, rcap, &last_rx, "subscriber")) {
         const char *why = NULL;
         if (tcp_drain_frames(rbuf, &rlen, TCP_FROM_SUB, ch->max_message, take_ack, c, &why) < 0) {
             tcp_log("closing subscriber %s on '%s': malformed frame: %s", c->peer, ch->name, why);
@@ -657,7 +870,18 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
         }
     }
     atomic_store(&c->stop, true);
-    pthread_join(t, NULL);
+    if (started) {
+        wake_forwarder(&fw);
+        pthread_join(t, NULL);
+    }
+    pthread_mutex_lock(&ch->fw_lock);
+    for (struct forward **pp = &ch->forwarders; *pp; pp = &(*pp)->next)
+        if (*pp == &fw) {
+            *pp = fw.next;
+            break;
+        }
+    pthread_mutex_unlock(&ch->fw_lock);
+    pthread_mutex_destroy(&fw.mu);
     free(fw.buf);
     free(fw.scratch);
     dmaq_sub_close(c->sub);
@@ -938,6 +1162,8 @@ int tcp_host_attach(const struct tcp_addr *a, const dmaq_options *o, const struc
     ch->features = ((o->flags & DMAQ_OPEN_ENCRYPT) ? TCP_FEATURE_ENCRYPT : 0) |
                    ((o->flags & DMAQ_OPEN_COMPRESS) ? TCP_FEATURE_COMPRESS : 0);
     pthread_mutex_init(&ch->stash_lock, NULL);
+    pthread_mutex_init(&ch->fw_lock, NULL);
+    ch->forward_here = forward_here_default();
     ch->stash_end = &ch->stash;
     dmaq_options ro = *o;
     ro.flags = (ro.flags & DMAQ_OPEN_HUGEPAGES) | DMAQ_OPEN_FENCED; /* forwarders sleep and wake with every burst */
@@ -950,6 +1176,7 @@ int tcp_host_attach(const struct tcp_addr *a, const dmaq_options *o, const struc
         (rc = dmaq_channel_stat(ch->ring_uri, &st, NULL, 0)) < 0) {
         dmaq_pub_close(creator);
         pthread_mutex_destroy(&ch->stash_lock);
+        pthread_mutex_destroy(&ch->fw_lock);
         free(ch);
         goto out;
     }
@@ -1007,5 +1234,6 @@ void tcp_host_detach(struct tcp_chan *ch)
     for (struct stashed *m; (m = stash_pop(ch));)
         free(m);
     pthread_mutex_destroy(&ch->stash_lock);
+    pthread_mutex_destroy(&ch->fw_lock);
     free(ch);
 }

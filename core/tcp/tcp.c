@@ -100,9 +100,18 @@ static int pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t timeo
     return dmaq_pub_reserve(((struct tcp_pub_state *)state)->inner, len, lease, timeout_ns);
 }
 
+/* A binding publisher's message is in the hosted ring: see that it leaves. */
+static int published(const struct tcp_pub_state *s, int rc)
+{
+    if (rc >= 0 && s->hosted)
+        tcp_host_published(s->hosted);
+    return rc;
+}
+
 static int pub_commit(void *state, dmaq_lease *lease, size_t used)
 {
-    return dmaq_pub_commit(((struct tcp_pub_state *)state)->inner, lease, used);
+    struct tcp_pub_state *s = state;
+    return published(s, dmaq_pub_commit(s->inner, lease, used));
 }
 
 static int pub_abort(void *state, dmaq_lease *lease)
@@ -112,13 +121,21 @@ static int pub_abort(void *state, dmaq_lease *lease)
 
 static int pub_send(void *state, const void *data, size_t len, int64_t timeout_ns)
 {
-    return dmaq_pub_send(((struct tcp_pub_state *)state)->inner, data, len, timeout_ns);
+    struct tcp_pub_state *s = state;
+    return published(s, dmaq_pub_send(s->inner, data, len, timeout_ns));
 }
 
 static int pub_send_many(void *state, const void *data, const size_t *lens, size_t count, size_t *sent,
                          int64_t timeout_ns)
 {
-    return dmaq_pub_send_many(((struct tcp_pub_state *)state)->inner, data, lens, count, sent, timeout_ns);
+    struct tcp_pub_state *s = state;
+    size_t n = 0;
+    int rc = dmaq_pub_send_many(s->inner, data, lens, count, &n, timeout_ns);
+    if (sent)
+        *sent = n;
+    if (n && s->hosted)
+        tcp_host_published(s->hosted); /* the ones that went in, even if not all did */
+    return rc;
 }
 
 static int sub_open(void *state, const char *address, const dmaq_options *o)

@@ -116,6 +116,10 @@ struct tcp_chan;
 int tcp_host_attach(const struct tcp_addr *a, const dmaq_options *o, const struct tcp_conf *c,
                     struct tcp_chan **out, const char **ring_uri);
 void tcp_host_detach(struct tcp_chan *ch);
+/* After a message went into ch's ring (any thread): an idle subscriber
+ * forwarder's work is done here, in the caller's thread, or the forwarder
+ * woken for it. Costs a fence when no forwarder is idle. */
+void tcp_host_published(struct tcp_chan *ch);
 
 /* client.c: the handshake of a connecting handle. */
 struct tcp_shape {
