@@ -8,12 +8,16 @@
  * Built again as test_rdma (DMAQ_TEST_RDMA) for rdma://, which runs the same
  * channel code over RDMA: everything but what needs the kernel's TCP
  * (hostile peers speak raw TCP; network namespaces cut veth links), on the
- * Soft-RoCE device of the VM tests/rdma-vm.sh boots, at $RDMA_VM_IP.
+ * Soft-RoCE device of the VM tests/rdma-vm.sh boots, at $RDMA_VM_IP, plus
+ * what is RDMA's own: rings on huge pages, and a locked-memory limit.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include "../core/tcp/frame.c" /* to speak the protocol, and break it, on purpose */
 #include "harness.h"
@@ -67,9 +71,10 @@ Test(rdma, availability)
     expect_error(dmaq_sub_open("rdma://127.0.0.1:7000/x", NULL, &s), DMAQ_ESCHEME, "rdma:// is unavailable here");
 }
 
-static long meminfo(const char *field)
+/* The number after "field:" in a /proc file such as /proc/meminfo. */
+static long proc_field(const char *path, const char *field)
 {
-    FILE *f = fopen("/proc/meminfo", "r");
+    FILE *f = fopen(path, "r");
     char line[256];
     long v = -1;
     size_t n = strlen(field);
@@ -79,6 +84,17 @@ static long meminfo(const char *field)
     if (f)
         fclose(f);
     return v;
+}
+
+static long meminfo(const char *field) { return proc_field("/proc/meminfo", field); }
+
+/* A broadcast channel `name` bound here, and a subscriber connected to it. */
+static void bind_and_connect(char *uri, size_t cap, const char *name, dmaq_pub **pub, dmaq_sub **sub)
+{
+    tcp_uri(uri, cap, HOST, free_tcp_port(), name);
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    cr_assert_eq(dmaq_pub_open(uri, &o, pub), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_sub_open(uri, NULL, sub), 0, "%s", dmaq_last_error());
 }
 
 /* Where the system has huge pages to give (tests/rdma-guest.sh reserves
@@ -92,12 +108,9 @@ Test(rdma, rings_are_on_huge_pages_when_the_system_has_some, .timeout = 60)
     cr_assert_gt(total, 1, "no huge pages reserved (tests/rdma-guest.sh reserves them)");
     long before = meminfo("HugePages_Free") - meminfo("HugePages_Rsvd");
     char uri[128];
-    tcp_uri(uri, sizeof uri, HOST, free_tcp_port(), "huge");
-    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
     dmaq_pub *pub;
     dmaq_sub *sub;
-    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0, "%s", dmaq_last_error());
-    cr_assert_eq(dmaq_sub_open(uri, NULL, &sub), 0, "%s", dmaq_last_error());
+    bind_and_connect(uri, sizeof uri, "huge", &pub, &sub);
     cr_assert(wait_subscribers(uri, 1, 30), "the subscriber did not attach");
     long during = meminfo("HugePages_Free") - meminfo("HugePages_Rsvd");
     cr_expect_geq(before - during, 2, "huge pages free: %ld before the connection, %ld with it", before, during);
@@ -109,6 +122,70 @@ Test(rdma, rings_are_on_huge_pages_when_the_system_has_some, .timeout = 60)
     dmaq_pub_close(pub);
     long after = meminfo("HugePages_Free") - meminfo("HugePages_Rsvd");
     cr_expect_eq(after, before, "huge pages free: %ld before, %ld after closing", before, after);
+}
+
+/* Memory this process has registered (pinned) for RDMA, in KiB. */
+static long pinned_kib(void) { return proc_field("/proc/self/status", "VmPin"); }
+
+/* Limit locked memory to `kib` the way an unprivileged process has it:
+ * root's CAP_IPC_LOCK (the VM runs the tests as root) ignores the limit. */
+static void limit_locked_memory(long kib)
+{
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    cr_assert_eq(syscall(SYS_capget, &h, d), 0, "capget: %s", strerror(errno));
+    for (int i = 0; i < 2; i++) {
+        uint32_t bit = i == CAP_IPC_LOCK / 32 ? 1u << (CAP_IPC_LOCK % 32) : 0;
+        d[i].effective &= ~bit;
+        d[i].permitted &= ~bit;
+        d[i].inheritable &= ~bit;
+    }
+    cr_assert_eq(syscall(SYS_capset, &h, d), 0, "capset: %s", strerror(errno));
+    struct rlimit r = {(rlim_t)kib << 10, (rlim_t)kib << 10};
+    cr_assert_eq(setrlimit(RLIMIT_MEMLOCK, &r), 0, "setrlimit: %s", strerror(errno));
+}
+
+/* Short of locked memory, a connection registers the smallest rings
+ * (64 KiB each way) and works; shorter still, the end that cannot register
+ * (this process's, or the host's, which says why in its refusal) makes the
+ * open fail with DMAQ_ENOMEM and a message naming the limit. Binding and
+ * connecting in this one process: both ends count against its limit. */
+Test(rdma, short_locked_memory_means_small_rings_then_a_clear_error, .timeout = 60)
+{
+    if (!getenv("RDMA_VM"))
+        cr_skip_test("rdma:// only runs in the VM");
+    long base = pinned_kib();
+    cr_assert_geq(base, 0, "no VmPin in /proc/self/status");
+    /* Two ends of 2 x 64 KiB and a 4 KiB page each fit; 2 x 256 KiB do not. */
+    limit_locked_memory(base + 400);
+    char uri[128];
+    dmaq_pub *pub;
+    dmaq_sub *sub;
+    /* (Attached once open returns; dmaq_channel_stat would need a
+     * connection of its own.) */
+    bind_and_connect(uri, sizeof uri, "memlock", &pub, &sub);
+    long pinned = pinned_kib() - base;
+    cr_expect(pinned >= 2 * 132 && pinned < 2 * 516, "%ld KiB registered for two ends of 64 KiB rings", pinned);
+    char msg[1000];
+    for (int i = 0; i < 300; i++) { /* several times around the small rings */
+        memset(msg, i, sizeof msg);
+        cr_assert_eq(dmaq_pub_send(pub, msg, sizeof msg, 10 * SEC), 0, "%s", dmaq_last_error());
+        char got[1000];
+        size_t len;
+        cr_assert_eq(dmaq_sub_recv(sub, got, sizeof got, &len, 10 * SEC), 0, "%s", dmaq_last_error());
+        cr_assert(len == sizeof msg && memcmp(got, msg, len) == 0, "message %d damaged", i);
+    }
+    dmaq_sub_close(sub);
+    for (int i = 0; i < 1000 && pinned_kib() > base; i++)
+        usleep(10000); /* the host's end goes with its connection thread */
+    cr_assert_eq(pinned_kib(), base, "the closed connection's rings are still registered");
+    /* One end's worth: the connecting end registers, the host cannot. */
+    limit_locked_memory(base + 200);
+    expect_error(dmaq_sub_open(uri, NULL, &sub), DMAQ_ENOMEM, "RLIMIT_MEMLOCK");
+    /* Less than one end's worth: this process cannot register. */
+    limit_locked_memory(base + 64);
+    expect_error(dmaq_sub_open(uri, NULL, &sub), DMAQ_ENOMEM, "RLIMIT_MEMLOCK");
+    dmaq_pub_close(pub);
 }
 #endif
 

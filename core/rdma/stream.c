@@ -32,13 +32,15 @@ static const struct {
 #define HUGE_PAGE (2u << 20)
 #define SQ_DEPTH 256u
 #define RQ_DEPTH 1024u
-#define SIGNAL_EVERY 32u        /* one signalled write in this many reaps them all */
-#define CREDIT_FLAG 0x80000000u /* immediate of a credit update, not data */
-#define PRIV_MAGIC 0x44514d52u  /* "DQMR" */
+#define SIGNAL_EVERY 32u         /* one signalled write in this many reaps them all */
+#define CREDIT_FLAG 0x80000000u  /* immediate of a credit update, not data */
+#define PRIV_MAGIC 0x44514d52u   /* "DQMR" */
+#define REJECT_MAGIC 0x44514a52u /* "DQJR": a refusal, its errno in ring_size (see refuse) */
 #define MAX_FD 65536
 #define DEFAULT_TIMEOUT_MS 5000
 
-/* What each side tells the other at connect/accept (rdma_cm private data). */
+/* What each side tells the other at connect/accept (rdma_cm private data),
+ * and what a listener that refuses a connection tells the peer why with. */
 struct ring_info {
     uint32_t magic, ring_size;
     uint64_t ring_addr, credit_addr;
@@ -659,11 +661,19 @@ int rdma_stream_connect(int fd, const struct sockaddr *addr, socklen_t len)
         return 0;
     }
     s->broken = true;
-    if (type == RDMA_CM_EVENT_REJECTED)
-        return fail(ECONNREFUSED);
+    if (type == RDMA_CM_EVENT_REJECTED) /* by a dmaq listener with its reason, or by nobody listening */
+        return fail(ok && s->remote.magic == REJECT_MAGIC && s->remote.ring_size ? (int)s->remote.ring_size
+                                                                                 : ECONNREFUSED);
     if (type == RDMA_CM_EVENT_ESTABLISHED)
         return fail(EPROTO); /* not a dmaq peer */
     return fail(type < 0 ? ETIMEDOUT : EHOSTUNREACH);
+}
+
+/* Refuse a connection request, telling the peer the errno of why. */
+static void refuse(struct rdma_cm_id *id, int err)
+{
+    struct ring_info why = {.magic = REJECT_MAGIC, .ring_size = (uint32_t)err};
+    rdma_reject(id, &why, sizeof why);
 }
 
 int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len)
@@ -687,7 +697,7 @@ int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len)
 
     struct stream *s = calloc(1, sizeof *s);
     if (!s || !(s->ec = rdma_create_event_channel()) || rdma_migrate_id(id, s->ec) != 0) {
-        rdma_reject(id, NULL, 0);
+        refuse(id, ENOMEM);
         rdma_destroy_id(id);
         if (s && s->ec)
             rdma_destroy_event_channel(s->ec);
@@ -697,7 +707,9 @@ int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len)
     adopt_channel(s);
     s->id = id;
     s->remote = info;
-    bool ok = info_ok && info_valid(&info) && s->fd < MAX_FD && setup_conn(s) == 0;
+    bool peer_ok = info_ok && info_valid(&info) && s->fd < MAX_FD;
+    bool ok = peer_ok && setup_conn(s) == 0;
+    int why = peer_ok ? (errno ? errno : ENOMEM) : EPROTO;
     struct ring_info mine;
     if (ok) {
         agree_ring(s);
@@ -713,7 +725,7 @@ int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len)
          * take_conn_events sees. */
         ok = rdma_accept(id, &p) == 0;
     } else {
-        rdma_reject(id, NULL, 0); /* not a dmaq peer, or no resources */
+        refuse(id, why); /* not a dmaq peer (EPROTO), or no resources (locked memory, most often) */
     }
     if (!ok) {
         teardown_conn(s);

@@ -15,7 +15,9 @@
  * (WITH_IMM, flagged, so a blocked sender wakes) into the peer's credit
  * word. No receive buffers are posted for data: a receive WR only catches
  * the immediate. Connection setup, rejection and disconnects go through
- * librdmacm.
+ * librdmacm; a listener that refuses a connection puts its errno in the
+ * reject's private data (ENOMEM: it could not register the rings), and the
+ * refused connect() fails with that errno.
  *
  * The "descriptors" these calls return are real descriptors (a connection's
  * completion channel, a listener's event channel), so they are distinct and

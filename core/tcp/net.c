@@ -164,6 +164,19 @@ int tcp_dial(const struct tcp_addr *a, const struct tcp_conf *c)
         return dmaq_error_set(DMAQ_ENOENT, "nothing listens at %s:%s (is the binding side up?)", a->host, a->port);
     if (err == ETIMEDOUT)
         return dmaq_error_set(DMAQ_ETIMEDOUT, "connecting to %s:%s timed out", a->host, a->port);
+#ifdef DMAQ_NET_RDMA
+    /* This process, or the host (which says so in its refusal), could not
+     * register a connection's rings: locked memory is what runs out. */
+    if (err == ENOMEM)
+        return dmaq_error_set(DMAQ_ENOMEM,
+                              "cannot connect to %s:%s: no memory to register the connection's rings (64 KiB each "
+                              "way at the least) here or at the host; locked memory (RLIMIT_MEMLOCK, ulimit -l) is "
+                              "too low",
+                              a->host, a->port);
+    if (err == EPROTO)
+        return dmaq_error_set(DMAQ_ESYS, "cannot connect to %s:%s: the peer is not a dmaq rdma:// endpoint", a->host,
+                              a->port);
+#endif
     return dmaq_error_set(DMAQ_ESYS, "cannot connect to %s:%s: %s", a->host, a->port, strerror(err));
 }
 
