@@ -130,9 +130,8 @@ static void run(uint32_t kind, uint32_t policy, int pubs, int subs)
 {
     char uri[128];
     channel_uri(uri, sizeof uri);
-    long total = pubs ? MESSAGES : MESSAGES / 4;
-    long per_pub = pubs ? total / pubs : total;
-    total = pubs ? per_pub * pubs : total;
+    long per_pub = pubs ? MESSAGES / pubs : MESSAGES / 4;
+    long total = pubs ? per_pub * pubs : per_pub;
 
     dmaq_options o = DMAQ_OPTIONS_INIT;
     o.kind = kind;
