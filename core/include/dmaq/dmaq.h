@@ -264,7 +264,11 @@ DMAQ_API size_t dmaq_struct_size(int which);
  * handle in *out (the caller owns it; free it with dmaq_pub_close) and returns
  * 0; on failure leaves *out NULL and returns DMAQ_EINVAL, DMAQ_ESCHEME,
  * DMAQ_ENOENT, DMAQ_EINCOMPAT, DMAQ_ENOTCHAN, DMAQ_EVERSION, DMAQ_ECORRUPT,
- * DMAQ_ELIMIT, DMAQ_ENOSPC, DMAQ_EACCES, DMAQ_ENOMEM or DMAQ_ESYS. */
+ * DMAQ_ELIMIT, DMAQ_ENOSPC, DMAQ_EACCES, DMAQ_ENOMEM or DMAQ_ESYS.
+ * On shm:// this maps the whole channel and touches every page of it, so
+ * that no message pays for a page's first access: open takes time in
+ * proportion to the capacity (about 1.3 ms per MiB on the VMs we measure,
+ * whose hypervisor traps each page's first access). Any thread. */
 DMAQ_API int dmaq_pub_open(const char *uri, const dmaq_options *opts, dmaq_pub **out);
 
 /* Close a publisher, aborting a reservation it still holds. NULL does
@@ -319,10 +323,10 @@ DMAQ_API int dmaq_pub_send_many(dmaq_pub *pub, const void *data, const size_t *l
 /* ---- Subscribers -------------------------------------------------------- */
 
 /* Open a subscriber on the channel at `uri`, creating it from `opts` if it
- * does not exist (unless DMAQ_OPEN_NO_CREATE). Ownership and errors as for
- * dmaq_pub_open. A broadcast subscriber receives the messages published
- * after this call returns (or, with DMAQ_START_OLDEST, also those still
- * intact in the ring). */
+ * does not exist (unless DMAQ_OPEN_NO_CREATE). Ownership, errors and the
+ * touching of every page as for dmaq_pub_open. A broadcast subscriber
+ * receives the messages published after this call returns (or, with
+ * DMAQ_START_OLDEST, also those still intact in the ring). Any thread. */
 DMAQ_API int dmaq_sub_open(const char *uri, const dmaq_options *opts, dmaq_sub **out);
 
 /* Close a subscriber, releasing a lease it still holds. NULL does nothing.
