@@ -13,8 +13,12 @@
  * DMAQ_FAULT_TRIALS sets the number of trials (default 200);
  * DMAQ_FAULT_SEED the first seed.
  */
+#define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <sys/mman.h>
+
+#include "../core/shm/layout.h"
 
 #include "fault_log.h"
 #include "harness.h"
@@ -190,27 +194,48 @@ static void verify(struct trial *t, int trial)
     }
 }
 
-static void run_trial(int trial, uint64_t seed)
+/* A trial's channel (kind by trial number) and log. */
+static void trial_begin(struct trial *t, int trial, uint64_t seed, const char *what)
 {
-    struct trial t = {.rng = seed * 0x9e3779b97f4a7c15ull + 7};
-    snprintf(t.log_path, sizeof t.log_path, "/tmp/dmaq-fault-%d-%d.log", (int)getpid(), trial);
-    unlink(t.log_path);
-    t.log = fault_log_map(t.log_path);
-    cr_assert_not_null(t.log);
-    unique_uri(t.uri, sizeof t.uri, "fault");
+    *t = (struct trial){.rng = seed * 0x9e3779b97f4a7c15ull + 7};
+    snprintf(t->log_path, sizeof t->log_path, "/tmp/dmaq-%s-%d-%d.log", what, (int)getpid(), trial);
+    unlink(t->log_path);
+    t->log = fault_log_map(t->log_path);
+    cr_assert_not_null(t->log);
+    unique_uri(t->uri, sizeof t->uri, what);
 
     static const uint32_t kinds[][2] = {{DMAQ_KIND_QUEUE, DMAQ_POLICY_BLOCK},
                                         {DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK},
                                         {DMAQ_KIND_BROADCAST, DMAQ_POLICY_OVERWRITE}};
-    t.opts = (dmaq_options)DMAQ_OPTIONS_INIT;
-    t.opts.kind = kinds[trial % 3][0];
-    t.opts.policy = kinds[trial % 3][1];
-    t.opts.capacity = 4096u << (rng_next(&t.rng) % 4); /* small: wraps and full rings */
-    t.opts.max_message = 256 + rng_next(&t.rng) % 256;
+    t->opts = (dmaq_options)DMAQ_OPTIONS_INIT;
+    t->opts.kind = kinds[trial % 3][0];
+    t->opts.policy = kinds[trial % 3][1];
+    t->opts.capacity = 4096u << (rng_next(&t->rng) % 4); /* small: wraps and full rings */
+    t->opts.max_message = 256 + rng_next(&t->rng) % 256;
     dmaq_pub *creator;
-    cr_assert_eq(dmaq_pub_open(t.uri, &t.opts, &creator), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_pub_open(t->uri, &t->opts, &creator), 0, "%s", dmaq_last_error());
     dmaq_pub_close(creator);
+}
 
+/* Let the publishers finish, stop the subscribers, check what they saw. */
+static void trial_end(struct trial *t, int trial, uint64_t seed)
+{
+    uint64_t deadline = mono_ns() + TRIAL_DEADLINE_S * 1000000000ull;
+    cr_assert(all_exit(t->pubs, t->pub_keys, deadline), "trial %d (seed %llu): a publisher hung or failed", trial,
+              (unsigned long long)seed);
+    atomic_store(&t->log->stop, 1);
+    cr_assert(all_exit(t->subs, t->sub_slots, deadline), "trial %d (seed %llu): a subscriber hung or failed", trial,
+              (unsigned long long)seed);
+    verify(t, trial);
+    munmap(t->log, sizeof *t->log);
+    unlink(t->log_path);
+    dmaq_channel_unlink(t->uri);
+}
+
+static void run_trial(int trial, uint64_t seed)
+{
+    struct trial t;
+    trial_begin(&t, trial, seed, "fault");
     int survivors = 1 + (int)(rng_next(&t.rng) % 2), victims = (int)(rng_next(&t.rng) % 3);
     for (int i = 0; i < survivors + victims; i++)
         start_sub(&t, i < survivors);
@@ -222,17 +247,47 @@ static void run_trial(int trial, uint64_t seed)
         sleep_ms((long)(rng_next(&t.rng) % 40));
         kill_one(&t);
     }
+    trial_end(&t, trial, seed);
+}
 
-    uint64_t deadline = mono_ns() + TRIAL_DEADLINE_S * 1000000000ull;
-    cr_assert(all_exit(t.pubs, t.pub_keys, deadline), "trial %d (seed %llu): a publisher hung or failed", trial,
-              (unsigned long long)seed);
-    atomic_store(&t.log->stop, 1);
-    cr_assert(all_exit(t.subs, t.sub_slots, deadline), "trial %d (seed %llu): a subscriber hung or failed", trial,
-              (unsigned long long)seed);
-    verify(&t, trial);
-    munmap(t.log, sizeof *t.log);
-    unlink(t.log_path);
-    dmaq_channel_unlink(t.uri);
+static void kill_pub(struct trial *t, int key)
+{
+    if (running(t->pubs[key])) {
+        kill(t->pubs[key], SIGKILL);
+        t->pubs_killed++;
+    }
+    waitpid(t->pubs[key], NULL, 0);
+    t->pubs[key] = 0;
+}
+
+/* Solo claiming (core/shm/ring.c): a publisher, or a queue subscriber, alone
+ * on its side of the channel claims with plain stores until another opens.
+ * Here the first publisher opens alone and is SIGKILLed at a random moment,
+ * perhaps inside a solo claim; the next opens after that, alone once the
+ * dead one is reaped, and a third opens while it streams, ending its solo
+ * claiming mid-stream. On a queue the first subscriber, alone and so solo,
+ * is killed too and replaced. No open may wait for a dead solo handle, and
+ * the survivors account for every message as in the random trials. */
+static void run_solo_trial(int trial, uint64_t seed)
+{
+    struct trial t;
+    trial_begin(&t, trial, seed, "solo");
+    bool queue = t.opts.kind == DMAQ_KIND_QUEUE;
+    start_sub(&t, !queue);
+    start_pub(&t);
+    sleep_ms((long)(rng_next(&t.rng) % 20));
+    kill_pub(&t, 0);
+    start_pub(&t);
+    sleep_ms((long)(rng_next(&t.rng) % 20));
+    start_pub(&t);
+    if (queue) {
+        sleep_ms((long)(rng_next(&t.rng) % 20));
+        kill(t.subs[0], SIGKILL);
+        waitpid(t.subs[0], NULL, 0);
+        t.subs[0] = 0;
+        start_sub(&t, true);
+    }
+    trial_end(&t, trial, seed);
 }
 
 Test(fault, random_kills_lose_nothing_and_hang_nothing, .timeout = 1200)
@@ -243,4 +298,107 @@ Test(fault, random_kills_lose_nothing_and_hang_nothing, .timeout = 1200)
     uint64_t seed = e ? strtoull(e, NULL, 10) : 1;
     for (int i = 0; i < trials; i++)
         run_trial(i, seed + (uint64_t)i);
+}
+
+Test(fault, solo_handles_killed_and_joined, .timeout = 600)
+{
+    const char *e = getenv("DMAQ_FAULT_TRIALS");
+    int trials = e && atoi(e) > 0 ? atoi(e) / 4 + 3 : 40;
+    for (int i = 0; i < trials; i++)
+        run_solo_trial(i, 1000 + (uint64_t)i);
+}
+
+/* A child that opens a publisher on `uri`, says so on `ready`, and waits to
+ * be killed; or, with `then_send`, sends one message and exits. */
+static pid_t publisher_child(const char *uri, int ready, bool then_send)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    dmaq_pub *pub;
+    if (dmaq_pub_open(uri, NULL, &pub) < 0)
+        _exit(2);
+    char c = 1;
+    if (write(ready, &c, 1) != 1)
+        _exit(3);
+    if (then_send)
+        _exit(dmaq_pub_send(pub, "x", 1, -1) < 0 ? 4 : 0);
+    pause();
+    _exit(0);
+}
+
+static struct shm_header *map_header(const char *uri)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/dmaq.%s", uri + strlen("shm://"));
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    void *p = mmap(NULL, SHM_RING_OFFSET, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    cr_assert_neq(p, MAP_FAILED);
+    return p;
+}
+
+static bool readable_within(int fd, int ms)
+{
+    struct timespec ts = {0, 1000000};
+    for (int i = 0; i < ms; i++) {
+        char c;
+        if (read(fd, &c, 1) == 1)
+            return true;
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+/* A solo publisher caught inside a claim (its solo_busy set, as a killed or
+ * preempted one leaves it): a publisher that opens meanwhile goes ahead at
+ * once if the holder is dead, and waits for the claim to end while the
+ * holder lives; the channel works afterwards. */
+Test(fault, solo_publisher_inside_a_claim_is_waited_for_only_while_alive, .timeout = 60)
+{
+    if (!__builtin_cpu_supports("avx"))
+        cr_skip_test("no AVX: publishers never claim solo here");
+    char uri[96];
+    unique_uri(uri, sizeof uri, "solo");
+    dmaq_sub *sub;
+    cr_assert_eq(dmaq_sub_open(uri, NULL, &sub), 0, "%s", dmaq_last_error());
+    struct shm_header *h = map_header(uri);
+    struct shm_slot *slots = (struct shm_slot *)((char *)h + SHM_HEADER_BYTES);
+    int holder_ready[2], opener_ready[2], status;
+    cr_assert_eq(pipe2(holder_ready, O_NONBLOCK), 0);
+    cr_assert_eq(pipe2(opener_ready, O_NONBLOCK), 0);
+
+    for (int alive = 0; alive < 2; alive++) {
+        pid_t holder = publisher_child(uri, holder_ready[1], false);
+        cr_assert(readable_within(holder_ready[0], 5000), "the first publisher never opened");
+        cr_assert_eq(atomic_load(&h->solo_pub), 1, "a publisher alone on the channel is not solo");
+        atomic_store(&slots[0].solo_busy, 1);
+        if (!alive) {
+            kill(holder, SIGKILL);
+            waitpid(holder, NULL, 0);
+        }
+        pid_t opener = publisher_child(uri, opener_ready[1], true);
+        if (alive) {
+            cr_expect(!readable_within(opener_ready[0], 300),
+                      "a publisher opened while the solo one was inside a claim");
+            atomic_store(&slots[0].solo_busy, 0);
+        }
+        cr_assert(readable_within(opener_ready[0], 5000), "the second publisher never opened (holder %s)",
+                  alive ? "alive" : "dead");
+        cr_assert_eq(waitpid(opener, &status, 0), opener);
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the second publisher failed: 0x%x", status);
+        if (alive) {
+            cr_expect_eq(atomic_load(&h->solo_pub), 0, "the first publisher is still solo");
+            kill(holder, SIGKILL);
+            waitpid(holder, NULL, 0);
+        }
+        char buf[8];
+        size_t len;
+        cr_assert_eq(dmaq_sub_recv(sub, buf, sizeof buf, &len, 5000000000), 0, "%s", dmaq_last_error());
+        cr_expect(len == 1 && buf[0] == 'x');
+    }
+    dmaq_sub_close(sub);
+    munmap(h, SHM_RING_OFFSET);
+    dmaq_channel_unlink(uri);
 }

@@ -29,7 +29,7 @@
 #include "dmaq/dmaq.h"
 
 #define SHM_MAGIC 0x314e4843514d4444ull /* "DDMQCHN1" */
-#define SHM_LAYOUT_VERSION 4u
+#define SHM_LAYOUT_VERSION 5u
 #define SHM_PREFIX "dmaq."
 #define SHM_DIR_MAX 256u /* bytes in the path of the directory holding channels */
 #define SHM_HEADER_BYTES 4096u
@@ -59,8 +59,8 @@ struct shm_meta {
 };
 
 /* The write position and the next sequence number change together, with one
- * 16-byte compare-and-swap, so a lapped subscriber can tell exactly how many
- * messages it lost. */
+ * 16-byte compare-and-swap (or, by a solo publisher, one 16-byte store), so
+ * a lapped subscriber can tell exactly how many messages it lost. */
 struct shm_write {
     uint64_t pos;
     uint64_t seq;
@@ -72,8 +72,14 @@ struct shm_header {
     _Atomic uint32_t state;
 
     _Alignas(128) struct shm_write write; /* publishers only */
+    /* The publisher that moves `write` with plain stores instead of the
+     * compare-and-swap while it is the only one, as its slot index + 1
+     * (0: none; SOLO_ENDING set: it is being made to stop; see ring.c). On
+     * the line that publisher writes anyway; solo_sub likewise. */
+    _Atomic uint32_t solo_pub;
     _Alignas(128) _Atomic uint64_t tail;     /* queue: everything before it is released */
     _Alignas(128) _Atomic uint64_t rd_claim; /* queue: next record to hand out */
+    _Atomic uint32_t solo_sub;               /* queue: the subscriber moving rd_claim alone */
     _Alignas(128) _Atomic uint32_t data_futex; /* bumped when a sleeping reader must wake */
     _Atomic uint32_t data_sleepers;
     /* Set (never cleared) by a process that cannot issue membarrier: every
@@ -94,6 +100,8 @@ struct shm_header {
  * itself recognised and replaced. */
 enum { SLOT_FREE = 0, SLOT_CLAIMING = 1, SLOT_ACTIVE = 2 };
 #define SLOT_RECOVERING 0x80000000u
+
+#define SOLO_ENDING 0x80000000u /* in shm_header.solo_pub */
 
 /* shm_slot.sleeping bits: which sleeper count this handle is in. */
 #define SLEEP_DATA 0x1u
@@ -121,6 +129,7 @@ struct shm_slot {
     _Atomic uint32_t claim_owned; /* the claim's compare-and-swap succeeded */
     _Atomic uint32_t claim_count; /* records in the claim (dmaq_pub_send_many claims several) */
     uint64_t pid_ns;              /* with pid: in which PID namespace (see proc.h) */
+    _Atomic uint32_t solo_busy;   /* inside a claim made as the solo publisher or queue subscriber */
 } __attribute__((aligned(128)));
 
 #define REC_PAD 0x1u     /* skip it */

@@ -1,19 +1,23 @@
 /*
  * The shm ring: publishers claim space with a 16-byte compare-and-swap on
- * (write position, sequence), fill the record and commit it by storing its
- * tag last. Subscribers poll the tag at their own position, so in the steady
+ * (write position, sequence), or one alone on the channel with a plain
+ * 16-byte store, fill the record and commit it by storing its tag last.
+ * Subscribers poll the tag at their own position, so in the steady
  * state they never read a line that publishers write besides the records
  * themselves, and publishers read subscriber positions only when their
  * cached limit runs out (see DESIGN.md §8).
  */
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../util/barrier.h"
 #include "../util/clock.h"
 #include "../util/counter.h"
 #include "../util/futex.h"
+#include "../util/proc.h"
 #include "../util/stamp.h"
 #include "dmaq/transport.h"
 #include "shm.h"
@@ -33,6 +37,7 @@ struct shm_pub {
     uint64_t limit; /* records may end at or before this position */
     int64_t spin_ns;
     uint32_t id;
+    uint32_t solo_tag; /* slot index + 1 while this may be the solo publisher, else 0 */
     /* the outstanding reservation; token 0 = none */
     uint64_t token, lease_pos;
     struct dmaq__stamp clock;
@@ -58,6 +63,7 @@ struct shm_sub {
     uint64_t batch_last_seq;
     /* Queue: records released since this subscriber last moved the tail. */
     uint32_t unadvanced;
+    uint32_t solo_tag; /* queue: slot index + 1 while this may be the solo subscriber, else 0 */
     uint32_t batch_size[DMAQ_BATCH_MAX];
     uint64_t batch_pos[DMAQ_BATCH_MAX];
 };
@@ -207,6 +213,147 @@ static void wake_if_sleeping(struct shm_chan *ch, _Atomic uint32_t *sleepers, _A
     }
 }
 
+/* ---- Solo claiming --------------------------------------------------------
+ *
+ * Publishers claim space by moving the write pair, queue subscribers claim
+ * messages by moving rd_claim, each with a compare-and-swap, whose locked
+ * instruction was a fifth of an uncontended send + recv. One alone on its
+ * side of the channel stores instead: the solo publisher, the solo queue
+ * subscriber. A handle becomes solo at open when no other handle of its
+ * side is there (solo_begin), and stays so until another opens: that one
+ * ends it before its first claim (solo_end), for good. Each solo claim sets
+ * the handle's solo_busy, then checks the side's solo word; solo_end marks
+ * the word SOLO_ENDING, makes every thread pass a full barrier
+ * (util/barrier.h) and waits for solo_busy to clear. After that, a claim of
+ * the old solo handle either stored already or sees the mark and competes
+ * with a compare-and-swap. Whoever finds the mark finishes the ending, so
+ * one that dies halfway through it leaves nothing stuck; a solo handle that
+ * dies is not waited for. The word holds the solo handle's slot index + 1:
+ * a stale one is harmless, as a handle claims solo only after setting the
+ * word itself, and every open ends what it finds.
+ */
+
+/* The slots of one side and its solo word. */
+struct solo_side {
+    _Atomic uint32_t *word;
+    struct shm_slot *slots;
+    _Atomic uint32_t *hwm;
+    uint32_t n;
+};
+
+static struct solo_side publishers_side(struct shm_header *h)
+{
+    return (struct solo_side){&h->solo_pub, shm_pub_slots(h), &h->pub_hwm, DMAQ_MAX_PUBLISHERS};
+}
+
+static struct solo_side subscribers_side(struct shm_header *h)
+{
+    return (struct solo_side){&h->solo_sub, shm_sub_slots(h), &h->sub_hwm, DMAQ_MAX_SUBSCRIBERS};
+}
+
+/* Wait until the solo handle marked `tag` is not inside a claim, or is
+ * gone. */
+static void solo_wait_idle(struct shm_chan *ch, const struct solo_side *side, uint32_t tag)
+{
+    if (ch->fence || !dmaq__barrier_heavy()) {
+        /* No heavy barrier: its solo_busy store drains in microseconds, so
+         * after this a claim that read the word before the mark shows it. */
+        struct timespec grace = {0, FENCE_GRACE_NS};
+        nanosleep(&grace, NULL);
+    }
+    if (tag == 0 || tag > side->n)
+        return; /* not a slot: scribbled over, and nobody claims solo by it */
+    struct shm_slot *s = &side->slots[tag - 1];
+    uint64_t own_ns = dmaq__pid_ns();
+    while (atomic_load(&s->solo_busy) && atomic_load(&s->state) != SLOT_FREE && shm_slot_alive(s, own_ns))
+        sched_yield(); /* a claim takes nanoseconds, unless its thread was preempted */
+}
+
+/* Make sure no handle of `side` claims solo from now on. */
+static void solo_end(struct shm_chan *ch, const struct solo_side *side)
+{
+    for (uint32_t v = atomic_load(side->word); v != 0; v = atomic_load(side->word)) {
+        if (!(v & SOLO_ENDING) && !atomic_compare_exchange_strong(side->word, &v, v | SOLO_ENDING))
+            continue;
+        v |= SOLO_ENDING;
+        solo_wait_idle(ch, side, v & ~SOLO_ENDING);
+        atomic_compare_exchange_strong(side->word, &v, 0);
+    }
+}
+
+/* Is a slot of `side` other than `index` taken, being taken or recovered? */
+static bool other_slot_taken(const struct solo_side *side, uint32_t index)
+{
+    uint32_t hwm = atomic_load(side->hwm);
+    for (uint32_t i = 0; i < hwm && i < side->n; i++)
+        if (i != index && atomic_load(&side->slots[i].state) != SLOT_FREE)
+            return true;
+    return false;
+}
+
+/* At open, with our slot `index` active: end the solo claiming of another
+ * handle of our side, then become the solo handle if we are alone there.
+ * Returns our tag if we did, else 0. A handle opening at the same time
+ * either sees our mark (and ends it) or is seen by our scan: both sides
+ * store, then load, with sequentially consistent atomics. A process that
+ * fences instead of registering for heavy barriers is never solo: ending
+ * it relies on them. */
+static uint32_t solo_begin(struct shm_chan *ch, const struct solo_side *side, uint32_t index, bool supported)
+{
+    solo_end(ch, side);
+    uint32_t tag = index + 1, none = 0;
+    if (!supported || ch->fence || !atomic_compare_exchange_strong(side->word, &none, tag))
+        return 0;
+    /* A dead handle's slot counts until it is reaped: reap, so that one
+     * restarted after a crash is solo again. */
+    if (!other_slot_taken(side, index) || (shm_reap(ch) > 0 && !other_slot_taken(side, index)))
+        return tag;
+    atomic_compare_exchange_strong(side->word, &tag, 0);
+    return 0;
+}
+
+/* At close: stop being the solo handle (ours is not inside a claim). */
+static void solo_leave(const struct solo_side *side, uint32_t tag)
+{
+    if (tag)
+        atomic_compare_exchange_strong(side->word, &tag, 0);
+}
+
+/* Enter a claim as the solo handle `tag` of the side whose word is `word`:
+ * true if we still are (end it with solo_claim_exit), false if another
+ * handle ended that. */
+static inline bool solo_claim_enter(struct shm_slot *slot, _Atomic uint32_t *word, uint32_t tag)
+{
+    atomic_store_explicit(&slot->solo_busy, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst); /* solo_wait_idle's heavy barrier does the rest */
+    if (atomic_load_explicit(word, memory_order_relaxed) == tag)
+        return true;
+    atomic_store_explicit(&slot->solo_busy, 0, memory_order_release);
+    return false;
+}
+
+static inline void solo_claim_exit(struct shm_slot *slot)
+{
+    atomic_store_explicit(&slot->solo_busy, 0, memory_order_release);
+}
+
+/* Move the write pair from *cur to `next`, making a claim. The solo
+ * publisher stores it; others compare-and-swap, which fails (reloading
+ * *cur) if another publisher moved it first. */
+static bool claim_write(struct shm_pub *p, struct shm_write *cur, struct shm_write next)
+{
+    struct shm_header *h = p->ch.hdr;
+    if (p->solo_tag) {
+        if (solo_claim_enter(p->slot, &h->solo_pub, p->solo_tag)) {
+            shm_write_store(h, next);
+            solo_claim_exit(p->slot);
+            return true;
+        }
+        p->solo_tag = 0; /* another publisher opened: compete from now on */
+    }
+    return shm_write_cas(h, cur, next);
+}
+
 /* ---- Publishers --------------------------------------------------------- */
 
 static bool blocking_broadcast(const struct shm_chan *ch)
@@ -218,6 +365,10 @@ static bool blocking_broadcast(const struct shm_chan *ch)
 static uint64_t compute_limit(struct shm_chan *ch, uint64_t write_pos)
 {
     struct shm_header *h = ch->hdr;
+    /* Our last claim's write position must be visible before the scan
+     * below reads anyone's slot (see shm_sub_open): a compare-and-swap
+     * ordered them, a solo publisher's plain store does not. */
+    atomic_thread_fence(memory_order_seq_cst);
     /* Never a lap past a record another publisher is still writing (its
      * slot's pos is where it claims from), nor past one a dead publisher
      * left for the reaper to finish: on a queue, the tail may have passed
@@ -299,7 +450,10 @@ static int shm_pub_open(void *state, const char *address, const dmaq_options *op
     p->id = atomic_fetch_add(&h->next_pub_id, 1);
     p->slot->id = p->id;
     atomic_store(&p->slot->pos, UINT64_MAX); /* not writing */
+    atomic_store(&p->slot->solo_busy, 0);
     atomic_store(&p->slot->state, SLOT_ACTIVE);
+    struct solo_side side = publishers_side(h);
+    p->solo_tag = solo_begin(&p->ch, &side, (uint32_t)rc, shm_solo_supported());
     p->spin_ns = dmaq__spin_ns(opts->spin_ns);
     p->limit = 0; /* computed at the first reservation */
     return 0;
@@ -473,8 +627,8 @@ static int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n, int64_
         /* Announce the claim before making it. The CAS is a full barrier,
          * so a publisher whose limit scan missed this store read the write
          * position before our claim, and its limit stays at most a lap past
-         * our records; and if we die holding the claim, the reaper knows
-         * what to finish (reap.c). */
+         * our records (a solo publisher has no such peer); and if we die
+         * holding the claim, the reaper knows what to finish (reap.c). */
         struct shm_slot *slot = p->slot;
         atomic_store_explicit(&slot->claim_owned, 0, memory_order_relaxed);
         atomic_store_explicit(&slot->pos, cur.pos, memory_order_relaxed);
@@ -483,7 +637,7 @@ static int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n, int64_
         atomic_store_explicit(&slot->claim_seq, cur.seq, memory_order_relaxed);
         atomic_store_explicit(&slot->claim_count, k, memory_order_relaxed);
         struct shm_write next = {end, cur.seq + k};
-        if (shm_write_cas(h, &cur, next)) {
+        if (claim_write(p, &cur, next)) {
             atomic_store_explicit(&slot->claim_owned, 1, memory_order_relaxed);
             if (start != cur.pos)
                 shm_write_pad(ch, cur.pos, start - cur.pos, 0, REC_PAD);
@@ -531,9 +685,10 @@ static int too_long(const struct shm_chan *ch, size_t len)
                           ch->name, (unsigned long long)ch->max_message);
 }
 
-static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t timeout_ns)
+/* Claim a record for one message of `len` bytes and make it the
+ * outstanding reservation. */
+static int reserve_record(struct shm_pub *p, size_t len, int64_t timeout_ns, struct shm_record **out)
 {
-    struct shm_pub *p = state;
     struct shm_chan *ch = &p->ch;
     if (p->token)
         return dmaq_error_set(DMAQ_EBUSY, "publisher on '%s' already holds a reservation; commit or abort it",
@@ -544,14 +699,24 @@ static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t t
     int rc = claim_space(p, &len, 1, timeout_ns, &c);
     if (rc < 0)
         return rc;
-    struct shm_record *r = init_record(p, c.start, c.seq, len);
+    *out = init_record(p, c.start, c.seq, len);
     p->token++;
     if (p->token == 0)
         p->token = 1;
     p->lease_pos = c.start;
+    return 0;
+}
+
+static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t timeout_ns)
+{
+    struct shm_pub *p = state;
+    struct shm_record *r;
+    int rc = reserve_record(p, len, timeout_ns, &r);
+    if (rc < 0)
+        return rc;
     lease->data = r + 1;
     lease->len = len;
-    lease->seq = c.seq;
+    lease->seq = r->seq;
     lease->timestamp_ns = 0;
     lease->publisher_id = p->id;
     lease->flags = 0;
@@ -614,13 +779,12 @@ static int shm_pub_abort(void *state, dmaq_lease *lease)
 static int shm_pub_send(void *state, const void *data, size_t len, int64_t timeout_ns)
 {
     struct shm_pub *p = state;
-    dmaq_lease lease;
-    int rc = shm_pub_reserve(p, len, &lease, timeout_ns);
+    struct shm_record *r;
+    int rc = reserve_record(p, len, timeout_ns, &r);
     if (rc < 0)
         return rc;
     if (len)
-        memcpy(lease.data, data, len);
-    struct shm_record *r = shm_rec(&p->ch, p->lease_pos);
+        memcpy(r + 1, data, len);
     r->timestamp_ns = dmaq__stamp_now(&p->clock);
     publish_reserved(p, r, true);
     return 0;
@@ -686,6 +850,8 @@ static void shm_pub_close(void *state)
         return;
     if (p->token)
         abort_reservation(p);
+    struct solo_side side = publishers_side(p->ch.hdr);
+    solo_leave(&side, p->solo_tag);
     atomic_store(&p->slot->state, SLOT_FREE);
     shm_chan_close(&p->ch);
 }
@@ -718,7 +884,12 @@ static int shm_sub_open(void *state, const char *address, const dmaq_options *op
     struct shm_write w = shm_write_load(h);
     atomic_store(&s->slot->pos, w.pos);
     atomic_store(&s->slot->next_seq, w.seq);
+    atomic_store(&s->slot->solo_busy, 0);
     atomic_store(&s->slot->state, SLOT_ACTIVE);
+    if (ch->kind == DMAQ_KIND_QUEUE) {
+        struct solo_side side = subscribers_side(h);
+        s->solo_tag = solo_begin(ch, &side, s->slot_index, true);
+    }
     w = shm_write_load(h);
     s->pos = w.pos;
     s->next_seq = w.seq;
@@ -873,6 +1044,23 @@ static int broadcast_next(struct shm_sub *s, struct rec_view *v, uint64_t *lost)
     }
 }
 
+/* Queue: move rd_claim from *from to `to`, claiming what lies between. The
+ * solo subscriber stores it; others compare-and-swap, which fails
+ * (reloading *from) if another subscriber moved it first. */
+static bool queue_claim(struct shm_sub *s, uint64_t *from, uint64_t to)
+{
+    struct shm_header *h = s->ch.hdr;
+    if (s->solo_tag) {
+        if (solo_claim_enter(s->slot, &h->solo_sub, s->solo_tag)) {
+            atomic_store_explicit(&h->rd_claim, to, memory_order_release);
+            solo_claim_exit(s->slot);
+            return true;
+        }
+        s->solo_tag = 0; /* another subscriber opened: compete from now on */
+    }
+    return atomic_compare_exchange_strong(&h->rd_claim, from, to);
+}
+
 /* Queue: take a message that a dead subscriber had claimed (see reap.c),
  * before anything new. */
 static int queue_take_redelivery(struct shm_sub *s, struct rec_view *v, uint64_t *pos_out, size_t fit)
@@ -952,7 +1140,7 @@ static int queue_next(struct shm_sub *s, struct rec_view *v, uint64_t *pos_out, 
         /* Announce the claim first: if we die between the CAS and marking
          * the record ours, the reaper finds it by this (reap.c). */
         atomic_store_explicit(&s->slot->pos, pos, memory_order_relaxed);
-        if (!atomic_compare_exchange_strong(&h->rd_claim, &pos, next))
+        if (!queue_claim(s, &pos, next))
             continue; /* pos now holds the current claim point */
         if (is_message) {
             atomic_store_explicit(&r->state, 1 + s->slot_index, memory_order_relaxed);
@@ -1257,7 +1445,7 @@ static uint32_t queue_claim_run(struct shm_sub *s, uint64_t *pos, uint32_t max)
             return 0; /* padding alone is left for queue_next to pass */
         atomic_store_explicit(&s->slot->pos, from, memory_order_relaxed);
         atomic_store_explicit(&s->slot->claim_end, at, memory_order_relaxed);
-        if (!atomic_compare_exchange_strong(&h->rd_claim, &from, at))
+        if (!queue_claim(s, &from, at))
             continue; /* from now holds the current claim point */
         for (uint32_t i = 0; i < k; i++)
             atomic_store_explicit(&shm_rec(ch, pos[i])->state, 1 + s->slot_index, memory_order_relaxed);
@@ -1369,6 +1557,8 @@ static void shm_sub_close(void *state)
     else if (s->token)
         finish_read(s, s->next_seq);
     queue_give_back(s);
+    struct solo_side side = subscribers_side(s->ch.hdr);
+    solo_leave(&side, s->solo_tag);
     atomic_store(&s->slot->state, SLOT_FREE);
     /* The gate may have moved: let blocked publishers look again. */
     wake_if_sleeping(&s->ch, &s->ch.hdr->space_sleepers, &s->ch.hdr->space_futex);
