@@ -303,7 +303,7 @@ Test(fault, random_kills_lose_nothing_and_hang_nothing, .timeout = 1200)
 Test(fault, solo_handles_killed_and_joined, .timeout = 600)
 {
     const char *e = getenv("DMAQ_FAULT_TRIALS");
-    int trials = e && atoi(e) > 0 ? atoi(e) / 4 + 3 : 40;
+    int trials = e && atoi(e) > 0 ? atoi(e) / 10 + 3 : 20;
     for (int i = 0; i < trials; i++)
         run_solo_trial(i, 1000 + (uint64_t)i);
 }

@@ -49,9 +49,9 @@ static unsigned long long own_pid_ns(void)
 /* A creator SIGKILLed at a random moment of creating a big channel never
  * leaves something later opens reject: the next open that may create finds
  * either the finished channel or nothing, and no half-made file survives.
- * Creating 16 MiB takes about 25 ms here (allocating, mapping and touching
- * every page), so kills up to 80 ms in land inside creation and after it. */
-#define BIG_CHANNEL (16u << 20)
+ * Creating 8 MiB takes about 13 ms here (allocating, mapping and touching
+ * every page), so kills up to 40 ms in land inside creation and after it. */
+#define BIG_CHANNEL (8u << 20)
 Test(lifecycle, creator_killed_while_creating)
 {
     char dir[64];
@@ -66,7 +66,7 @@ Test(lifecycle, creator_killed_while_creating)
                 _exit(3);
             pause();
         }
-        struct timespec ts = {0, (long)(rand_r(&seed) % 80000) * 1000};
+        struct timespec ts = {0, (long)(rand_r(&seed) % 40000) * 1000};
         nanosleep(&ts, NULL);
         kill(child, SIGKILL);
         waitpid(child, NULL, 0);
