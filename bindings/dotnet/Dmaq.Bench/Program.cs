@@ -142,9 +142,11 @@ var names = new[] { "send", "recv", "reserve+commit", "peek+release" };
 var net = names.ToDictionary(n => n, _ => new List<double>());
 var c = names.ToDictionary(n => n, _ => new List<double>());
 var ratio = names.ToDictionary(n => n, _ => new List<double>());
+var cQueuePairs = new List<double>(); // send + recv pairs/s on a queue, one thread
 for (int k = 0; k < pairs; k++)
 {
     var cr = CRates();
+    cQueuePairs.Add(cr["queue-send+recv"]);
     var copy = Measure(Copying);
     var zc = Measure(ZeroCopy);
     double[] mine = [copy[0], copy[1], zc[0], zc[1]];
@@ -174,7 +176,7 @@ Console.WriteLine($"\nTwo processes, 64 B messages on a queue ({streams.Count} a
                   $"{netStream / 1e6:F2} M msg/s with a .NET publisher and subscriber, {cStream / 1e6:F2} M with C's " +
                   $"({Median(streams.Select(x => x.Net / x.C).ToList()):F3}x).");
 Channel.Unlink(options.Uri);
-CloudtoidSection(pairs);
+CloudtoidSection(pairs, 1e9 / Median(cQueuePairs));
 return sink > 0 ? 0 : 1;
 
 // ---- Against a Cloudtoid-shaped queue ---------------------------------------
@@ -337,7 +339,7 @@ static double DmaqLeasePairs(Publisher pub, Subscriber sub, byte[] message, int 
     return Stopwatch.GetElapsedTime(t0).TotalNanoseconds / pairs + sum * 0;
 }
 
-static void CloudtoidSection(int runs)
+static void CloudtoidSection(int runs, double cQueuePairNs)
 {
     static double Med(IEnumerable<double> v) => v.Order().ElementAt(v.Count() / 2);
     string[] pairPaths = ["cloudtoid", "dmaq", "dmaq-zc"];
@@ -390,6 +392,7 @@ static void CloudtoidSection(int runs)
         string ratio = i == 0 ? "1.00x" : $"{Med(pairRatio[(p, 64)]):F2}x";
         Console.WriteLine($"| {pairLabels[i]} | {Med(pairs[(p, 3)]):F0} ns | {Med(pairs[(p, 64)]):F0} ns | {ratio} |");
     }
+    Console.WriteLine($"\nThe same dmaq pair from C (dmaq-call-bench's queue-send+recv, 64 B, the runs above): {cQueuePairNs:F0} ns.");
     Console.WriteLine("\n| two processes, 64 B stream | msg/s | / Cloudtoid-shaped |\n|---|---|---|");
     string[] streamLabels = ["Cloudtoid-shaped, TryEnqueue / TryDequeue", "dmaq queue, Enqueue / TryDequeue (copying)",
                              "dmaq broadcast, Reserve + Commit / TryPeek + Release (zero-copy)"];
