@@ -16,6 +16,7 @@
 #include "../util/barrier.h"
 #include "../util/clock.h"
 #include "../util/counter.h"
+#include "../util/error.h"
 #include "../util/futex.h"
 #include "../util/proc.h"
 #include "../util/stamp.h"
@@ -88,7 +89,7 @@ struct waiter {
 static int wait_begin(struct waiter *w, int64_t timeout_ns, int64_t spin_ns)
 {
     if (timeout_ns == 0)
-        return dmaq_error_set(DMAQ_EAGAIN, "nothing available and the timeout is 0");
+        return dmaq__error_const(DMAQ_EAGAIN, "nothing available and the timeout is 0");
     uint64_t now = dmaq__mono_ns();
     w->timeout_ns = timeout_ns;
     w->deadline = timeout_ns < 0 ? UINT64_MAX : now + (uint64_t)timeout_ns;

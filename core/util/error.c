@@ -3,8 +3,10 @@
 #include <stdio.h>
 
 #include "dmaq/transport.h"
+#include "error.h"
 
 static _Thread_local char last_error[512];
+static _Thread_local const char *last_const; /* set by dmaq__error_const, else NULL */
 
 const char *dmaq_strerror(int code)
 {
@@ -21,7 +23,7 @@ const char *dmaq_strerror(int code)
     }
 }
 
-const char *dmaq_last_error(void) { return last_error; }
+const char *dmaq_last_error(void) { return last_const ? last_const : last_error; }
 
 int dmaq_error_set(int code, const char *fmt, ...)
 {
@@ -29,5 +31,12 @@ int dmaq_error_set(int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    last_const = NULL;
+    return code;
+}
+
+int dmaq__error_const(int code, const char *message)
+{
+    last_const = message;
     return code;
 }
