@@ -38,6 +38,16 @@ static void check(int rc, const char *what)
     }
 }
 
+/* Options for this bench's channels: a 1 MiB ring of `kind` (0: the
+ * default, broadcast). */
+static dmaq_options ring_options(uint32_t kind)
+{
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.kind = kind;
+    o.capacity = 1 << 20;
+    return o;
+}
+
 /* Two processes: a child publishes n 64-byte messages on a channel of
  * `kind` as fast as it can, this process receives them; messages/s from
  * first to last. */
@@ -45,9 +55,7 @@ static void stream(long n, uint32_t kind)
 {
     char uri[64];
     snprintf(uri, sizeof uri, "shm://call-bench-stream-%d", (int)getpid());
-    dmaq_options o = DMAQ_OPTIONS_INIT;
-    o.kind = kind;
-    o.capacity = 1 << 20;
+    dmaq_options o = ring_options(kind);
     dmaq_sub *sub;
     check(dmaq_sub_open(uri, &o, &sub), "open");
     pid_t child = fork();
@@ -84,9 +92,7 @@ static double queue_pairs(long n)
 {
     char uri[64];
     snprintf(uri, sizeof uri, "shm://call-bench-pairs-%d", (int)getpid());
-    dmaq_options o = DMAQ_OPTIONS_INIT;
-    o.kind = DMAQ_KIND_QUEUE;
-    o.capacity = 1 << 20;
+    dmaq_options o = ring_options(DMAQ_KIND_QUEUE);
     dmaq_pub *pub;
     dmaq_sub *sub;
     check(dmaq_pub_open(uri, &o, &pub), "open");
@@ -117,8 +123,7 @@ int main(int argc, char **argv)
     long n = argc > 1 ? atol(argv[1]) : 1000000;
     char uri[64];
     snprintf(uri, sizeof uri, "shm://call-bench-%d", (int)getpid());
-    dmaq_options o = DMAQ_OPTIONS_INIT;
-    o.capacity = 1 << 20;
+    dmaq_options o = ring_options(0);
     dmaq_pub *pub;
     dmaq_sub *sub;
     check(dmaq_pub_open(uri, &o, &pub), "open");
