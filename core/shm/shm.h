@@ -201,9 +201,15 @@ static inline bool shm_write_cas(struct shm_header *h, struct shm_write *expecte
  * x86 CPU with AVX (Intel SDM vol. 3A 10.1.1; AMD APM vol. 2 7.3.2). */
 static inline bool shm_solo_supported(void)
 {
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
     return __builtin_cpu_supports("avx");
 #else
+    /* Under ThreadSanitizer a single thread's claims went wrong about once
+     * in eight runs of test_ring's wraparound (a record where the next
+     * claim did not expect it): the store below is invisible to TSan, and
+     * its instrumented loads of the pair did not always see it. Plain,
+     * ASan and valgrind builds, and TSan with TSan-visible stores, never
+     * failed; TSan builds test the compare-and-swap path instead. */
     return false;
 #endif
 }
