@@ -38,6 +38,13 @@ static inline const char *unique_uri(char *buf, size_t cap, const char *what)
 /* A TCP port on 127.0.0.1 nothing listens on right now. */
 #include <netinet/in.h>
 #include <sys/socket.h>
+/* The file in /dev/shm that holds the channel at shm://NAME `uri`. */
+static inline const char *shm_file(const char *uri, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "/dev/shm/dmaq.%s", uri + strlen("shm://"));
+    return buf;
+}
+
 static inline int free_tcp_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -24,12 +24,6 @@ static dmaq_options opts(uint32_t kind, uint32_t policy, uint64_t capacity)
     return o;
 }
 
-static const char *shm_file(const char *uri, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "/dev/shm/dmaq.%s", uri + strlen("shm://"));
-    return buf;
-}
-
 Test(errors, names_and_schemes)
 {
     dmaq_pub *pub = (dmaq_pub *)1;

@@ -330,8 +330,7 @@ static pid_t publisher_child(const char *uri, int ready, bool then_send)
 static struct shm_header *map_header(const char *uri)
 {
     char path[300];
-    snprintf(path, sizeof path, "/dev/shm/dmaq.%s", uri + strlen("shm://"));
-    int fd = open(path, O_RDWR);
+    int fd = open(shm_file(uri, path, sizeof path), O_RDWR);
     cr_assert_geq(fd, 0);
     void *p = mmap(NULL, SHM_RING_OFFSET, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);

@@ -117,7 +117,7 @@ static void survive_garbage(uint32_t kind, uint32_t policy)
     char uri[128], path[256];
     for (int round = 0; round < 4; round++) {
         unique_uri(uri, sizeof uri, "hostile");
-        snprintf(path, sizeof path, "/dev/shm/dmaq.%s", uri + strlen("shm://"));
+        shm_file(uri, path, sizeof path);
         dmaq_options o = DMAQ_OPTIONS_INIT;
         o.kind = kind;
         o.policy = policy;
