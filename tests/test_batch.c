@@ -3,8 +3,11 @@
  * subscribers, bad arguments) ends as documented; and a publisher killed
  * inside a claim, batch or single, wedges and damages nothing. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include "../core/shm/layout.h"
 #include "harness.h"
 #include "payload.h"
 
@@ -486,7 +489,9 @@ Test(batch, closing_with_a_batch_frees_its_space)
  * after messages 0..K-1 of the claim were committed. The subscriber waiting
  * behind the claim reaps it: the prefix is delivered, the other records
  * become aborted padding, one sequence number each, and a new publisher's
- * message follows. */
+ * message follows. On a broadcast channel the small messages went into one
+ * packed record, committed whole or not at all: nothing of it is delivered,
+ * and its padding takes all its sequence numbers. */
 #define DEATH_BATCH 40
 #define DEATH_AT 25
 #define DIED_IN_BATCH 42
@@ -505,7 +510,7 @@ static void died_in_batch(int sig)
 static void killed_inside_a_batch(uint32_t kind)
 {
     char uri[96];
-    dmaq_options o = opts(kind, DMAQ_POLICY_BLOCK, 1 << 16, 64);
+    dmaq_options o = opts(kind, DMAQ_POLICY_BLOCK, 1 << 20, 64); /* the batch fits one packed record */
     dmaq_sub *sub = sub_on_new_channel(uri, sizeof uri, "batch-death", &o);
     pid_t child = fork();
     if (child == 0) {
@@ -532,15 +537,14 @@ static void killed_inside_a_batch(uint32_t kind)
     cr_assert(WIFEXITED(status) &&
                   (WEXITSTATUS(status) == DIED_IN_BATCH || WEXITSTATUS(status) == DIED_IN_BATCH_UNDER_VALGRIND),
               "the publisher was to die inside its batch (status 0x%x)", status);
-    uint64_t first_seq = 0;
-    for (uint32_t k = 0; k < DEATH_AT; k++) {
+    uint64_t first_seq = 0; /* a new channel numbers from 0 */
+    uint32_t prefix = kind == DMAQ_KIND_QUEUE ? DEATH_AT : 0;
+    for (uint32_t k = 0; k < prefix; k++) {
         dmaq_lease r;
         cr_assert_eq(dmaq_sub_peek(sub, &r, 0), 0, "message %u of the committed prefix: %s", k, dmaq_last_error());
         uint32_t index;
         memcpy(&index, r.data, sizeof index);
         cr_assert_eq(index, k);
-        if (k == 0)
-            first_seq = r.seq;
         cr_assert_eq(r.seq, first_seq + k);
         cr_assert_eq(dmaq_sub_release(sub, &r), 0);
     }
@@ -551,11 +555,13 @@ static void killed_inside_a_batch(uint32_t kind)
     cr_assert_eq(dmaq_pub_send(pub, "end", 3, 10LL * 1000000000), 0, "%s", dmaq_last_error());
     cr_assert_eq(dmaq_sub_peek(sub, &r, 10LL * 1000000000), 0, "the marker: %s", dmaq_last_error());
     cr_expect_eq(r.len, 3);
-    cr_expect_eq(r.seq, first_seq + DEATH_BATCH, "each record of the claim kept its sequence number");
+    cr_expect_eq(r.seq, first_seq + DEATH_BATCH, "its claim kept its sequence numbers (got %llu)",
+                 (unsigned long long)r.seq);
     cr_assert_eq(dmaq_sub_release(sub, &r), 0);
     dmaq_stat st = {.size = sizeof st};
     cr_assert_geq(dmaq_channel_stat(uri, &st, NULL, 0), 0);
     cr_expect_eq(st.publishers, 1, "the dead publisher's slot was freed");
+    cr_expect_eq(st.published, prefix + 1, "what was never committed is not counted as published");
     dmaq_pub_close(pub);
     dmaq_sub_close(sub);
     dmaq_channel_unlink(uri);
@@ -633,3 +639,203 @@ Test(reap, a_dead_queue_claim_pins_its_padding_until_reaped)
     dmaq_sub_close(sub);
     dmaq_channel_unlink(uri);
 }
+
+/* ---- packed records: small messages of one send_many on a broadcast
+ * channel share records (core/shm/layout.h) ---- */
+
+#define PACKED_N 120
+static const size_t packed_sizes[] = {0, 16, 17, 31, 64, 100, 1000, 3000, 5000, 64, 16};
+#define PACKED_SIZES (sizeof packed_sizes / sizeof packed_sizes[0])
+
+/* Message i of a packed test batch: its length, and (from 16 bytes on) a
+ * sealed payload naming i. */
+static size_t packed_len(uint32_t i) { return packed_sizes[i % PACKED_SIZES]; }
+
+static void packed_check(uint32_t i, const void *data, size_t len)
+{
+    cr_assert_eq(len, packed_len(i), "message %u: %zu bytes, sent %zu", i, len, packed_len(i));
+    uint32_t key, index;
+    if (len >= PAYLOAD_HEAD) {
+        cr_assert(payload_intact(data, len, &key, &index), "message %u is corrupt", i);
+        cr_assert_eq(index, i, "got message %u, expected %u", index, i);
+    }
+}
+
+static void packed_check_lease(uint32_t i, const dmaq_lease *l, uint32_t pub_id)
+{
+    packed_check(i, l->data, l->len);
+    cr_assert_eq(l->seq, i, "message %u numbered %llu", i, (unsigned long long)l->seq);
+    cr_assert_eq(l->publisher_id, pub_id);
+    cr_assert_gt(l->timestamp_ns, 0);
+    cr_assert_eq((uintptr_t)l->data % 16, 0, "payloads stay 16-byte aligned");
+}
+
+/* Every way of reading takes packed messages, starting and stopping inside
+ * packed records: peek, recv, peek_many and recv_many of 1..7, in turn. */
+Test(batch, packed_messages_read_every_way)
+{
+    dmaq_options o = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, 1 << 20, 8192);
+    struct pair c = pair_open("packed-ways", &o);
+    static unsigned char data[PACKED_N * 5000];
+    size_t lens[PACKED_N], used = 0, sent;
+    uint64_t rng = 11;
+    for (uint32_t i = 0; i < PACKED_N; i++) {
+        lens[i] = packed_len(i);
+        if (lens[i] >= PAYLOAD_HEAD)
+            payload_fill(data + used, lens[i], 1, i, &rng);
+        used += lens[i];
+    }
+    cr_assert_eq(dmaq_pub_send_many(c.pub, data, lens, PACKED_N, &sent, 0), 0, "%s", dmaq_last_error());
+    cr_assert_eq(sent, PACKED_N);
+    uint32_t pub_id = dmaq_pub_id(c.pub), next = 0;
+    static unsigned char buf[8 * 8192];
+    static dmaq_lease leases[8];
+    size_t got[8], count;
+    for (unsigned step = 0; next < PACKED_N; step++) {
+        size_t most = 1 + step % 7;
+        switch (step % 4) {
+        case 0:
+            cr_assert_eq(dmaq_sub_peek(c.sub, &leases[0], 0), 0, "%s", dmaq_last_error());
+            packed_check_lease(next++, &leases[0], pub_id);
+            cr_assert_eq(dmaq_sub_release(c.sub, &leases[0]), 0, "%s", dmaq_last_error());
+            break;
+        case 1:
+            cr_assert_eq(dmaq_sub_recv(c.sub, buf, sizeof buf, &got[0], 0), 0, "%s", dmaq_last_error());
+            packed_check(next++, buf, got[0]);
+            break;
+        case 2:
+            cr_assert_eq(dmaq_sub_peek_many(c.sub, leases, most, &count, 0), 0, "%s", dmaq_last_error());
+            cr_assert(count >= 1 && count <= most);
+            for (size_t k = 0; k < count; k++)
+                packed_check_lease(next++, &leases[k], pub_id);
+            cr_assert_eq(dmaq_sub_release_many(c.sub, leases, count), 0, "%s", dmaq_last_error());
+            break;
+        default: {
+            cr_assert_eq(dmaq_sub_recv_many(c.sub, buf, sizeof buf, got, most, &count, 0), 0, "%s", dmaq_last_error());
+            size_t off = 0;
+            for (size_t k = 0; k < count; k++) {
+                packed_check(next++, buf + off, got[k]);
+                off += got[k];
+            }
+        }
+        }
+    }
+    cr_expect_eq(dmaq_sub_peek(c.sub, &leases[0], 0), DMAQ_EAGAIN, "nothing more");
+    dmaq_stat st = {.size = sizeof st};
+    cr_assert_geq(dmaq_channel_stat(c.uri, &st, NULL, 0), 0);
+    cr_expect_eq(st.published, PACKED_N, "each packed message counts as published");
+    pair_close(&c);
+}
+
+/* A small buffer refuses a packed message without moving past it. */
+Test(batch, a_packed_message_too_long_for_the_buffer_stays)
+{
+    dmaq_options o = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, 1 << 16, 1024);
+    struct pair c = pair_open("packed-small-buf", &o);
+    unsigned char data[3 * 100] = {1, 2, 3};
+    size_t lens[3] = {10, 100, 10}, sent, len;
+    cr_assert_eq(dmaq_pub_send_many(c.pub, data, lens, 3, &sent, 0), 0);
+    unsigned char buf[50];
+    cr_assert_eq(dmaq_sub_recv(c.sub, buf, sizeof buf, &len, 0), 0);
+    cr_expect_eq(len, 10);
+    cr_expect_eq(dmaq_sub_recv(c.sub, buf, sizeof buf, &len, 0), DMAQ_EMSGSIZE);
+    cr_expect_eq(len, 100, "the size it needs");
+    dmaq_lease l;
+    cr_assert_eq(dmaq_sub_peek(c.sub, &l, 0), 0);
+    cr_expect_eq(l.len, 100, "still there");
+    cr_expect_eq(l.seq, 1);
+    cr_assert_eq(dmaq_sub_release(c.sub, &l), 0);
+    cr_assert_eq(dmaq_sub_recv(c.sub, buf, sizeof buf, &len, 0), 0);
+    cr_expect_eq(len, 10);
+    pair_close(&c);
+}
+
+/* Under the overwrite policy, a subscriber lapped while it is inside a
+ * packed record learns exactly how many it lost. */
+Test(batch, lapped_inside_a_packed_record)
+{
+    dmaq_options o = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_OVERWRITE, 4096, 0);
+    struct pair c = pair_open("packed-lapped", &o);
+    static unsigned char data[300 * 64];
+    size_t lens[300], sent, got[256], count, len;
+    for (int i = 0; i < 300; i++)
+        lens[i] = 64;
+    cr_assert_eq(dmaq_pub_send_many(c.pub, data, lens, 10, &sent, 0), 0);
+    unsigned char buf[16384];
+    dmaq_lease l;
+    cr_assert_eq(dmaq_sub_peek(c.sub, &l, 0), 0);
+    cr_assert_eq(dmaq_sub_release(c.sub, &l), 0);
+    cr_assert_eq(dmaq_sub_recv(c.sub, buf, sizeof buf, &len, 0), 0);
+    uint64_t received = 2, lost = 0;
+    cr_assert_eq(dmaq_pub_send_many(c.pub, data, lens, 300, &sent, 0), 0, "laps the ring");
+    int rc;
+    while ((rc = dmaq_sub_recv_many(c.sub, buf, sizeof buf, got, 256, &count, 0)) != DMAQ_EAGAIN) {
+        if (rc == DMAQ_ELOST) {
+            lost += got[0];
+            continue;
+        }
+        cr_assert_eq(rc, 0, "%s", dmaq_last_error());
+        received += count;
+    }
+    cr_expect_gt(lost, 0);
+    cr_expect_eq(lost + received, 310, "lost %llu + received %llu account for every message", (unsigned long long)lost,
+                 (unsigned long long)received);
+    pair_close(&c);
+}
+
+/* A packed record whose entries were scribbled over is reported as
+ * corrupt at the bad entry; the messages before it arrive. */
+static void scribbled_pack(int how)
+{
+    dmaq_options o = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, 1 << 16, 1024);
+    struct pair c = pair_open("packed-scribbled", &o);
+    unsigned char data[10 * 32] = {0};
+    size_t lens[10], sent;
+    for (int i = 0; i < 10; i++)
+        lens[i] = 32;
+    cr_assert_eq(dmaq_pub_send_many(c.pub, data, lens, 10, &sent, 0), 0);
+    char path[256];
+    int fd = open(shm_file(c.uri, path, sizeof path), O_RDWR);
+    cr_assert_geq(fd, 0);
+    unsigned char *map = mmap(NULL, SHM_RING_OFFSET + 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    cr_assert_neq(map, MAP_FAILED);
+    struct shm_record *r = (struct shm_record *)(map + SHM_RING_OFFSET); /* the first record */
+    cr_assert(r->flags & REC_PACKED, "ten small messages were packed");
+    cr_assert_eq(r->count, 10);
+    uint64_t off = SHM_PACK_FIRST;
+    for (int i = 0; i < 3; i++)
+        off = shm_pack_next(off, 32);
+    struct shm_entry *e = (struct shm_entry *)((unsigned char *)r + off); /* the fourth */
+    int good = 3;
+    const char *says = "out of place";
+    switch (how) {
+    case 0:
+        e->index = 7;
+        break;
+    case 1:
+        e->len = 1u << 30;
+        break;
+    case 2:
+        r->len = (uint32_t)(off - DMAQ_RECORD_HEADER); /* ends before the fourth, but counts ten */
+        says = "past its end";
+        break;
+    default:
+        r->count = 1;
+        good = 0;
+        says = "fewer packed messages";
+    }
+    munmap(map, SHM_RING_OFFSET + 4096);
+    close(fd);
+    dmaq_lease l;
+    for (int i = 0; i < good; i++) {
+        cr_assert_eq(dmaq_sub_peek(c.sub, &l, 0), 0, "message %d: %s", i, dmaq_last_error());
+        cr_assert_eq(dmaq_sub_release(c.sub, &l), 0);
+    }
+    expect_error(dmaq_sub_peek(c.sub, &l, 0), DMAQ_ECORRUPT, says);
+    pair_close(&c);
+}
+
+Test(batch, a_scribbled_packed_index_is_corrupt) { scribbled_pack(0); }
+Test(batch, a_scribbled_packed_length_is_corrupt) { scribbled_pack(1); }
+Test(batch, a_packed_record_shorter_than_its_count_is_corrupt) { scribbled_pack(2); }
+Test(batch, a_packed_record_of_one_is_corrupt) { scribbled_pack(3); }

@@ -31,7 +31,10 @@ static void publisher(const char *uri)
     uint64_t end = mono_ns() + RUN_NS;
     for (unsigned i = 0; mono_ns() < end; i++) {
         int rc;
-        if (i & 1) {
+        if (i % 4 == 3) {
+            size_t lens[4] = {i % 50, 16, i % 300, 8}, sent; /* packed on a broadcast channel */
+            rc = dmaq_pub_send_many(pub, msg, lens, 4, &sent, CALL_TIMEOUT_NS);
+        } else if (i & 1) {
             rc = dmaq_pub_send(pub, msg, i % sizeof msg, CALL_TIMEOUT_NS);
         } else {
             dmaq_lease w;

@@ -249,8 +249,11 @@ static void fill_view(struct shm_chan *ch, const struct shm_meta *m)
      * misaligned record pointer; the record's tag then fails to match it. */
     ch->mask = (m->capacity - 1) & ~(uint64_t)(DMAQ_RECORD_ALIGN - 1);
     ch->max_message = m->max_message;
-    ch->max_record = shm_record_size(m->max_message);
-    ch->segment = shm_segment_size(m->capacity, ch->max_record);
+    uint64_t single = shm_record_size(m->max_message);
+    ch->segment = shm_segment_size(m->capacity, single);
+    /* Packed records stay within a quarter segment, as single ones do. */
+    ch->pack_bytes = SHM_PACK_BYTES < ch->segment / 4 ? SHM_PACK_BYTES : ch->segment / 4;
+    ch->max_record = single > ch->pack_bytes ? single : ch->pack_bytes;
     ch->salt = m->salt;
     ch->kind = m->kind;
     ch->policy = m->policy;

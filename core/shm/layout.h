@@ -29,7 +29,7 @@
 #include "dmaq/dmaq.h"
 
 #define SHM_MAGIC 0x314e4843514d4444ull /* "DDMQCHN1" */
-#define SHM_LAYOUT_VERSION 5u
+#define SHM_LAYOUT_VERSION 6u
 #define SHM_PREFIX "dmaq."
 #define SHM_DIR_MAX 256u /* bytes in the path of the directory holding channels */
 #define SHM_HEADER_BYTES 4096u
@@ -130,10 +130,12 @@ struct shm_slot {
     _Atomic uint32_t claim_count; /* records in the claim (dmaq_pub_send_many claims several) */
     uint64_t pid_ns;              /* with pid: in which PID namespace (see proc.h) */
     _Atomic uint32_t solo_busy;   /* inside a claim made as the solo publisher or queue subscriber */
+    _Atomic uint32_t claim_seqs;  /* sequence numbers the claim takes: claim_count, or a packed record's messages */
 } __attribute__((aligned(128)));
 
 #define REC_PAD 0x1u     /* skip it */
-#define REC_ABORTED 0x2u /* a padding record that consumed a sequence number */
+#define REC_ABORTED 0x2u /* a padding record that consumed `count` sequence numbers (0 = one) */
+#define REC_PACKED 0x4u  /* broadcast: `count` small messages in one record (struct shm_entry) */
 
 /* Queue claim states of a record; else 1 + the claiming subscriber's slot. */
 enum { REC_UNCLAIMED = 0, REC_REDELIVER = 0xfffffffeu, REC_RELEASED = 0xffffffffu };
@@ -153,8 +155,33 @@ struct shm_record {
     uint32_t pub_id;
     uint32_t flags;
     _Atomic uint32_t state; /* queue claim state */
-    uint32_t reserved_;
+    uint32_t count;         /* REC_PACKED: messages; REC_ABORTED: sequence numbers taken; else 0 */
 };
+
+/*
+ * A packed record (REC_PACKED, broadcast channels only, written by
+ * dmaq_pub_send_many): `count` >= 2 messages numbered from `seq`, sharing the
+ * record's timestamp and publisher, each as an entry header and its payload.
+ * The first entry header is at SHM_PACK_FIRST bytes into the record, each
+ * payload is 16-byte aligned, and the next entry header follows at
+ * shm_pack_next(). `len` is the bytes from the record header's end to the
+ * last payload's end. Small messages cost 8 bytes and their alignment
+ * instead of a 48-byte header and a 64-byte-aligned record: a 64-byte
+ * message takes 80 bytes of ring, not 128 (which made 64 B streams bound by
+ * the cache lines crossing between CPUs).
+ */
+struct shm_entry {
+    uint32_t len;
+    uint32_t index; /* 0..count-1, checked by readers */
+};
+#define SHM_PACK_FIRST 56u
+#define SHM_PACK_BYTES 4096u /* the largest packed record a publisher builds */
+
+/* Where the entry after one at `off` with a `len`-byte payload starts. */
+static inline uint64_t shm_pack_next(uint64_t off, uint64_t len)
+{
+    return ((off + sizeof(struct shm_entry) + len + 15) & ~(uint64_t)15) + sizeof(struct shm_entry);
+}
 
 _Static_assert(sizeof(struct shm_record) == DMAQ_RECORD_HEADER, "record header size is ABI");
 _Static_assert(sizeof(struct shm_header) <= SHM_HEADER_BYTES, "header fits its page");

@@ -82,10 +82,11 @@ static bool other_claims_from(struct shm_header *h, unsigned self, uint64_t from
 /* Finish the claim a dead publisher announced in slot `idx`: if it owns
  * records it never committed, turn them (and the padding before them) into
  * aborted padding records, which every reader skips and which keep their
- * sequence numbers accounted for. A batch claim is committed in order, so
- * its committed records are a prefix; the rest is cut into as many padding
- * records as it had messages, by a rule that gives the same cut to a second
- * recoverer starting where a first one died. */
+ * sequence numbers accounted for (claim_seqs of them: a packed record takes
+ * one per message). A batch claim is committed in order, so its committed
+ * records are a prefix; the rest is cut into as many padding records as it
+ * had records, by a rule that gives the same cut to a second recoverer
+ * starting where a first one died. */
 static void finish_dead_claim(struct shm_chan *ch, unsigned idx, uint64_t own_ns)
 {
     struct shm_header *h = ch->hdr;
@@ -93,11 +94,11 @@ static void finish_dead_claim(struct shm_chan *ch, unsigned idx, uint64_t own_ns
     uint64_t from = atomic_load(&s->pos);
     uint64_t start = atomic_load(&s->claim_start), end = atomic_load(&s->claim_end);
     uint64_t seq = atomic_load(&s->claim_seq);
-    uint32_t count = atomic_load(&s->claim_count);
+    uint32_t count = atomic_load(&s->claim_count), seqs = atomic_load(&s->claim_seqs);
     if (from == UINT64_MAX)
         return; /* it was not writing */
     /* The announcement is read from shared memory: check its shape. */
-    if (!(start == from || start == shm_segment_end(ch, from)) || end <= start || count == 0 ||
+    if (!(start == from || start == shm_segment_end(ch, from)) || end <= start || count == 0 || seqs < count ||
         end - start < (uint64_t)count * DMAQ_RECORD_ALIGN || end - start > (uint64_t)count * ch->max_record ||
         end > shm_segment_end(ch, start))
         return;
@@ -112,12 +113,13 @@ static void finish_dead_claim(struct shm_chan *ch, unsigned idx, uint64_t own_ns
      * there for a claim never owned. */
     bool owned = atomic_load(&s->claim_owned);
     uint64_t pos = start;
-    uint32_t done = 0;
+    uint32_t done = 0, done_seqs = 0;
     while (pos < end && committed(ch, pos)) {
         const struct shm_record *r = shm_rec(ch, pos);
-        uint32_t size = r->size;
-        if (shm_bad_size(size) || size > end - pos || ++done > count)
+        uint32_t size = r->size, taken = (r->flags & (REC_PACKED | REC_ABORTED)) && r->count ? r->count : 1;
+        if (shm_bad_size(size) || size > end - pos || ++done > count || taken > seqs - done_seqs)
             return; /* not what this claim wrote: leave it to the readers' checks */
+        done_seqs += taken;
         if (!owned && !(r->flags & REC_ABORTED))
             return; /* another publisher's message: this claim never happened */
         pos += size;
@@ -137,20 +139,24 @@ static void finish_dead_claim(struct shm_chan *ch, unsigned idx, uint64_t own_ns
                 return;
         }
     }
-    uint32_t missing = count - done;
-    if (end - pos < (uint64_t)missing * DMAQ_RECORD_ALIGN || end - pos > (uint64_t)missing * ch->max_record)
+    uint32_t missing = count - done, missing_seqs = seqs - done_seqs;
+    if (end - pos < (uint64_t)missing * DMAQ_RECORD_ALIGN || end - pos > (uint64_t)missing * ch->max_record ||
+        missing_seqs < missing)
         return;
     if (start != from)
-        shm_write_pad(ch, from, start - from, 0, REC_PAD);
+        shm_write_pad(ch, from, start - from, 0, REC_PAD, 0);
     for (uint32_t i = 0; i < missing; i++) {
         /* As large as the maximum record allows while each one after it
          * can still be the smallest record: a function of what is left. */
         uint64_t left = end - pos, after = (uint64_t)(missing - i - 1) * DMAQ_RECORD_ALIGN;
         uint64_t size = left - after < ch->max_record ? left - after : ch->max_record;
-        shm_write_pad(ch, pos, size, seq + done + i, REC_PAD | REC_ABORTED);
+        /* The last takes what is left of the claim's sequence numbers (a
+         * packed record's claim is a single record holding several). */
+        uint32_t taken = i + 1 < missing ? 1 : missing_seqs - i;
+        shm_write_pad(ch, pos, size, seq + done_seqs + i, REC_PAD | REC_ABORTED, taken);
         pos += size;
     }
-    atomic_fetch_add(&h->aborted, missing);
+    atomic_fetch_add(&h->aborted, missing_seqs);
 }
 
 /* Queue: the end of the range a subscriber announced claiming: claim_end

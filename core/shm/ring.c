@@ -51,21 +51,24 @@ struct shm_sub {
     int64_t spin_ns;
     uint64_t pos;      /* broadcast: next position to read */
     uint64_t next_seq; /* broadcast: sequence expected next */
+    /* Broadcast, inside the packed record at pos: the next entry's offset
+     * in it and its index (0, 0 at a record's start). */
+    uint32_t pack_off, pack_idx;
     /* Records below this position are checked against the write position
      * after reading, as under the overwrite policy: a block-policy
      * subscriber that started at the oldest record has no gate protecting
      * them. UINT64_MAX under the overwrite policy. */
     uint64_t validate_below;
     uint64_t token, lease_pos;
-    uint32_t lease_size;
+    uint32_t lease_size, lease_next_off, lease_next_idx; /* where the lease's message ends (struct rec_view) */
     /* The outstanding batch of dmaq_sub_peek_many (0 = none): where each of
      * its records is, so that release and close can end every one. */
     uint32_t batch;
-    uint64_t batch_last_seq;
+    uint64_t batch_last_seq;                                  /* its last message's number, record size and */
+    uint32_t batch_last_size, batch_next_off, batch_next_idx; /* what follows it (struct rec_view) */
     /* Queue: records released since this subscriber last moved the tail. */
     uint32_t unadvanced;
     uint32_t solo_tag; /* queue: slot index + 1 while this may be the solo subscriber, else 0 */
-    uint32_t batch_size[DMAQ_BATCH_MAX];
     uint64_t batch_pos[DMAQ_BATCH_MAX];
 };
 
@@ -597,8 +600,11 @@ static int wait_for_room(struct shm_pub *p, struct waiter *w, struct shm_write *
 
 /* Claim space for up to n records (all n fit one segment's worth of the
  * ring only if they are small; the caller loops), waiting up to timeout_ns
- * for room for the first. Every length is at most max_message. */
-static int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n, int64_t timeout_ns, struct claim *c)
+ * for room for the first. Every length is at most max_message, but for a
+ * packed record's (n == 1 and `packed` messages in it, which take as many
+ * sequence numbers; else 0). */
+static int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n, uint32_t packed, int64_t timeout_ns,
+                       struct claim *c)
 {
     struct shm_chan *ch = &p->ch;
     struct shm_header *h = ch->hdr;
@@ -637,11 +643,13 @@ static int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n, int64_
         atomic_store_explicit(&slot->claim_end, end, memory_order_relaxed);
         atomic_store_explicit(&slot->claim_seq, cur.seq, memory_order_relaxed);
         atomic_store_explicit(&slot->claim_count, k, memory_order_relaxed);
-        struct shm_write next = {end, cur.seq + k};
+        uint32_t seqs = packed ? packed : k;
+        atomic_store_explicit(&slot->claim_seqs, seqs, memory_order_relaxed);
+        struct shm_write next = {end, cur.seq + seqs};
         if (claim_write(p, &cur, next)) {
             atomic_store_explicit(&slot->claim_owned, 1, memory_order_relaxed);
             if (start != cur.pos)
-                shm_write_pad(ch, cur.pos, start - cur.pos, 0, REC_PAD);
+                shm_write_pad(ch, cur.pos, start - cur.pos, 0, REC_PAD, 0);
             prefetch_for_write(ch, end, p->limit);
             *c = (struct claim){cur.pos, start, end, cur.seq, k};
             return 0;
@@ -658,6 +666,7 @@ static struct shm_record *init_record(struct shm_pub *p, uint64_t pos, uint64_t 
     r->len = (uint32_t)len;
     r->pub_id = p->id;
     r->flags = 0;
+    r->count = 0;
     atomic_store_explicit(&r->state, REC_UNCLAIMED, memory_order_relaxed);
     return r;
 }
@@ -697,7 +706,7 @@ static int reserve_record(struct shm_pub *p, size_t len, int64_t timeout_ns, str
     if (len > ch->max_message)
         return too_long(ch, len);
     struct claim c = {0};
-    int rc = claim_space(p, &len, 1, timeout_ns, &c);
+    int rc = claim_space(p, &len, 1, 0, timeout_ns, &c);
     if (rc < 0)
         return rc;
     *out = init_record(p, c.start, c.seq, len);
@@ -711,7 +720,7 @@ static int reserve_record(struct shm_pub *p, size_t len, int64_t timeout_ns, str
 static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t timeout_ns)
 {
     struct shm_pub *p = state;
-    struct shm_record *r;
+    struct shm_record *r = NULL;
     int rc = reserve_record(p, len, timeout_ns, &r);
     if (rc < 0)
         return rc;
@@ -780,7 +789,7 @@ static int shm_pub_abort(void *state, dmaq_lease *lease)
 static int shm_pub_send(void *state, const void *data, size_t len, int64_t timeout_ns)
 {
     struct shm_pub *p = state;
-    struct shm_record *r;
+    struct shm_record *r = NULL;
     int rc = reserve_record(p, len, timeout_ns, &r);
     if (rc < 0)
         return rc;
@@ -793,9 +802,121 @@ static int shm_pub_send(void *state, const void *data, size_t len, int64_t timeo
 
 #define WRITE_AHEAD 2048 /* bytes of a claim asked for ahead of the writes */
 
+/* Ask for the claim's lines up to `to` (from *fetched, which moves there)
+ * ahead of the writes. On a broadcast channel each store to a line a reader
+ * last held waits for it, one line at a time, unless asked for early: this
+ * made 64 B batch streams 1.5x faster. (A queue's streams are bound by their
+ * readers here: no gain measured.) */
+static inline void prefetch_claim(const struct shm_chan *ch, uint64_t *fetched, uint64_t to)
+{
+    if (ch->kind != DMAQ_KIND_BROADCAST)
+        return;
+    for (; *fetched < to; *fetched += DMAQ_RECORD_ALIGN)
+        prefetch_line_for_write(ch, *fetched);
+}
+
+/* memcpy for a payload: inline for the small ones (two overlapping moves of
+ * a fixed size) that batches are made of, where the call to the C library's
+ * copy cost as much as the copy. */
+static inline void copy_payload(unsigned char *dst, const unsigned char *src, size_t len)
+{
+    if (len > 64) {
+        memcpy(dst, src, len);
+    } else if (len > 32) {
+        memcpy(dst, src, 32);
+        memcpy(dst + len - 32, src + len - 32, 32);
+    } else if (len > 16) {
+        memcpy(dst, src, 16);
+        memcpy(dst + len - 16, src + len - 16, 16);
+    } else if (len >= 8) {
+        memcpy(dst, src, 8);
+        memcpy(dst + len - 8, src + len - 8, 8);
+    } else {
+        for (size_t i = 0; i < len; i++)
+            dst[i] = src[i];
+    }
+}
+
+/* Broadcast: how many of the n messages of lens[] (at most `cap`) pack into
+ * one record of at most pack_bytes; *payload is that record's len. */
+static uint32_t pack_run(const struct shm_chan *ch, const size_t *lens, size_t n, uint32_t cap, size_t *payload)
+{
+    uint64_t off = SHM_PACK_FIRST, end = DMAQ_RECORD_HEADER;
+    uint32_t k = 0;
+    if (ch->kind != DMAQ_KIND_BROADCAST)
+        return 0;
+    for (; k < n && k < cap; k++) {
+        uint64_t payload_end = off + sizeof(struct shm_entry) + lens[k];
+        if (shm_record_size(payload_end - DMAQ_RECORD_HEADER) > ch->pack_bytes)
+            break;
+        end = payload_end;
+        off = shm_pack_next(off, lens[k]);
+    }
+    *payload = end - DMAQ_RECORD_HEADER;
+    return k;
+}
+
+/* How many of the n messages of lens[] to claim as records of their own:
+ * on a broadcast channel, those before the first that packs with the next. */
+static uint32_t unpacked_run(const struct shm_chan *ch, const size_t *lens, size_t n)
+{
+    size_t unused;
+    uint32_t k = 1;
+    if (ch->kind != DMAQ_KIND_BROADCAST)
+        return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    while (k < n && k < DMAQ_BATCH_MAX && pack_run(ch, lens + k, n - k, 2, &unused) < 2)
+        k++;
+    return k;
+}
+
+/* Write the `count` messages of a packed claim (layout.h); returns the
+ * source past them. */
+static const unsigned char *write_packed(struct shm_pub *p, const struct claim *c, const size_t *lens, uint32_t count,
+                                         size_t payload, const unsigned char *src)
+{
+    struct shm_chan *ch = &p->ch;
+    uint64_t fetched = c->start;
+    struct shm_record *r = init_record(p, c->start, c->seq, payload);
+    r->timestamp_ns = dmaq__stamp_now(&p->clock);
+    r->flags = REC_PACKED;
+    r->count = count;
+    uint64_t off = SHM_PACK_FIRST;
+    for (uint32_t i = 0; i < count; i++) {
+        prefetch_claim(ch, &fetched, c->start + off + WRITE_AHEAD < c->end ? c->start + off + WRITE_AHEAD : c->end);
+        struct shm_entry *e = (struct shm_entry *)((unsigned char *)r + off);
+        e->len = (uint32_t)lens[i];
+        e->index = i;
+        copy_payload((unsigned char *)(e + 1), src, lens[i]);
+        src += lens[i];
+        off = shm_pack_next(off, lens[i]);
+    }
+    commit_record(ch, r, c->start);
+    return src;
+}
+
+/* Write the records of a claim of one record per message; returns the
+ * source past them. */
+static const unsigned char *write_records(struct shm_pub *p, const struct claim *c, const size_t *lens,
+                                          const unsigned char *src)
+{
+    struct shm_chan *ch = &p->ch;
+    uint64_t ts = dmaq__stamp_now(&p->clock), pos = c->start, fetched = c->start;
+    for (uint32_t i = 0; i < c->count; i++) {
+        prefetch_claim(ch, &fetched, pos + WRITE_AHEAD < c->end ? pos + WRITE_AHEAD : c->end);
+        struct shm_record *r = init_record(p, pos, c->seq + i, lens[i]);
+        r->timestamp_ns = ts;
+        copy_payload((unsigned char *)(r + 1), src, lens[i]);
+        src += lens[i];
+        commit_record(ch, r, pos);
+        pos += r->size;
+    }
+    return src;
+}
+
 /* Many messages, as few claims as the ring allows: one compare-and-swap,
  * one clock read and one wake-up check per claim instead of per message.
- * The messages of one claim share a timestamp. */
+ * The messages of one claim share a timestamp. On a broadcast channel,
+ * runs of small messages go into packed records (layout.h). */
 static int shm_pub_send_many(void *state, const void *data, const size_t *lens, size_t count, size_t *sent,
                              int64_t timeout_ns)
 {
@@ -811,33 +932,24 @@ static int shm_pub_send_many(void *state, const void *data, const size_t *lens, 
     const unsigned char *src = data;
     for (size_t done = 0; done < n;) {
         struct claim c = {0};
-        uint32_t want = n - done > UINT32_MAX ? UINT32_MAX : (uint32_t)(n - done);
-        int rc = claim_space(p, lens + done, want, dmaq__timeout_left(timeout_ns, deadline), &c);
-        if (rc < 0)
-            return rc;
-        uint64_t ts = dmaq__stamp_now(&p->clock), pos = c.start;
-        /* Broadcast: ask for the claim's lines ahead of the writes. Each
-         * store to a line a reader last held waits for it, one line at a
-         * time, unless asked for early: this made 64 B batch streams 1.5x
-         * faster. (A queue's streams are bound by their readers here: no
-         * gain measured.) */
-        uint64_t fetched = ch->kind == DMAQ_KIND_BROADCAST ? c.start : c.end;
-        for (uint32_t i = 0; i < c.count; i++) {
-            for (uint64_t to = pos + WRITE_AHEAD < c.end ? pos + WRITE_AHEAD : c.end; fetched < to;
-                 fetched += DMAQ_RECORD_ALIGN)
-                prefetch_line_for_write(ch, fetched);
-            size_t len = lens[done + i];
-            struct shm_record *r = init_record(p, pos, c.seq + i, len);
-            r->timestamp_ns = ts;
-            if (len) {
-                memcpy(r + 1, src, len);
-                src += len;
-            }
-            commit_record(ch, r, pos);
-            pos += r->size;
+        size_t payload;
+        uint32_t packed = pack_run(ch, lens + done, n - done, UINT32_MAX, &payload), messages;
+        if (packed >= 2) {
+            int rc = claim_space(p, &payload, 1, packed, dmaq__timeout_left(timeout_ns, deadline), &c);
+            if (rc < 0)
+                return rc;
+            src = write_packed(p, &c, lens + done, packed, payload, src);
+            messages = packed;
+        } else {
+            uint32_t want = unpacked_run(ch, lens + done, n - done);
+            int rc = claim_space(p, lens + done, want, 0, dmaq__timeout_left(timeout_ns, deadline), &c);
+            if (rc < 0)
+                return rc;
+            src = write_records(p, &c, lens + done, src);
+            messages = c.count;
         }
-        end_claim(p, c.count);
-        done += c.count;
+        end_claim(p, messages);
+        done += messages;
         if (sent)
             *sent = done;
     }
@@ -927,6 +1039,7 @@ static int resume_after_lap(struct shm_sub *s, uint64_t *lost)
     struct shm_write w = shm_write_load(s->ch.hdr);
     bool below_join = s->pos < s->validate_below && s->validate_below != UINT64_MAX;
     uint64_t n = w.seq > s->next_seq ? w.seq - s->next_seq : 0;
+    s->pack_off = s->pack_idx = 0;
     if (below_join) {
         /* Only records from before the join were overrun: skip to it. */
         s->pos = s->validate_below;
@@ -951,14 +1064,16 @@ static int corrupt_record(struct shm_chan *ch, uint64_t pos, const char *why)
                           (unsigned long long)pos, why);
 }
 
-/* Check a committed record's header against the channel's bounds. */
-static const char *bad_record(const struct shm_chan *ch, uint64_t pos, uint32_t size, uint32_t len)
+/* Check a committed record's header against the channel's bounds. A
+ * packed record's `len` covers all its messages (REC_PACKED in `flags`, only
+ * where broadcast readers pass it on). */
+static const char *bad_record(const struct shm_chan *ch, uint64_t pos, uint32_t size, uint32_t len, uint32_t flags)
 {
     if (shm_bad_size(size) || size > ch->max_record)
         return "has an impossible size";
     if (pos + size > shm_segment_end(ch, pos))
         return "runs past its segment";
-    if (len > size - DMAQ_RECORD_HEADER || len > ch->max_message)
+    if (len > size - DMAQ_RECORD_HEADER || (len > ch->max_message && !(flags & REC_PACKED)))
         return "has a length beyond its record";
     return NULL;
 }
@@ -970,21 +1085,60 @@ enum { FOUND = 0, EMPTY = 1 };
  * policy the live header may change after the intact check. */
 struct rec_view {
     struct shm_record *rec;
+    unsigned char *data; /* the message's payload */
     uint64_t seq, timestamp_ns;
     uint32_t size, len, pub_id, flags;
     bool redelivered; /* queue: taken back from a subscriber that died */
+    /* A packed record: its first number, its messages, where they end, and
+     * the entry after the viewed message (offset 0: that was the last). */
+    uint64_t rec_seq;
+    uint32_t count, pack_end, next_off, next_idx;
 };
 
 static void view_record(struct shm_record *r, struct rec_view *v)
 {
     v->rec = r;
-    v->seq = r->seq;
+    v->data = (unsigned char *)(r + 1);
+    v->seq = v->rec_seq = r->seq;
     v->timestamp_ns = r->timestamp_ns;
     v->size = r->size;
     v->len = r->len;
     v->pub_id = r->pub_id;
     v->flags = r->flags;
+    v->count = r->count;
+    v->pack_end = DMAQ_RECORD_HEADER + v->len;
+    v->next_off = v->next_idx = 0;
     v->redelivered = false;
+}
+
+/* Point a view of a packed record, checked by bad_record, at its message
+ * numbered `idx` whose entry is at `off` (0, 0: the first). Returns what is
+ * wrong, or NULL. */
+static inline __attribute__((always_inline)) const char *view_entry(const struct shm_chan *ch, struct rec_view *v,
+                                                                    uint32_t off, uint32_t idx)
+{
+    if (off == 0) {
+        off = SHM_PACK_FIRST;
+        /* Each entry's place depends on the one before: without asking for
+         * the committed record's lines at once, a reader waits for them one
+         * at a time, a transfer from the publisher's CPU each. */
+        for (uint32_t line = DMAQ_RECORD_ALIGN; line < v->pack_end && line < v->size; line += DMAQ_RECORD_ALIGN)
+            __builtin_prefetch((unsigned char *)v->rec + line, 0);
+    }
+    if (v->count < 2 || idx >= v->count)
+        return "holds fewer packed messages than it says";
+    if ((uint64_t)off + sizeof(struct shm_entry) > v->pack_end)
+        return "has a packed message past its end";
+    const struct shm_entry *e = (const struct shm_entry *)((unsigned char *)v->rec + off);
+    uint32_t len = e->len, index = e->index;
+    if (index != idx || len > ch->max_message || (uint64_t)off + sizeof *e + len > v->pack_end)
+        return "has a packed message out of place";
+    v->data = (unsigned char *)(e + 1);
+    v->len = len;
+    v->seq = v->rec_seq + idx;
+    v->next_off = idx + 1 < v->count ? (uint32_t)shm_pack_next(off, len) : 0;
+    v->next_idx = idx + 1;
+    return NULL;
 }
 
 /* Read the header of a record this subscriber claimed, and check it again:
@@ -993,7 +1147,7 @@ static void view_record(struct shm_record *r, struct rec_view *v)
 static const char *view_claimed(const struct shm_chan *ch, struct shm_record *r, uint64_t pos, struct rec_view *v)
 {
     view_record(r, v);
-    return bad_record(ch, pos, v->size, v->len);
+    return bad_record(ch, pos, v->size, v->len, 0);
 }
 
 /* Broadcast: find the next message at s->pos without consuming it. Skips
@@ -1026,7 +1180,11 @@ static int broadcast_next(struct shm_sub *s, struct rec_view *v, uint64_t *lost)
             return EMPTY;
         }
         view_record(r, v);
-        const char *bad = bad_record(ch, pos, v->size, v->len);
+        const char *bad = bad_record(ch, pos, v->size, v->len, v->flags);
+        if (!bad && (v->flags & (REC_PACKED | REC_PAD)) == REC_PACKED)
+            bad = view_entry(ch, v, s->pack_off, s->pack_idx);
+        else if (!bad && s->pack_off)
+            bad = "changed while it was read";
         if (validate && !intact(s, pos)) {
             int rc = resume_after_lap(s, lost);
             if (rc < 0)
@@ -1036,8 +1194,9 @@ static int broadcast_next(struct shm_sub *s, struct rec_view *v, uint64_t *lost)
         if (bad)
             return corrupt_record(ch, pos, bad);
         if (v->flags & REC_PAD) {
-            if ((v->flags & REC_ABORTED) && v->seq >= s->next_seq)
-                s->next_seq = v->seq + 1;
+            uint64_t taken = (v->flags & REC_ABORTED) && v->count ? v->count : 1;
+            if ((v->flags & REC_ABORTED) && v->seq + taken > s->next_seq)
+                s->next_seq = v->seq + taken;
             s->pos = pos + v->size;
             continue;
         }
@@ -1072,7 +1231,7 @@ static int queue_take_redelivery(struct shm_sub *s, struct rec_view *v, uint64_t
         return EMPTY;
     uint64_t claim = atomic_load(&h->rd_claim);
     uint32_t size;
-    struct shm_record *r;
+    struct shm_record *r = NULL;
     for (uint64_t t = atomic_load(&h->tail); (r = shm_handed_out_at(ch, &t, claim, &size)); t += size) {
         uint32_t state = REC_REDELIVER;
         if (atomic_load(&r->state) == REC_REDELIVER && (!fit || r->len <= fit - 1) &&
@@ -1116,7 +1275,7 @@ static int queue_next(struct shm_sub *s, struct rec_view *v, uint64_t *pos_out, 
                 return EMPTY;
             uint32_t size = r->size, len = r->len;
             is_message = !(r->flags & REC_PAD);
-            const char *bad = bad_record(ch, pos, size, len);
+            const char *bad = bad_record(ch, pos, size, len, 0);
             if (bad) {
                 /* A record another subscriber claimed may be rewritten under
                  * us: only a record still at the claim point is corrupt. */
@@ -1226,14 +1385,27 @@ static int next_message(struct shm_sub *s, struct rec_view *v, uint64_t *pos, in
     }
 }
 
-static void fill_read_lease(struct shm_sub *s, dmaq_lease *lease, const struct rec_view *v, uint64_t pos)
+/* Remember where the message `v` views at `pos` ends, for finish_read. */
+static void hold(struct shm_sub *s, const struct rec_view *v, uint64_t pos)
+{
+    s->lease_pos = pos;
+    s->lease_size = v->size;
+    s->lease_next_off = v->next_off;
+    s->lease_next_idx = v->next_idx;
+}
+
+/* A new token for the lease or batch about to be handed out. */
+static uint64_t next_token(struct shm_sub *s)
 {
     s->token++;
     if (s->token == 0)
         s->token = 1;
-    s->lease_pos = pos;
-    s->lease_size = v->size;
-    lease->data = v->rec + 1;
+    return s->token;
+}
+
+static void lease_message(struct shm_sub *s, dmaq_lease *lease, const struct rec_view *v, uint64_t token)
+{
+    lease->data = v->data;
     lease->len = v->len;
     lease->seq = v->seq;
     lease->timestamp_ns = v->timestamp_ns;
@@ -1241,7 +1413,13 @@ static void fill_read_lease(struct shm_sub *s, dmaq_lease *lease, const struct r
     lease->flags = v->redelivered ? DMAQ_LEASE_REDELIVERED : 0;
     lease->lost = 0;
     lease->opaque_[0] = (uint64_t)(uintptr_t)s;
-    lease->opaque_[1] = s->token;
+    lease->opaque_[1] = token;
+}
+
+static void fill_read_lease(struct shm_sub *s, dmaq_lease *lease, const struct rec_view *v, uint64_t pos)
+{
+    hold(s, v, pos);
+    lease_message(s, lease, v, next_token(s));
 }
 
 /* The first (or only) message a peek leases: DMAQ_EBUSY while leases are
@@ -1289,11 +1467,16 @@ static void queue_release(struct shm_sub *s, const uint64_t *pos, uint32_t n)
     wake_if_sleeping(ch, &ch->hdr->space_sleepers, &ch->hdr->space_futex);
 }
 
-/* Broadcast: move past `n` messages ending at `end`, the last numbered
- * `last_seq`, of which `overrun` were overwritten while read. */
-static void broadcast_move_past(struct shm_sub *s, uint64_t end, uint64_t last_seq, uint32_t n, uint32_t overrun)
+/* Broadcast: move past `n` messages, the last numbered `last_seq` in the
+ * record of `size` bytes at `pos`, of which `overrun` were overwritten while
+ * read. Unless the last is not the last of its packed record: then the next
+ * message is the entry at next_off, numbered next_idx, in the same record. */
+static void broadcast_move_past(struct shm_sub *s, uint64_t pos, uint32_t size, uint32_t next_off, uint32_t next_idx,
+                                uint64_t last_seq, uint32_t n, uint32_t overrun)
 {
-    s->pos = end;
+    s->pos = next_off ? pos : pos + size;
+    s->pack_off = next_off;
+    s->pack_idx = next_off ? next_idx : 0;
     if (last_seq >= s->next_seq)
         s->next_seq = last_seq + 1;
     atomic_store_explicit(&s->slot->next_seq, s->next_seq, memory_order_relaxed);
@@ -1327,7 +1510,7 @@ static int finish_read(struct shm_sub *s, uint64_t seq)
     }
     bool overrun = pos < s->validate_below && !intact(s, pos);
     uint64_t from = atomic_load_explicit(&s->slot->pos, memory_order_relaxed); /* what publishers saw */
-    broadcast_move_past(s, pos + s->lease_size, seq, 1, overrun);
+    broadcast_move_past(s, pos, s->lease_size, s->lease_next_off, s->lease_next_idx, seq, 1, overrun);
     if (overrun)
         return dmaq_error_set(DMAQ_EOVERWRITTEN,
                               "message at position %llu on '%s' was overwritten while it was read",
@@ -1377,10 +1560,9 @@ static int shm_sub_recv(void *state, void *buf, size_t cap, size_t *len, int64_t
             }
             continue; /* overrun while we looked: broadcast_next reports the lap */
         }
-        memcpy(buf, v.rec + 1, n);
+        memcpy(buf, v.data, n);
         s->token = 1; /* finish_read ends the claim */
-        s->lease_pos = pos;
-        s->lease_size = v.size;
+        hold(s, &v, pos);
         rc = finish_read(s, v.seq);
         if (rc == DMAQ_EOVERWRITTEN) {
             /* The copy is garbage: report it as the one message lost. */
@@ -1393,18 +1575,27 @@ static int shm_sub_recv(void *state, void *buf, size_t cap, size_t *len, int64_t
     }
 }
 
-/* Broadcast: the next message at or after `pos`, without waiting and
- * without moving anything. EMPTY also when the ring lapped us there or the
- * record looks wrong: the next dmaq_sub_peek reports those. */
+/* Broadcast: the message after the one `v` views at `pos`, without
+ * waiting and without moving anything. EMPTY also when the ring lapped us
+ * there or the record looks wrong: the next dmaq_sub_peek reports those. */
 static int broadcast_probe(struct shm_sub *s, uint64_t pos, struct rec_view *v, uint64_t *at)
 {
     struct shm_chan *ch = &s->ch;
+    if (v->next_off) { /* the same packed record's next */
+        if (view_entry(ch, v, v->next_off, v->next_idx) || (pos < s->validate_below && !intact(s, pos)))
+            return EMPTY;
+        *at = pos;
+        return FOUND;
+    }
+    pos += v->size;
     for (uint64_t steps = 0; steps <= ch->capacity / DMAQ_RECORD_HEADER; steps++) {
         struct shm_record *r = shm_committed_at(ch, &pos);
         if (!r)
             return EMPTY;
         view_record(r, v);
-        if (bad_record(ch, pos, v->size, v->len) || (pos < s->validate_below && !intact(s, pos)))
+        if (bad_record(ch, pos, v->size, v->len, v->flags) ||
+            ((v->flags & (REC_PACKED | REC_PAD)) == REC_PACKED && view_entry(ch, v, 0, 0)) ||
+            (pos < s->validate_below && !intact(s, pos)))
             return EMPTY;
         if (!(v->flags & REC_PAD)) {
             *at = pos;
@@ -1434,7 +1625,7 @@ static uint32_t queue_claim_run(struct shm_sub *s, uint64_t *pos, uint32_t max)
             if (!r)
                 break;
             uint32_t size = r->size;
-            if (bad_record(ch, at, size, r->len))
+            if (bad_record(ch, at, size, r->len, 0))
                 break;
             if (r->flags & REC_PAD)
                 padding = true;
@@ -1456,16 +1647,6 @@ static uint32_t queue_claim_run(struct shm_sub *s, uint64_t *pos, uint32_t max)
     }
 }
 
-/* Lease the message at `pos` as leases[n] of the batch being built (the
- * token settles when the batch is complete). */
-static void batch_add(struct shm_sub *s, dmaq_lease *leases, size_t n, const struct rec_view *v, uint64_t pos)
-{
-    fill_read_lease(s, &leases[n], v, pos);
-    s->batch_pos[n] = pos;
-    s->batch_size[n] = v->size;
-    s->batch_last_seq = v->seq;
-}
-
 static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, size_t *count, int64_t timeout_ns)
 {
     struct shm_sub *s = state;
@@ -1474,9 +1655,13 @@ static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, 
     int rc = peek_first(s, &v, &pos, &leases[0], timeout_ns);
     if (rc < 0)
         return rc;
+    uint64_t token = next_token(s);
     size_t n = 0;
+    struct rec_view last;
     for (;;) {
-        batch_add(s, leases, n, &v, pos);
+        lease_message(s, &leases[n], &v, token);
+        s->batch_pos[n] = pos;
+        last = v;
         if (++n == max_count)
             break;
         /* Only what is already there: a queue claims the rest at once, a
@@ -1487,15 +1672,18 @@ static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, 
                 /* Ours: only a scribbler changes them, and the batch ends there. */
                 if (view_claimed(&s->ch, shm_rec(&s->ch, s->batch_pos[n]), s->batch_pos[n], &v))
                     break;
-                batch_add(s, leases, n, &v, s->batch_pos[n]);
+                lease_message(s, &leases[n], &v, token);
+                last = v;
             }
             break;
         }
-        if (broadcast_probe(s, pos + v.size, &v, &pos) != FOUND)
+        if (broadcast_probe(s, pos, &v, &pos) != FOUND)
             break;
     }
-    for (size_t i = 0; i < n; i++)
-        leases[i].opaque_[1] = s->token;
+    s->batch_last_seq = last.seq;
+    s->batch_last_size = last.size;
+    s->batch_next_off = last.next_off;
+    s->batch_next_idx = last.next_idx;
     s->batch = (uint32_t)n;
     *count = n;
     return 0;
@@ -1521,7 +1709,8 @@ static size_t finish_batch(struct shm_sub *s, dmaq_lease *leases)
                 leases[i].flags |= DMAQ_LEASE_OVERWRITTEN;
         }
     uint64_t from = atomic_load_explicit(&s->slot->pos, memory_order_relaxed);
-    broadcast_move_past(s, s->batch_pos[n - 1] + s->batch_size[n - 1], s->batch_last_seq, n, overrun);
+    broadcast_move_past(s, s->batch_pos[n - 1], s->batch_last_size, s->batch_next_off, s->batch_next_idx,
+                        s->batch_last_seq, n, overrun);
     if (ch->policy == DMAQ_POLICY_BLOCK)
         wake_writers_past(ch, from, s->pos);
     return overrun;

@@ -20,7 +20,9 @@ struct shm_chan {
     size_t map_len;
     /* Copies of the validated immutable metadata: never re-read from the
      * mapping, so a later scribble on the header cannot change them. */
-    uint64_t capacity, mask, segment, max_message, salt, max_record;
+    uint64_t capacity, mask, segment, max_message, salt;
+    uint64_t max_record; /* the largest record anyone may write: a message's, or a packed one's */
+    uint64_t pack_bytes; /* the largest packed record a publisher builds (layout.h) */
     uint32_t kind, policy;
     /* This process could not register for heavy barriers: it fences when
      * it wakes, and its naps end by grace_until (mono ns) so that a waker
@@ -137,8 +139,8 @@ static inline struct shm_record *shm_handed_out_at(const struct shm_chan *ch, ui
  * born released, so a queue's tail passes it. Writing the same padding
  * twice is harmless: the claim it belongs to keeps publishers a lap behind
  * it until the claim ends or is reaped (compute_limit in ring.c). */
-static inline void shm_write_pad(const struct shm_chan *ch, uint64_t pos, uint64_t size, uint64_t seq,
-                                 uint32_t flags)
+static inline void shm_write_pad(const struct shm_chan *ch, uint64_t pos, uint64_t size, uint64_t seq, uint32_t flags,
+                                 uint32_t count)
 {
     if (size < DMAQ_RECORD_HEADER)
         return;
@@ -149,6 +151,7 @@ static inline void shm_write_pad(const struct shm_chan *ch, uint64_t pos, uint64
     r->len = 0;
     r->pub_id = 0;
     r->flags = flags;
+    r->count = count;
     atomic_store_explicit(&r->state, REC_RELEASED, memory_order_relaxed);
     atomic_store_explicit(&r->tag, pos ^ ch->salt, memory_order_release);
 }

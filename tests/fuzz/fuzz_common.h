@@ -68,6 +68,8 @@ static unsigned char *fuzz_pristine(const char *name, unsigned which, size_t *le
         memset(msg, (int)i, sizeof msg);
         dmaq_pub_send(pub, msg, (i * 37) % sizeof msg, 0);
     }
+    size_t lens[5] = {0, 9, 40, 100, 16}, sent; /* a broadcast channel packs them into one record */
+    dmaq_pub_send_many(pub, msg, lens, 5, &sent, 0);
     dmaq_lease r;
     if (dmaq_sub_peek(sub, &r, 0) == 0)
         dmaq_sub_release(sub, &r);

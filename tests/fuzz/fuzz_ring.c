@@ -75,6 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 dmaq_pub_abort(pub, &w);
         }
         dmaq_pub_send(pub, msg, (size_t)round * 25, 0);
+        size_t lens[3] = {(size_t)round * 3, 10, 40}, sent;
+        dmaq_pub_send_many(pub, msg, lens, 3, &sent, 0);
     }
     dmaq_sub_close(sub);
     dmaq_pub_close(pub);
