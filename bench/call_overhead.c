@@ -6,8 +6,10 @@
  *
  *   dmaq-call-bench [MESSAGES]
  *   dmaq-call-bench --stream MESSAGES   (a publisher process streaming to this
- *                                        one: a queue, then a broadcast channel;
- *                                        the two on CPUs 0 and 1)
+ *                                        one: a queue, then a broadcast channel,
+ *                                        then a broadcast channel in batches of
+ *                                        BATCH (send_many, peek_many); the two
+ *                                        on CPUs 0 and 1)
  */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -22,6 +24,7 @@
 
 #define ROUND 1000 /* messages per round: they fit the ring, so nothing waits */
 #define SIZE 64
+#define BATCH 64
 
 static double now_s(void)
 {
@@ -50,8 +53,9 @@ static dmaq_options ring_options(uint32_t kind)
 
 /* Two processes: a child publishes n 64-byte messages on a channel of
  * `kind` as fast as it can, this process receives them; messages/s from
- * first to last. */
-static void stream(long n, uint32_t kind)
+ * first to last. Batched: BATCH at a time, dmaq_pub_send_many and
+ * dmaq_sub_peek_many, reading a word of each message. */
+static void stream(long n, uint32_t kind, int batched)
 {
     char uri[64];
     snprintf(uri, sizeof uri, "shm://call-bench-stream-%d", (int)getpid());
@@ -62,10 +66,14 @@ static void stream(long n, uint32_t kind)
     if (child == 0) {
         pin(0);
         dmaq_pub *pub;
-        unsigned char msg[SIZE] = {1};
+        static unsigned char msg[BATCH * SIZE] = {1};
+        size_t lens[BATCH];
+        for (int k = 0; k < BATCH; k++)
+            lens[k] = SIZE;
         check(dmaq_pub_open(uri, &o, &pub), "open");
-        for (long i = 0; i < n; i++)
-            check(dmaq_pub_send(pub, msg, SIZE, -1), "send");
+        for (long i = 0; i < n; i += batched ? BATCH : 1)
+            check(batched ? dmaq_pub_send_many(pub, msg, lens, BATCH, NULL, -1) : dmaq_pub_send(pub, msg, SIZE, -1),
+                  "send");
         _exit(0);
     }
     /* The two processes on CPUs 0 and 1: left to the scheduler, they share
@@ -73,12 +81,31 @@ static void stream(long n, uint32_t kind)
      * any change measured with it. */
     pin(1);
     unsigned char buf[SIZE];
-    size_t len;
-    check(dmaq_sub_recv(sub, buf, sizeof buf, &len, -1), "recv");
-    double t0 = now_s();
-    for (long i = 1; i < n; i++)
-        check(dmaq_sub_recv(sub, buf, sizeof buf, &len, -1), "recv");
-    printf("%s %.0f\n", kind == DMAQ_KIND_QUEUE ? "stream" : "broadcast-stream", (double)(n - 1) / (now_s() - t0));
+    volatile uint64_t sink = 0;
+    long received = 0, first = 0;
+    double t0 = 0;
+    while (received < n) {
+        size_t got = 1, len;
+        if (batched) {
+            static dmaq_lease leases[BATCH];
+            check(dmaq_sub_peek_many(sub, leases, BATCH, &got, -1), "peek_many");
+            for (size_t k = 0; k < got; k++)
+                sink += *(const uint64_t *)leases[k].data;
+            check(dmaq_sub_release_many(sub, leases, got), "release_many");
+        } else {
+            check(dmaq_sub_recv(sub, buf, sizeof buf, &len, -1), "recv");
+        }
+        received += (long)got;
+        if (!t0) { /* from the first message (or batch) on */
+            t0 = now_s();
+            first = received;
+        }
+    }
+    printf("%s %.0f\n",
+           batched                   ? "broadcast-batch-stream"
+           : kind == DMAQ_KIND_QUEUE ? "stream"
+                                     : "broadcast-stream",
+           (double)(received - first) / (now_s() - t0));
     waitpid(child, NULL, 0);
     unpin();
     dmaq_sub_close(sub);
@@ -116,8 +143,9 @@ static double queue_pairs(long n)
 int main(int argc, char **argv)
 {
     if (argc > 2 && strcmp(argv[1], "--stream") == 0) {
-        stream(atol(argv[2]), DMAQ_KIND_QUEUE);
-        stream(atol(argv[2]), DMAQ_KIND_BROADCAST);
+        stream(atol(argv[2]), DMAQ_KIND_QUEUE, 0);
+        stream(atol(argv[2]), DMAQ_KIND_BROADCAST, 0);
+        stream(atol(argv[2]), DMAQ_KIND_BROADCAST, 1);
         return 0;
     }
     long n = argc > 1 ? atol(argv[1]) : 1000000;

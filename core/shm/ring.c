@@ -51,21 +51,23 @@ struct shm_sub {
     int64_t spin_ns;
     uint64_t pos;      /* broadcast: next position to read */
     uint64_t next_seq; /* broadcast: sequence expected next */
-    /* Broadcast, inside the packed record at pos: the next entry's offset
-     * in it and its index (0, 0 at a record's start). */
-    uint32_t pack_off, pack_idx;
+    /* Broadcast, inside the packed record at pos: the next entry, as
+     * pack_cursor() makes it (0 at a record's start). */
+    uint64_t pack;
     /* Records below this position are checked against the write position
      * after reading, as under the overwrite policy: a block-policy
      * subscriber that started at the oldest record has no gate protecting
      * them. UINT64_MAX under the overwrite policy. */
     uint64_t validate_below;
     uint64_t token, lease_pos;
-    uint32_t lease_size, lease_next_off, lease_next_idx; /* where the lease's message ends (struct rec_view) */
+    uint32_t lease_size;
+    uint64_t lease_next; /* the entry after the lease's message (struct rec_view) */
     /* The outstanding batch of dmaq_sub_peek_many (0 = none): where each of
      * its records is, so that release and close can end every one. */
     uint32_t batch;
     uint64_t batch_last_seq;                                  /* its last message's number, record size and */
-    uint32_t batch_last_size, batch_next_off, batch_next_idx; /* what follows it (struct rec_view) */
+    uint32_t batch_last_size;
+    uint64_t batch_next;
     /* Queue: records released since this subscriber last moved the tail. */
     uint32_t unadvanced;
     uint32_t solo_tag; /* queue: slot index + 1 while this may be the solo subscriber, else 0 */
@@ -603,8 +605,8 @@ static int wait_for_room(struct shm_pub *p, struct waiter *w, struct shm_write *
  * for room for the first. Every length is at most max_message, but for a
  * packed record's (n == 1 and `packed` messages in it, which take as many
  * sequence numbers; else 0). */
-static int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n, uint32_t packed, int64_t timeout_ns,
-                       struct claim *c)
+static inline __attribute__((always_inline)) int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n,
+                                                             uint32_t packed, int64_t timeout_ns, struct claim *c)
 {
     struct shm_chan *ch = &p->ch;
     struct shm_header *h = ch->hdr;
@@ -736,6 +738,28 @@ static int shm_pub_reserve(void *state, size_t len, dmaq_lease *lease, int64_t t
     return 0;
 }
 
+/* memcpy for a payload: inline for small ones (two overlapping moves of a
+ * fixed size), where the call to the C library's copy cost as much as the
+ * copy. */
+static inline void copy_payload(unsigned char *dst, const unsigned char *src, size_t len)
+{
+    if (len > 64) {
+        memcpy(dst, src, len);
+    } else if (len > 32) {
+        memcpy(dst, src, 32);
+        memcpy(dst + len - 32, src + len - 32, 32);
+    } else if (len > 16) {
+        memcpy(dst, src, 16);
+        memcpy(dst + len - 16, src + len - 16, 16);
+    } else if (len >= 8) {
+        memcpy(dst, src, 8);
+        memcpy(dst + len - 8, src + len - 8, 8);
+    } else {
+        for (size_t i = 0; i < len; i++)
+            dst[i] = src[i];
+    }
+}
+
 /* Publish the record at the reservation. */
 static void publish_reserved(struct shm_pub *p, struct shm_record *r, bool is_message)
 {
@@ -793,8 +817,7 @@ static int shm_pub_send(void *state, const void *data, size_t len, int64_t timeo
     int rc = reserve_record(p, len, timeout_ns, &r);
     if (rc < 0)
         return rc;
-    if (len)
-        memcpy(r + 1, data, len);
+    copy_payload((unsigned char *)(r + 1), data, len);
     r->timestamp_ns = dmaq__stamp_now(&p->clock);
     publish_reserved(p, r, true);
     return 0;
@@ -813,28 +836,6 @@ static inline void prefetch_claim(const struct shm_chan *ch, uint64_t *fetched, 
         return;
     for (; *fetched < to; *fetched += DMAQ_RECORD_ALIGN)
         prefetch_line_for_write(ch, *fetched);
-}
-
-/* memcpy for a payload: inline for the small ones (two overlapping moves of
- * a fixed size) that batches are made of, where the call to the C library's
- * copy cost as much as the copy. */
-static inline void copy_payload(unsigned char *dst, const unsigned char *src, size_t len)
-{
-    if (len > 64) {
-        memcpy(dst, src, len);
-    } else if (len > 32) {
-        memcpy(dst, src, 32);
-        memcpy(dst + len - 32, src + len - 32, 32);
-    } else if (len > 16) {
-        memcpy(dst, src, 16);
-        memcpy(dst + len - 16, src + len - 16, 16);
-    } else if (len >= 8) {
-        memcpy(dst, src, 8);
-        memcpy(dst + len - 8, src + len - 8, 8);
-    } else {
-        for (size_t i = 0; i < len; i++)
-            dst[i] = src[i];
-    }
 }
 
 /* Broadcast: how many of the n messages of lens[] (at most `cap`) pack into
@@ -1039,7 +1040,7 @@ static int resume_after_lap(struct shm_sub *s, uint64_t *lost)
     struct shm_write w = shm_write_load(s->ch.hdr);
     bool below_join = s->pos < s->validate_below && s->validate_below != UINT64_MAX;
     uint64_t n = w.seq > s->next_seq ? w.seq - s->next_seq : 0;
-    s->pack_off = s->pack_idx = 0;
+    s->pack = 0;
     if (below_join) {
         /* Only records from before the join were overrun: skip to it. */
         s->pos = s->validate_below;
@@ -1089,42 +1090,57 @@ struct rec_view {
     uint64_t seq, timestamp_ns;
     uint32_t size, len, pub_id, flags;
     bool redelivered; /* queue: taken back from a subscriber that died */
-    /* A packed record: its first number, its messages, where they end, and
-     * the entry after the viewed message (offset 0: that was the last). */
+    uint32_t count;   /* the record's (struct shm_record) */
+    /* A packed record (view_pack): its first number, where its messages
+     * end, and the entry after the viewed message (pack_cursor; 0: that
+     * was the last, or the record is not packed). `next` is one word,
+     * written and read whole: copied as two halves written apart, it
+     * stalled every read on store forwarding. */
     uint64_t rec_seq;
-    uint32_t count, pack_end, next_off, next_idx;
+    uint32_t pack_end;
+    uint64_t next;
 };
 
 static void view_record(struct shm_record *r, struct rec_view *v)
 {
     v->rec = r;
     v->data = (unsigned char *)(r + 1);
-    v->seq = v->rec_seq = r->seq;
+    v->seq = r->seq;
     v->timestamp_ns = r->timestamp_ns;
     v->size = r->size;
     v->len = r->len;
     v->pub_id = r->pub_id;
     v->flags = r->flags;
     v->count = r->count;
-    v->pack_end = DMAQ_RECORD_HEADER + v->len;
-    v->next_off = v->next_idx = 0;
+    v->next = 0;
     v->redelivered = false;
 }
 
-/* Point a view of a packed record, checked by bad_record, at its message
- * numbered `idx` whose entry is at `off` (0, 0: the first). Returns what is
- * wrong, or NULL. */
-static inline __attribute__((always_inline)) const char *view_entry(const struct shm_chan *ch, struct rec_view *v,
-                                                                    uint32_t off, uint32_t idx)
+/* The packed record a view (fresh from view_record, checked by bad_record)
+ * shows: note what view_entry needs of its header, and ask for its lines.
+ * (Each entry's place depends on the one before: without asking for the
+ * committed record's lines at once, a reader waits for them one at a time,
+ * a transfer from the publisher's CPU each.) */
+static inline void view_pack(struct rec_view *v)
 {
-    if (off == 0) {
+    v->rec_seq = v->seq;
+    v->pack_end = DMAQ_RECORD_HEADER + v->len;
+    for (uint32_t line = DMAQ_RECORD_ALIGN; line < v->pack_end; line += DMAQ_RECORD_ALIGN)
+        __builtin_prefetch((unsigned char *)v->rec + line, 0);
+}
+
+/* Where a reader is inside a packed record: the entry at offset `off`,
+ * numbered `idx`. */
+static inline uint64_t pack_cursor(uint64_t off, uint32_t idx) { return (uint64_t)idx << 32 | (uint32_t)off; }
+
+/* Point a view of a packed record (view_pack) at the message at `cursor`
+ * (0: the first). Returns what is wrong, or NULL. */
+static inline __attribute__((always_inline)) const char *view_entry(const struct shm_chan *ch, struct rec_view *v,
+                                                                    uint64_t cursor)
+{
+    uint32_t off = (uint32_t)cursor, idx = (uint32_t)(cursor >> 32);
+    if (off == 0)
         off = SHM_PACK_FIRST;
-        /* Each entry's place depends on the one before: without asking for
-         * the committed record's lines at once, a reader waits for them one
-         * at a time, a transfer from the publisher's CPU each. */
-        for (uint32_t line = DMAQ_RECORD_ALIGN; line < v->pack_end && line < v->size; line += DMAQ_RECORD_ALIGN)
-            __builtin_prefetch((unsigned char *)v->rec + line, 0);
-    }
     if (v->count < 2 || idx >= v->count)
         return "holds fewer packed messages than it says";
     if ((uint64_t)off + sizeof(struct shm_entry) > v->pack_end)
@@ -1136,8 +1152,8 @@ static inline __attribute__((always_inline)) const char *view_entry(const struct
     v->data = (unsigned char *)(e + 1);
     v->len = len;
     v->seq = v->rec_seq + idx;
-    v->next_off = idx + 1 < v->count ? (uint32_t)shm_pack_next(off, len) : 0;
-    v->next_idx = idx + 1;
+    bool last = idx + 1 == v->count;
+    v->next = last ? 0 : pack_cursor(shm_pack_next(off, len), idx + 1);
     return NULL;
 }
 
@@ -1181,10 +1197,12 @@ static int broadcast_next(struct shm_sub *s, struct rec_view *v, uint64_t *lost)
         }
         view_record(r, v);
         const char *bad = bad_record(ch, pos, v->size, v->len, v->flags);
-        if (!bad && (v->flags & (REC_PACKED | REC_PAD)) == REC_PACKED)
-            bad = view_entry(ch, v, s->pack_off, s->pack_idx);
-        else if (!bad && s->pack_off)
+        if (!bad && (v->flags & (REC_PACKED | REC_PAD)) == REC_PACKED) {
+            view_pack(v);
+            bad = view_entry(ch, v, s->pack);
+        } else if (!bad && s->pack) {
             bad = "changed while it was read";
+        }
         if (validate && !intact(s, pos)) {
             int rc = resume_after_lap(s, lost);
             if (rc < 0)
@@ -1390,8 +1408,7 @@ static void hold(struct shm_sub *s, const struct rec_view *v, uint64_t pos)
 {
     s->lease_pos = pos;
     s->lease_size = v->size;
-    s->lease_next_off = v->next_off;
-    s->lease_next_idx = v->next_idx;
+    s->lease_next = v->next;
 }
 
 /* A new token for the lease or batch about to be handed out. */
@@ -1470,13 +1487,12 @@ static void queue_release(struct shm_sub *s, const uint64_t *pos, uint32_t n)
 /* Broadcast: move past `n` messages, the last numbered `last_seq` in the
  * record of `size` bytes at `pos`, of which `overrun` were overwritten while
  * read. Unless the last is not the last of its packed record: then the next
- * message is the entry at next_off, numbered next_idx, in the same record. */
-static void broadcast_move_past(struct shm_sub *s, uint64_t pos, uint32_t size, uint32_t next_off, uint32_t next_idx,
-                                uint64_t last_seq, uint32_t n, uint32_t overrun)
+ * message is at `next` (pack_cursor) in the same record. */
+static void broadcast_move_past(struct shm_sub *s, uint64_t pos, uint32_t size, uint64_t next, uint64_t last_seq,
+                                uint32_t n, uint32_t overrun)
 {
-    s->pos = next_off ? pos : pos + size;
-    s->pack_off = next_off;
-    s->pack_idx = next_off ? next_idx : 0;
+    s->pos = next ? pos : pos + size;
+    s->pack = next;
     if (last_seq >= s->next_seq)
         s->next_seq = last_seq + 1;
     atomic_store_explicit(&s->slot->next_seq, s->next_seq, memory_order_relaxed);
@@ -1497,12 +1513,13 @@ static void wake_writers_past(struct shm_chan *ch, uint64_t from, uint64_t to)
         wake_if_sleeping(ch, &ch->hdr->space_sleepers, &ch->hdr->space_futex);
 }
 
-/* Finish the message at the lease: broadcast moves past it, a queue marks it
- * released. Returns DMAQ_EOVERWRITTEN if, under validation, it was overrun. */
-static int finish_read(struct shm_sub *s, uint64_t seq)
+/* Finish the message numbered `seq` in the record of `size` bytes at `pos`
+ * (`next` as in struct rec_view): broadcast moves past it, a
+ * queue marks it released. Returns DMAQ_EOVERWRITTEN if, under validation,
+ * it was overrun. */
+static int finish_message(struct shm_sub *s, uint64_t pos, uint32_t size, uint64_t next, uint64_t seq)
 {
     struct shm_chan *ch = &s->ch;
-    uint64_t pos = s->lease_pos;
     s->token = 0;
     if (ch->kind == DMAQ_KIND_QUEUE) {
         queue_release(s, &pos, 1);
@@ -1510,7 +1527,7 @@ static int finish_read(struct shm_sub *s, uint64_t seq)
     }
     bool overrun = pos < s->validate_below && !intact(s, pos);
     uint64_t from = atomic_load_explicit(&s->slot->pos, memory_order_relaxed); /* what publishers saw */
-    broadcast_move_past(s, pos, s->lease_size, s->lease_next_off, s->lease_next_idx, seq, 1, overrun);
+    broadcast_move_past(s, pos, size, next, seq, 1, overrun);
     if (overrun)
         return dmaq_error_set(DMAQ_EOVERWRITTEN,
                               "message at position %llu on '%s' was overwritten while it was read",
@@ -1518,6 +1535,12 @@ static int finish_read(struct shm_sub *s, uint64_t seq)
     if (ch->policy == DMAQ_POLICY_BLOCK)
         wake_writers_past(ch, from, s->pos);
     return 0;
+}
+
+/* Finish the message leased (hold) and numbered `seq`. */
+static int finish_read(struct shm_sub *s, uint64_t seq)
+{
+    return finish_message(s, s->lease_pos, s->lease_size, s->lease_next, seq);
 }
 
 static int shm_sub_release(void *state, dmaq_lease *lease)
@@ -1561,9 +1584,7 @@ static int shm_sub_recv(void *state, void *buf, size_t cap, size_t *len, int64_t
             continue; /* overrun while we looked: broadcast_next reports the lap */
         }
         memcpy(buf, v.data, n);
-        s->token = 1; /* finish_read ends the claim */
-        hold(s, &v, pos);
-        rc = finish_read(s, v.seq);
+        rc = finish_message(s, pos, v.size, v.next, v.seq);
         if (rc == DMAQ_EOVERWRITTEN) {
             /* The copy is garbage: report it as the one message lost. */
             *len = 1;
@@ -1581,8 +1602,8 @@ static int shm_sub_recv(void *state, void *buf, size_t cap, size_t *len, int64_t
 static int broadcast_probe(struct shm_sub *s, uint64_t pos, struct rec_view *v, uint64_t *at)
 {
     struct shm_chan *ch = &s->ch;
-    if (v->next_off) { /* the same packed record's next */
-        if (view_entry(ch, v, v->next_off, v->next_idx) || (pos < s->validate_below && !intact(s, pos)))
+    if (v->next) { /* the same packed record's next */
+        if (view_entry(ch, v, v->next) || (pos < s->validate_below && !intact(s, pos)))
             return EMPTY;
         *at = pos;
         return FOUND;
@@ -1593,9 +1614,14 @@ static int broadcast_probe(struct shm_sub *s, uint64_t pos, struct rec_view *v, 
         if (!r)
             return EMPTY;
         view_record(r, v);
-        if (bad_record(ch, pos, v->size, v->len, v->flags) ||
-            ((v->flags & (REC_PACKED | REC_PAD)) == REC_PACKED && view_entry(ch, v, 0, 0)) ||
-            (pos < s->validate_below && !intact(s, pos)))
+        if (bad_record(ch, pos, v->size, v->len, v->flags))
+            return EMPTY;
+        if ((v->flags & (REC_PACKED | REC_PAD)) == REC_PACKED) {
+            view_pack(v);
+            if (view_entry(ch, v, 0))
+                return EMPTY;
+        }
+        if (pos < s->validate_below && !intact(s, pos))
             return EMPTY;
         if (!(v->flags & REC_PAD)) {
             *at = pos;
@@ -1682,8 +1708,7 @@ static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, 
     }
     s->batch_last_seq = last.seq;
     s->batch_last_size = last.size;
-    s->batch_next_off = last.next_off;
-    s->batch_next_idx = last.next_idx;
+    s->batch_next = last.next;
     s->batch = (uint32_t)n;
     *count = n;
     return 0;
@@ -1709,8 +1734,7 @@ static size_t finish_batch(struct shm_sub *s, dmaq_lease *leases)
                 leases[i].flags |= DMAQ_LEASE_OVERWRITTEN;
         }
     uint64_t from = atomic_load_explicit(&s->slot->pos, memory_order_relaxed);
-    broadcast_move_past(s, s->batch_pos[n - 1], s->batch_last_size, s->batch_next_off, s->batch_next_idx,
-                        s->batch_last_seq, n, overrun);
+    broadcast_move_past(s, s->batch_pos[n - 1], s->batch_last_size, s->batch_next, s->batch_last_seq, n, overrun);
     if (ch->policy == DMAQ_POLICY_BLOCK)
         wake_writers_past(ch, from, s->pos);
     return overrun;
