@@ -55,6 +55,8 @@ struct pct percentiles(double *v, size_t n); /* sorts v */
 
 /* ---- transports (transports.c) ------------------------------------------ */
 
+#define BENCH_BATCH 64 /* messages per batch of the batched transports */
+
 typedef struct endpoint endpoint;
 struct cell;
 
@@ -86,7 +88,14 @@ struct transport {
     void (*teardown)(struct cell *c); /* parent, after the children are gone */
     /* Publisher, may be NULL: send what finish() has kept back. */
     void (*flush)(endpoint *e);
-    int batch; /* dmaq only: messages per send_many and peek_many; 1x1 streaming only */
+    int batch; /* dmaq only: BENCH_BATCH, messages per send_many and peek_many; 1x1 streaming only */
+    /* Batched transports, streaming: publish `batch` messages of len bytes
+     * in one call; take up to `batch` messages in one call, as recv does,
+     * into data[] and len[] (*n of them, valid until the next call or
+     * close). A program using the batch calls loops over arrays, not over
+     * a call per message; so does the harness with these. */
+    void (*send_batch)(endpoint *e, size_t len);
+    int (*recv_batch)(endpoint *e, const void **data, size_t *len, size_t *n, int timeout_ms);
 };
 
 /* Every transport this build has, dmaq's first. */

@@ -237,6 +237,32 @@ static int dmaq_batch_recv(endpoint *b, const void **data, size_t *len, uint64_t
     return 1;
 }
 
+static void dmaq_send_batch(endpoint *b, size_t len)
+{
+    struct dmaq_ep *e = (struct dmaq_ep *)b;
+    for (int i = 0; i < b->t->batch; i++)
+        e->lens[i] = len;
+    if (dmaq_pub_send_many(e->pub, b->stage, e->lens, (size_t)b->t->batch, NULL, -1) < 0)
+        bench_fail("dmaq_pub_send_many: %s", dmaq_last_error());
+}
+
+static int dmaq_recv_batch(endpoint *b, const void **data, size_t *len, size_t *n, int timeout_ms)
+{
+    struct dmaq_ep *e = (struct dmaq_ep *)b;
+    dmaq_batch_release(e);
+    int rc = dmaq_sub_peek_many(e->sub, e->leases, (size_t)b->t->batch, &e->have, ms_to_ns(timeout_ms));
+    if (rc == DMAQ_ETIMEDOUT || rc == DMAQ_EAGAIN)
+        return 0;
+    if (rc < 0)
+        bench_fail("dmaq_sub_peek_many: %s", dmaq_last_error());
+    for (size_t i = 0; i < e->have; i++) {
+        data[i] = e->leases[i].data;
+        len[i] = e->leases[i].len;
+    }
+    *n = e->next = e->have;
+    return 1;
+}
+
 static int dmaq_batch_done(endpoint *b)
 {
     (void)b; /* released with the whole batch, at the next recv or close */
@@ -253,13 +279,20 @@ static void dmaq_batch_close(endpoint *b)
     dmaq_close_ep(b);
 }
 
-#define BENCH_BATCH 64
-#define DMAQ_BATCH_TRANSPORT(key_, kind_)                                                                        {                                                                                                                .name = kind_ == DMAQ_KIND_QUEUE ? "dmaq queue" : "dmaq broadcast/block", .key = key_,                       .max_size = BENCH_MAX_SIZE / BENCH_BATCH, .fan = 1, .zero_copy = 0, .kind = kind_,                           .policy = DMAQ_POLICY_BLOCK, .spin_ns = -1, .setup = dmaq_setup, .open = dmaq_open_ep,                       .begin = dmaq_batch_begin, .finish = dmaq_batch_finish, .recv = dmaq_batch_recv,                             .done = dmaq_batch_done, .close = dmaq_batch_close, .teardown = dmaq_teardown,                               .flush = dmaq_batch_flush, .batch = BENCH_BATCH                                                          }
+#define DMAQ_BATCH_TRANSPORT(key_, kind_)                                                                              \
+    {                                                                                                                  \
+        .name = kind_ == DMAQ_KIND_QUEUE ? "dmaq queue" : "dmaq broadcast/block", .key = key_,                         \
+        .max_size = BENCH_MAX_SIZE / BENCH_BATCH, .fan = 1, .zero_copy = 0, .kind = kind_,                             \
+        .policy = DMAQ_POLICY_BLOCK, .spin_ns = -1, .setup = dmaq_setup, .open = dmaq_open_ep,                         \
+        .begin = dmaq_batch_begin, .finish = dmaq_batch_finish, .recv = dmaq_batch_recv, .done = dmaq_batch_done,      \
+        .close = dmaq_batch_close, .teardown = dmaq_teardown, .flush = dmaq_batch_flush, .batch = BENCH_BATCH,         \
+        .send_batch = dmaq_send_batch, .recv_batch = dmaq_recv_batch                                                   \
+    }
 
-#define DMAQ_TRANSPORT(name_, key_, kind_, policy_, zc_)                                                     \
-    {                                                                                                        \
-        name_, key_, BENCH_MAX_SIZE, 1, zc_, kind_, policy_, -1, dmaq_setup, dmaq_open_ep, dmaq_begin,       \
-            dmaq_finish, dmaq_recv_ep, dmaq_done, dmaq_close_ep, dmaq_teardown, NULL, 0                      \
+#define DMAQ_TRANSPORT(name_, key_, kind_, policy_, zc_)                                                               \
+    {                                                                                                                  \
+        name_, key_, BENCH_MAX_SIZE, 1, zc_, kind_, policy_, -1, dmaq_setup, dmaq_open_ep, dmaq_begin, dmaq_finish,    \
+            dmaq_recv_ep, dmaq_done, dmaq_close_ep, dmaq_teardown, NULL, 0, NULL, NULL                                 \
     }
 
 static const struct transport dmaq_transports[] = {
@@ -634,24 +667,109 @@ static void nng_close_ep(endpoint *b)
 }
 #endif
 
-static const struct transport pipe_transport = {
-    "pipe", "pipe", BENCH_MAX_SIZE, 0, 0, 0, 0, 0, pipe_setup, stream_open, stream_begin, stream_finish,
-    stream_recv, stream_done, stream_close, stream_teardown, NULL, 0};
-static const struct transport unix_transport = {
-    "Unix stream socket", "unix", BENCH_MAX_SIZE, 0, 0, 0, 0, 0, unix_setup, stream_open, stream_begin,
-    stream_finish, stream_recv, stream_done, stream_close, stream_teardown, NULL, 0};
-static const struct transport mq_transport = {
-    "POSIX mqueue", "mqueue", MQ_MSG_SIZE, 0, 0, 0, 0, 0, mq_setup, mq_open_ep, plain_begin, mq_finish,
-    mq_recv_ep, nothing_to_release, mq_close_ep, mq_teardown, NULL, 0};
+static const struct transport pipe_transport = {"pipe",
+                                                "pipe",
+                                                BENCH_MAX_SIZE,
+                                                0,
+                                                0,
+                                                0,
+                                                0,
+                                                0,
+                                                pipe_setup,
+                                                stream_open,
+                                                stream_begin,
+                                                stream_finish,
+                                                stream_recv,
+                                                stream_done,
+                                                stream_close,
+                                                stream_teardown,
+                                                NULL,
+                                                0,
+                                                NULL,
+                                                NULL};
+static const struct transport unix_transport = {"Unix stream socket",
+                                                "unix",
+                                                BENCH_MAX_SIZE,
+                                                0,
+                                                0,
+                                                0,
+                                                0,
+                                                0,
+                                                unix_setup,
+                                                stream_open,
+                                                stream_begin,
+                                                stream_finish,
+                                                stream_recv,
+                                                stream_done,
+                                                stream_close,
+                                                stream_teardown,
+                                                NULL,
+                                                0,
+                                                NULL,
+                                                NULL};
+static const struct transport mq_transport = {"POSIX mqueue",
+                                              "mqueue",
+                                              MQ_MSG_SIZE,
+                                              0,
+                                              0,
+                                              0,
+                                              0,
+                                              0,
+                                              mq_setup,
+                                              mq_open_ep,
+                                              plain_begin,
+                                              mq_finish,
+                                              mq_recv_ep,
+                                              nothing_to_release,
+                                              mq_close_ep,
+                                              mq_teardown,
+                                              NULL,
+                                              0,
+                                              NULL,
+                                              NULL};
 #ifdef DMAQ_BENCH_ZMQ
-static const struct transport zmq_transport = {
-    "ZeroMQ ipc (push/pull)", "zeromq", BENCH_MAX_SIZE, 0, 0, 0, 0, 0, ipc_setup, zmq_open_ep, plain_begin,
-    zmq_finish, zmq_recv_ep, nothing_to_release, zmq_close_ep, ipc_teardown, NULL, 0};
+static const struct transport zmq_transport = {"ZeroMQ ipc (push/pull)",
+                                               "zeromq",
+                                               BENCH_MAX_SIZE,
+                                               0,
+                                               0,
+                                               0,
+                                               0,
+                                               0,
+                                               ipc_setup,
+                                               zmq_open_ep,
+                                               plain_begin,
+                                               zmq_finish,
+                                               zmq_recv_ep,
+                                               nothing_to_release,
+                                               zmq_close_ep,
+                                               ipc_teardown,
+                                               NULL,
+                                               0,
+                                               NULL,
+                                               NULL};
 #endif
 #ifdef DMAQ_BENCH_NNG
-static const struct transport nng_transport = {
-    "NNG ipc (push0/pull0)", "nng", BENCH_MAX_SIZE, 0, 0, 0, 0, 0, ipc_setup, nng_open_ep, plain_begin,
-    nng_finish, nng_recv_ep, nothing_to_release, nng_close_ep, ipc_teardown, NULL, 0};
+static const struct transport nng_transport = {"NNG ipc (push0/pull0)",
+                                               "nng",
+                                               BENCH_MAX_SIZE,
+                                               0,
+                                               0,
+                                               0,
+                                               0,
+                                               0,
+                                               ipc_setup,
+                                               nng_open_ep,
+                                               plain_begin,
+                                               nng_finish,
+                                               nng_recv_ep,
+                                               nothing_to_release,
+                                               nng_close_ep,
+                                               ipc_teardown,
+                                               NULL,
+                                               0,
+                                               NULL,
+                                               NULL};
 #endif
 
 const struct transport *const bench_transports[] = {
