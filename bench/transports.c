@@ -667,109 +667,31 @@ static void nng_close_ep(endpoint *b)
 }
 #endif
 
-static const struct transport pipe_transport = {"pipe",
-                                                "pipe",
-                                                BENCH_MAX_SIZE,
-                                                0,
-                                                0,
-                                                0,
-                                                0,
-                                                0,
-                                                pipe_setup,
-                                                stream_open,
-                                                stream_begin,
-                                                stream_finish,
-                                                stream_recv,
-                                                stream_done,
-                                                stream_close,
-                                                stream_teardown,
-                                                NULL,
-                                                0,
-                                                NULL,
-                                                NULL};
-static const struct transport unix_transport = {"Unix stream socket",
-                                                "unix",
-                                                BENCH_MAX_SIZE,
-                                                0,
-                                                0,
-                                                0,
-                                                0,
-                                                0,
-                                                unix_setup,
-                                                stream_open,
-                                                stream_begin,
-                                                stream_finish,
-                                                stream_recv,
-                                                stream_done,
-                                                stream_close,
-                                                stream_teardown,
-                                                NULL,
-                                                0,
-                                                NULL,
-                                                NULL};
-static const struct transport mq_transport = {"POSIX mqueue",
-                                              "mqueue",
-                                              MQ_MSG_SIZE,
-                                              0,
-                                              0,
-                                              0,
-                                              0,
-                                              0,
-                                              mq_setup,
-                                              mq_open_ep,
-                                              plain_begin,
-                                              mq_finish,
-                                              mq_recv_ep,
-                                              nothing_to_release,
-                                              mq_close_ep,
-                                              mq_teardown,
-                                              NULL,
-                                              0,
-                                              NULL,
-                                              NULL};
+/* A transport of the comparison: no dmaq options, no batches. */
+#define OTHER_TRANSPORT(name_, key_, max_size_, setup_, open_, begin_, finish_, recv_, done_, close_, teardown_)       \
+    {                                                                                                                  \
+        .name = name_, .key = key_, .max_size = max_size_, .setup = setup_, .open = open_, .begin = begin_,            \
+        .finish = finish_, .recv = recv_, .done = done_, .close = close_, .teardown = teardown_                        \
+    }
+
+static const struct transport pipe_transport =
+    OTHER_TRANSPORT("pipe", "pipe", BENCH_MAX_SIZE, pipe_setup, stream_open, stream_begin, stream_finish, stream_recv,
+                    stream_done, stream_close, stream_teardown);
+static const struct transport unix_transport =
+    OTHER_TRANSPORT("Unix stream socket", "unix", BENCH_MAX_SIZE, unix_setup, stream_open, stream_begin, stream_finish,
+                    stream_recv, stream_done, stream_close, stream_teardown);
+static const struct transport mq_transport =
+    OTHER_TRANSPORT("POSIX mqueue", "mqueue", MQ_MSG_SIZE, mq_setup, mq_open_ep, plain_begin, mq_finish, mq_recv_ep,
+                    nothing_to_release, mq_close_ep, mq_teardown);
 #ifdef DMAQ_BENCH_ZMQ
-static const struct transport zmq_transport = {"ZeroMQ ipc (push/pull)",
-                                               "zeromq",
-                                               BENCH_MAX_SIZE,
-                                               0,
-                                               0,
-                                               0,
-                                               0,
-                                               0,
-                                               ipc_setup,
-                                               zmq_open_ep,
-                                               plain_begin,
-                                               zmq_finish,
-                                               zmq_recv_ep,
-                                               nothing_to_release,
-                                               zmq_close_ep,
-                                               ipc_teardown,
-                                               NULL,
-                                               0,
-                                               NULL,
-                                               NULL};
+static const struct transport zmq_transport =
+    OTHER_TRANSPORT("ZeroMQ ipc (push/pull)", "zeromq", BENCH_MAX_SIZE, ipc_setup, zmq_open_ep, plain_begin, zmq_finish,
+                    zmq_recv_ep, nothing_to_release, zmq_close_ep, ipc_teardown);
 #endif
 #ifdef DMAQ_BENCH_NNG
-static const struct transport nng_transport = {"NNG ipc (push0/pull0)",
-                                               "nng",
-                                               BENCH_MAX_SIZE,
-                                               0,
-                                               0,
-                                               0,
-                                               0,
-                                               0,
-                                               ipc_setup,
-                                               nng_open_ep,
-                                               plain_begin,
-                                               nng_finish,
-                                               nng_recv_ep,
-                                               nothing_to_release,
-                                               nng_close_ep,
-                                               ipc_teardown,
-                                               NULL,
-                                               0,
-                                               NULL,
-                                               NULL};
+static const struct transport nng_transport =
+    OTHER_TRANSPORT("NNG ipc (push0/pull0)", "nng", BENCH_MAX_SIZE, ipc_setup, nng_open_ep, plain_begin, nng_finish,
+                    nng_recv_ep, nothing_to_release, nng_close_ep, ipc_teardown);
 #endif
 
 const struct transport *const bench_transports[] = {
