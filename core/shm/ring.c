@@ -602,11 +602,11 @@ static int wait_for_room(struct shm_pub *p, struct waiter *w, struct shm_write *
 
 /* Claim space for up to n records (all n fit one segment's worth of the
  * ring only if they are small; the caller loops), waiting up to timeout_ns
- * for room for the first. Every length is at most max_message, but for a
- * packed record's (n == 1 and `packed` messages in it, which take as many
- * sequence numbers; else 0). */
+ * for room for the first. lens[] are the records' payload lengths: a
+ * message's, at most max_message, or a packed record's; msgs[] (NULL: one
+ * each) how many messages, so sequence numbers, each holds. */
 static inline __attribute__((always_inline)) int claim_space(struct shm_pub *p, const size_t *lens, uint32_t n,
-                                                             uint32_t packed, int64_t timeout_ns, struct claim *c)
+                                                             const uint32_t *msgs, int64_t timeout_ns, struct claim *c)
 {
     struct shm_chan *ch = &p->ch;
     struct shm_header *h = ch->hdr;
@@ -645,7 +645,10 @@ static inline __attribute__((always_inline)) int claim_space(struct shm_pub *p, 
         atomic_store_explicit(&slot->claim_end, end, memory_order_relaxed);
         atomic_store_explicit(&slot->claim_seq, cur.seq, memory_order_relaxed);
         atomic_store_explicit(&slot->claim_count, k, memory_order_relaxed);
-        uint32_t seqs = packed ? packed : k;
+        uint32_t seqs = k;
+        if (msgs)
+            for (uint32_t i = 0; i < k; i++)
+                seqs += msgs[i] - 1;
         atomic_store_explicit(&slot->claim_seqs, seqs, memory_order_relaxed);
         struct shm_write next = {end, cur.seq + seqs};
         if (claim_write(p, &cur, next)) {
@@ -708,7 +711,7 @@ static int reserve_record(struct shm_pub *p, size_t len, int64_t timeout_ns, str
     if (len > ch->max_message)
         return too_long(ch, len);
     struct claim c = {0};
-    int rc = claim_space(p, &len, 1, 0, timeout_ns, &c);
+    int rc = claim_space(p, &len, 1, NULL, timeout_ns, &c);
     if (rc < 0)
         return rc;
     *out = init_record(p, c.start, c.seq, len);
@@ -838,15 +841,16 @@ static inline void prefetch_claim(const struct shm_chan *ch, uint64_t *fetched, 
         prefetch_line_for_write(ch, *fetched);
 }
 
-/* Broadcast: how many of the n messages of lens[] (at most `cap`) pack into
- * one record of at most pack_bytes; *payload is that record's len. */
+/* Broadcast: how many of the n messages of lens[] (at most `cap`, each at
+ * most SHM_PACK_MESSAGE_MAX bytes) pack into one record of at most
+ * pack_bytes; *payload is that record's len. */
 static uint32_t pack_run(const struct shm_chan *ch, const size_t *lens, size_t n, uint32_t cap, size_t *payload)
 {
     uint64_t off = SHM_PACK_FIRST, end = DMAQ_RECORD_HEADER;
     uint32_t k = 0;
     if (ch->kind != DMAQ_KIND_BROADCAST)
         return 0;
-    for (; k < n && k < cap; k++) {
+    for (; k < n && k < cap && lens[k] <= SHM_PACK_MESSAGE_MAX; k++) {
         uint64_t payload_end = off + sizeof(struct shm_entry) + lens[k];
         if (shm_record_size(payload_end - DMAQ_RECORD_HEADER) > ch->pack_bytes)
             break;
@@ -857,33 +861,43 @@ static uint32_t pack_run(const struct shm_chan *ch, const size_t *lens, size_t n
     return k;
 }
 
-/* How many of the n messages of lens[] to claim as records of their own:
- * on a broadcast channel, those before the first that packs with the next. */
-static uint32_t unpacked_run(const struct shm_chan *ch, const size_t *lens, size_t n)
+/* The records of a claim of send_many: PLAN_MAX at most, each packed or
+ * one message. */
+#define PLAN_MAX 64
+struct plan {
+    uint32_t n;
+    size_t len[PLAN_MAX];    /* payload: the message's, or the packed record's */
+    uint32_t msgs[PLAN_MAX]; /* messages in it: 1, or >= 2 packed */
+};
+
+/* Plan records for the n messages of lens[]: on a broadcast channel a run
+ * of small ones goes into one packed record, anything else into its own. */
+static void plan_records(const struct shm_chan *ch, const size_t *lens, size_t n, struct plan *pl)
 {
-    size_t unused;
-    uint32_t k = 1;
-    if (ch->kind != DMAQ_KIND_BROADCAST)
-        return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
-    while (k < n && k < DMAQ_BATCH_MAX && pack_run(ch, lens + k, n - k, 2, &unused) < 2)
-        k++;
-    return k;
+    size_t m = 0;
+    for (pl->n = 0; m < n && pl->n < PLAN_MAX; pl->n++) {
+        size_t payload;
+        uint32_t packed = pack_run(ch, lens + m, n - m, UINT32_MAX, &payload);
+        pl->len[pl->n] = packed >= 2 ? payload : lens[m];
+        pl->msgs[pl->n] = packed >= 2 ? packed : 1;
+        m += pl->msgs[pl->n];
+    }
 }
 
-/* Write the `count` messages of a packed claim (layout.h); returns the
- * source past them. */
-static const unsigned char *write_packed(struct shm_pub *p, const struct claim *c, const size_t *lens, uint32_t count,
-                                         size_t payload, const unsigned char *src)
+/* Write a packed record of `count` messages at `pos` (layout.h) in the
+ * claim `c`, asking for its lines ahead (prefetch_claim, from *fetched);
+ * returns the source past them. */
+static const unsigned char *write_packed(struct shm_pub *p, const struct claim *c, uint64_t *fetched, uint64_t pos,
+                                         uint64_t seq, uint64_t ts, const size_t *lens, uint32_t count, size_t payload,
+                                         const unsigned char *src)
 {
-    struct shm_chan *ch = &p->ch;
-    uint64_t fetched = c->start;
-    struct shm_record *r = init_record(p, c->start, c->seq, payload);
-    r->timestamp_ns = dmaq__stamp_now(&p->clock);
+    struct shm_record *r = init_record(p, pos, seq, payload);
+    r->timestamp_ns = ts;
     r->flags = REC_PACKED;
     r->count = count;
     uint64_t off = SHM_PACK_FIRST;
     for (uint32_t i = 0; i < count; i++) {
-        prefetch_claim(ch, &fetched, c->start + off + WRITE_AHEAD < c->end ? c->start + off + WRITE_AHEAD : c->end);
+        prefetch_claim(&p->ch, fetched, pos + off + WRITE_AHEAD < c->end ? pos + off + WRITE_AHEAD : c->end);
         struct shm_entry *e = (struct shm_entry *)((unsigned char *)r + off);
         e->len = (uint32_t)lens[i];
         e->index = i;
@@ -891,26 +905,36 @@ static const unsigned char *write_packed(struct shm_pub *p, const struct claim *
         src += lens[i];
         off = shm_pack_next(off, lens[i]);
     }
-    commit_record(ch, r, c->start);
+    commit_record(&p->ch, r, pos);
     return src;
 }
 
-/* Write the records of a claim of one record per message; returns the
- * source past them. */
-static const unsigned char *write_records(struct shm_pub *p, const struct claim *c, const size_t *lens,
-                                          const unsigned char *src)
+/* Write the records of a claim, as planned (NULL: one message each);
+ * returns the source past them and the messages in *messages. */
+static const unsigned char *write_claim(struct shm_pub *p, const struct claim *c, const size_t *lens,
+                                        const struct plan *pl, const unsigned char *src, uint32_t *messages)
 {
     struct shm_chan *ch = &p->ch;
-    uint64_t ts = dmaq__stamp_now(&p->clock), pos = c->start, fetched = c->start;
+    uint64_t ts = dmaq__stamp_now(&p->clock), pos = c->start, fetched = c->start, seq = c->seq;
+    uint32_t m = 0;
     for (uint32_t i = 0; i < c->count; i++) {
         prefetch_claim(ch, &fetched, pos + WRITE_AHEAD < c->end ? pos + WRITE_AHEAD : c->end);
-        struct shm_record *r = init_record(p, pos, c->seq + i, lens[i]);
-        r->timestamp_ns = ts;
-        copy_payload((unsigned char *)(r + 1), src, lens[i]);
-        src += lens[i];
-        commit_record(ch, r, pos);
+        uint32_t k = pl ? pl->msgs[i] : 1;
+        struct shm_record *r = shm_rec(ch, pos);
+        if (k > 1) {
+            src = write_packed(p, c, &fetched, pos, seq, ts, lens + m, k, pl->len[i], src);
+        } else {
+            r = init_record(p, pos, seq, lens[m]);
+            r->timestamp_ns = ts;
+            copy_payload((unsigned char *)(r + 1), src, lens[m]);
+            src += lens[m];
+            commit_record(ch, r, pos);
+        }
         pos += r->size;
+        seq += k;
+        m += k;
     }
+    *messages = m;
     return src;
 }
 
@@ -931,24 +955,19 @@ static int shm_pub_send_many(void *state, const void *data, const size_t *lens, 
         n++;
     uint64_t deadline = dmaq__deadline(timeout_ns);
     const unsigned char *src = data;
+    struct plan plan, *pl = ch->kind == DMAQ_KIND_BROADCAST ? &plan : NULL;
     for (size_t done = 0; done < n;) {
         struct claim c = {0};
-        size_t payload;
-        uint32_t packed = pack_run(ch, lens + done, n - done, UINT32_MAX, &payload), messages;
-        if (packed >= 2) {
-            int rc = claim_space(p, &payload, 1, packed, dmaq__timeout_left(timeout_ns, deadline), &c);
-            if (rc < 0)
-                return rc;
-            src = write_packed(p, &c, lens + done, packed, payload, src);
-            messages = packed;
-        } else {
-            uint32_t want = unpacked_run(ch, lens + done, n - done);
-            int rc = claim_space(p, lens + done, want, 0, dmaq__timeout_left(timeout_ns, deadline), &c);
-            if (rc < 0)
-                return rc;
-            src = write_records(p, &c, lens + done, src);
-            messages = c.count;
+        uint32_t records = n - done > UINT32_MAX ? UINT32_MAX : (uint32_t)(n - done), messages;
+        if (pl) {
+            plan_records(ch, lens + done, n - done, pl);
+            records = pl->n;
         }
+        int rc = claim_space(p, pl ? pl->len : lens + done, records, pl ? pl->msgs : NULL,
+                             dmaq__timeout_left(timeout_ns, deadline), &c);
+        if (rc < 0)
+            return rc;
+        src = write_claim(p, &c, lens + done, pl, src, &messages);
         end_claim(p, messages);
         done += messages;
         if (sent)

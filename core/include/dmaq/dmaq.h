@@ -313,9 +313,9 @@ DMAQ_API int dmaq_pub_send(dmaq_pub *pub, const void *data, size_t len, int64_t 
  * operation, one clock read and one wake-up check for them all; they share
  * a timestamp, and subscribers may see the first before the last is
  * written, in order as always). On a shm:// broadcast channel, runs of
- * small messages are packed into shared records of up to 4 KiB (8 bytes of
- * ring each besides the payload, padded to 16, instead of
- * DMAQ_RECORD_HEADER and DMAQ_RECORD_ALIGN), each record visible to
+ * messages of up to 512 bytes are packed into shared records of up to
+ * 4 KiB (8 bytes of ring each besides the payload, padded to 16, instead
+ * of DMAQ_RECORD_HEADER and DMAQ_RECORD_ALIGN), each record visible to
  * subscribers whole; they still read, number and release each message on
  * its own, payloads 16-byte aligned. Message i is the lens[i] bytes that follow
  * messages 0..i-1 in `data` (the messages packed back to back). Waits at
