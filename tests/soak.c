@@ -89,6 +89,15 @@ static long rss_kb(void)
     return kb;
 }
 
+/* How much the resident set grew since `before` (0: not measured). Read
+ * once: with the workers as threads of one process, the set can shrink
+ * between two reads, and the difference of two went negative. */
+static uint64_t rss_growth_kb(long before)
+{
+    long now = rss_kb();
+    return before && now > before ? (uint64_t)(now - before) : 0;
+}
+
 static void fill(unsigned char *p, size_t len, uint32_t pub, uint32_t index)
 {
     for (size_t i = HEAD; i < len; i++)
@@ -146,8 +155,7 @@ static void *publisher(void *arg)
     }
 out:
     atomic_store(&S->sent[me], i);
-    if (rss_at_1s && rss_kb() > rss_at_1s)
-        atomic_store(&S->pub_rss_growth_kb[me], (uint64_t)(rss_kb() - rss_at_1s));
+    atomic_store(&S->pub_rss_growth_kb[me], rss_growth_kb(rss_at_1s));
     atomic_fetch_add(&S->pubs_done, 1);
     dmaq_pub_close(pub);
     return NULL;
@@ -238,8 +246,7 @@ static void *subscriber(void *arg)
         if (!rss_at_1s && (n & 4095) == 0 && now_ns() - start > 1000000000u)
             rss_at_1s = rss_kb();
     }
-    if (rss_at_1s && rss_kb() > rss_at_1s)
-        atomic_store(&S->sub[me].rss_growth_kb, (uint64_t)(rss_kb() - rss_at_1s));
+    atomic_store(&S->sub[me].rss_growth_kb, rss_growth_kb(rss_at_1s));
     dmaq_sub_close(sub);
     return NULL;
 }
