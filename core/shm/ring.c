@@ -65,7 +65,9 @@ struct shm_sub {
     /* The outstanding batch of dmaq_sub_peek_many (0 = none): where each of
      * its records is, so that release and close can end every one. */
     uint32_t batch;
-    uint64_t batch_last_seq;                                  /* its last message's number, record size and */
+    /* its last message: its number, its record's size, and the entry after
+     * it (struct rec_view) */
+    uint64_t batch_last_seq;
     uint32_t batch_last_size;
     uint64_t batch_next;
     /* Queue: records released since this subscriber last moved the tail. */
