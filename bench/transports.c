@@ -219,18 +219,26 @@ static void dmaq_batch_release(struct dmaq_ep *e)
     e->have = e->next = 0;
 }
 
+/* Release the batch held and lease the next, waiting up to timeout_ms.
+ * Returns 0 if none came. */
+static int dmaq_batch_refill(endpoint *b, int timeout_ms)
+{
+    struct dmaq_ep *e = (struct dmaq_ep *)b;
+    dmaq_batch_release(e);
+    int rc = dmaq_sub_peek_many(e->sub, e->leases, (size_t)b->t->batch, &e->have, ms_to_ns(timeout_ms));
+    if (rc == DMAQ_ETIMEDOUT || rc == DMAQ_EAGAIN)
+        return 0;
+    if (rc < 0)
+        bench_fail("dmaq_sub_peek_many: %s", dmaq_last_error());
+    return 1;
+}
+
 static int dmaq_batch_recv(endpoint *b, const void **data, size_t *len, uint64_t *lost, int timeout_ms)
 {
     (void)lost; /* batched transports are queue and broadcast/block: nothing is lost */
     struct dmaq_ep *e = (struct dmaq_ep *)b;
-    if (e->next == e->have) {
-        dmaq_batch_release(e);
-        int rc = dmaq_sub_peek_many(e->sub, e->leases, (size_t)b->t->batch, &e->have, ms_to_ns(timeout_ms));
-        if (rc == DMAQ_ETIMEDOUT || rc == DMAQ_EAGAIN)
-            return 0;
-        if (rc < 0)
-            bench_fail("dmaq_sub_peek_many: %s", dmaq_last_error());
-    }
+    if (e->next == e->have && !dmaq_batch_refill(b, timeout_ms))
+        return 0;
     *data = e->leases[e->next].data;
     *len = e->leases[e->next].len;
     e->next++;
@@ -249,12 +257,8 @@ static void dmaq_send_batch(endpoint *b, size_t len)
 static int dmaq_recv_batch(endpoint *b, const void **data, size_t *len, size_t *n, int timeout_ms)
 {
     struct dmaq_ep *e = (struct dmaq_ep *)b;
-    dmaq_batch_release(e);
-    int rc = dmaq_sub_peek_many(e->sub, e->leases, (size_t)b->t->batch, &e->have, ms_to_ns(timeout_ms));
-    if (rc == DMAQ_ETIMEDOUT || rc == DMAQ_EAGAIN)
+    if (!dmaq_batch_refill(b, timeout_ms))
         return 0;
-    if (rc < 0)
-        bench_fail("dmaq_sub_peek_many: %s", dmaq_last_error());
     for (size_t i = 0; i < e->have; i++) {
         data[i] = e->leases[i].data;
         len[i] = e->leases[i].len;

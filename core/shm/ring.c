@@ -830,15 +830,16 @@ static int shm_pub_send(void *state, const void *data, size_t len, int64_t timeo
 
 #define WRITE_AHEAD 2048 /* bytes of a claim asked for ahead of the writes */
 
-/* Ask for the claim's lines up to `to` (from *fetched, which moves there)
- * ahead of the writes. On a broadcast channel each store to a line a reader
+/* Ask for the lines of claim `c` up to WRITE_AHEAD bytes past `pos` (from
+ * *fetched, which moves there) ahead of the writes. On a broadcast channel each store to a line a reader
  * last held waits for it, one line at a time, unless asked for early: this
  * made 64 B batch streams 1.5x faster. (A queue's streams are bound by their
  * readers here: no gain measured.) */
-static inline void prefetch_claim(const struct shm_chan *ch, uint64_t *fetched, uint64_t to)
+static inline void prefetch_claim(const struct shm_chan *ch, const struct claim *c, uint64_t *fetched, uint64_t pos)
 {
     if (ch->kind != DMAQ_KIND_BROADCAST)
         return;
+    uint64_t to = pos + WRITE_AHEAD < c->end ? pos + WRITE_AHEAD : c->end;
     for (; *fetched < to; *fetched += DMAQ_RECORD_ALIGN)
         prefetch_line_for_write(ch, *fetched);
 }
@@ -899,7 +900,7 @@ static const unsigned char *write_packed(struct shm_pub *p, const struct claim *
     r->count = count;
     uint64_t off = SHM_PACK_FIRST;
     for (uint32_t i = 0; i < count; i++) {
-        prefetch_claim(&p->ch, fetched, pos + off + WRITE_AHEAD < c->end ? pos + off + WRITE_AHEAD : c->end);
+        prefetch_claim(&p->ch, c, fetched, pos + off);
         struct shm_entry *e = (struct shm_entry *)((unsigned char *)r + off);
         e->len = (uint32_t)lens[i];
         e->index = i;
@@ -920,7 +921,7 @@ static const unsigned char *write_claim(struct shm_pub *p, const struct claim *c
     uint64_t ts = dmaq__stamp_now(&p->clock), pos = c->start, fetched = c->start, seq = c->seq;
     uint32_t m = 0;
     for (uint32_t i = 0; i < c->count; i++) {
-        prefetch_claim(ch, &fetched, pos + WRITE_AHEAD < c->end ? pos + WRITE_AHEAD : c->end);
+        prefetch_claim(ch, c, &fetched, pos);
         uint32_t k = pl ? pl->msgs[i] : 1;
         struct shm_record *r = shm_rec(ch, pos);
         if (k > 1) {
@@ -1137,25 +1138,12 @@ static void view_record(struct shm_record *r, struct rec_view *v)
     v->redelivered = false;
 }
 
-/* The packed record a view (fresh from view_record, checked by bad_record)
- * shows: note what view_entry needs of its header, and ask for its lines.
- * (Each entry's place depends on the one before: without asking for the
- * committed record's lines at once, a reader waits for them one at a time,
- * a transfer from the publisher's CPU each.) */
-static inline void view_pack(struct rec_view *v)
-{
-    v->rec_seq = v->seq;
-    v->pack_end = DMAQ_RECORD_HEADER + v->len;
-    for (uint32_t line = DMAQ_RECORD_ALIGN; line < v->pack_end; line += DMAQ_RECORD_ALIGN)
-        __builtin_prefetch((unsigned char *)v->rec + line, 0);
-}
-
 /* Where a reader is inside a packed record: the entry at offset `off`,
  * numbered `idx`. */
 static inline uint64_t pack_cursor(uint64_t off, uint32_t idx) { return (uint64_t)idx << 32 | (uint32_t)off; }
 
-/* Point a view of a packed record (view_pack) at the message at `cursor`
- * (0: the first). Returns what is wrong, or NULL. */
+/* Point a view of a packed record (view_pack, which notes its header) at
+ * the message at `cursor` (0: the first). Returns what is wrong, or NULL. */
 static inline __attribute__((always_inline)) const char *view_entry(const struct shm_chan *ch, struct rec_view *v,
                                                                     uint64_t cursor)
 {
@@ -1176,6 +1164,28 @@ static inline __attribute__((always_inline)) const char *view_entry(const struct
     bool last = idx + 1 == v->count;
     v->next = last ? 0 : pack_cursor(shm_pack_next(off, len), idx + 1);
     return NULL;
+}
+
+/* A view (fresh from view_record, checked by bad_record) of a packed record
+ * and not padding? */
+static inline bool viewing_packed(const struct rec_view *v)
+{
+    return (v->flags & (REC_PACKED | REC_PAD)) == REC_PACKED;
+}
+
+/* Point a fresh view of a packed record (viewing_packed) at the message at
+ * `cursor`: note what view_entry needs of its header, and ask for its
+ * lines. (Each entry's place depends on the one before: without asking for
+ * the committed record's lines at once, a reader waits for them one at a
+ * time, a transfer from the publisher's CPU each.) Returns what is wrong,
+ * or NULL. */
+static inline const char *view_pack(const struct shm_chan *ch, struct rec_view *v, uint64_t cursor)
+{
+    v->rec_seq = v->seq;
+    v->pack_end = DMAQ_RECORD_HEADER + v->len;
+    for (uint32_t line = DMAQ_RECORD_ALIGN; line < v->pack_end; line += DMAQ_RECORD_ALIGN)
+        __builtin_prefetch((unsigned char *)v->rec + line, 0);
+    return view_entry(ch, v, cursor);
 }
 
 /* Read the header of a record this subscriber claimed, and check it again:
@@ -1218,12 +1228,10 @@ static int broadcast_next(struct shm_sub *s, struct rec_view *v, uint64_t *lost)
         }
         view_record(r, v);
         const char *bad = bad_record(ch, pos, v->size, v->len, v->flags);
-        if (!bad && (v->flags & (REC_PACKED | REC_PAD)) == REC_PACKED) {
-            view_pack(v);
-            bad = view_entry(ch, v, s->pack);
-        } else if (!bad && s->pack) {
+        if (!bad && viewing_packed(v))
+            bad = view_pack(ch, v, s->pack);
+        else if (!bad && s->pack)
             bad = "changed while it was read";
-        }
         if (validate && !intact(s, pos)) {
             int rc = resume_after_lap(s, lost);
             if (rc < 0)
@@ -1637,11 +1645,8 @@ static int broadcast_probe(struct shm_sub *s, uint64_t pos, struct rec_view *v, 
         view_record(r, v);
         if (bad_record(ch, pos, v->size, v->len, v->flags))
             return EMPTY;
-        if ((v->flags & (REC_PACKED | REC_PAD)) == REC_PACKED) {
-            view_pack(v);
-            if (view_entry(ch, v, 0))
-                return EMPTY;
-        }
+        if (viewing_packed(v) && view_pack(ch, v, 0))
+            return EMPTY;
         if (pos < s->validate_below && !intact(s, pos))
             return EMPTY;
         if (!(v->flags & REC_PAD)) {
