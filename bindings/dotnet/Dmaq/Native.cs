@@ -68,26 +68,43 @@ internal static unsafe partial class Native
     internal static partial int PubClose(nint pub);
     [LibraryImport(Lib, EntryPoint = "dmaq_pub_id"), SuppressGCTransition]
     internal static partial uint PubId(nint pub);
+    // The calls that may wait (and so make the GC transition) are each
+    // wrapped in a method of its own that is never inlined: a method that
+    // holds such a call sets up a transition frame on every call, whichever
+    // branch it takes, and the Try* paths beside these would pay for it.
     [LibraryImport(Lib, EntryPoint = "dmaq_pub_reserve")]
-    internal static partial int PubReserve(nint pub, nuint len, Lease* lease, long timeoutNs);
+    private static partial int PubReserveImport(nint pub, nuint len, Lease *lease, long timeoutNs);
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static int PubReserve(nint pub, nuint len, Lease *lease,
+                                   long timeoutNs) => PubReserveImport(pub, len, lease, timeoutNs);
     // Committing and aborting never wait: no GC transition.
     [LibraryImport(Lib, EntryPoint = "dmaq_pub_commit"), SuppressGCTransition]
     internal static partial int PubCommit(nint pub, Lease* lease, nuint used);
     [LibraryImport(Lib, EntryPoint = "dmaq_pub_abort"), SuppressGCTransition]
     internal static partial int PubAbort(nint pub, Lease* lease);
     [LibraryImport(Lib, EntryPoint = "dmaq_pub_send")]
-    internal static partial int PubSend(nint pub, byte* data, nuint len, long timeoutNs);
+    private static partial int PubSendImport(nint pub, byte *data, nuint len, long timeoutNs);
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static int PubSend(nint pub, byte *data, nuint len, long timeoutNs) => PubSendImport(pub, data, len,
+                                                                                                  timeoutNs);
 
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_open")]
     internal static partial int SubOpen(byte* uri, Options* opts, nint* handle);
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_close")]
     internal static partial int SubClose(nint sub);
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_peek")]
-    internal static partial int SubPeek(nint sub, Lease* lease, long timeoutNs);
+    private static partial int SubPeekImport(nint sub, Lease *lease, long timeoutNs);
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static int SubPeek(nint sub, Lease *lease, long timeoutNs) => SubPeekImport(sub, lease, timeoutNs);
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_release")]
-    internal static partial int SubRelease(nint sub, Lease* lease);
+    private static partial int SubReleaseImport(nint sub, Lease *lease);
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static int SubRelease(nint sub, Lease *lease) => SubReleaseImport(sub, lease);
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_recv")]
-    internal static partial int SubRecv(nint sub, byte* buf, nuint cap, nuint* len, long timeoutNs);
+    private static partial int SubRecvImport(nint sub, byte *buf, nuint cap, nuint *len, long timeoutNs);
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static int SubRecv(nint sub, byte *buf, nuint cap, nuint *len,
+                                long timeoutNs) => SubRecvImport(sub, buf, cap, len, timeoutNs);
 
     // The same calls with a zero timeout never wait ("try once"): the Try*
     // methods use these, without the GC transition a wait would need. A
