@@ -68,6 +68,7 @@ struct transport {
     int zero_copy;        /* begin() points into the channel, recv() too */
     uint32_t kind, policy; /* dmaq only */
     int64_t spin_ns;      /* dmaq only: dmaq_options.spin_ns */
+    uint32_t open_flags;  /* dmaq only: added to dmaq_options.flags */
     /* In the parent, before the cell's processes are forked: create the
      * channel, the pipe, the queue name. Returns 0 or -1 with cell->error. */
     int (*setup)(struct cell *c);

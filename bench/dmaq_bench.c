@@ -67,13 +67,13 @@ static struct {
     double memcpy_gbps[N_SIZES], bare[N_SIZES];
 } floors;
 
-enum { WAKE_BUSY, WAKE_DEFAULT, WAKE_ASLEEP, WAKE_CROWD_DEFAULT, WAKE_CROWD_NO_SPIN, N_WAKE };
+enum { WAKE_BUSY, WAKE_BUSY_PLAIN, WAKE_DEFAULT, WAKE_ASLEEP, WAKE_CROWD_DEFAULT, WAKE_CROWD_NO_SPIN, N_WAKE };
 static struct row wake[N_WAKE];
 /* The targets of issue 3, each a ratio of a dmaq figure to the floor
  * measured just before it, in TARGET_ROUNDS rounds: this machine's floors
  * move by 3x within minutes (where the host puts its two CPUs), and a ratio
  * of figures taken minutes apart would measure that. */
-enum { T_BUSY50, T_BUSY999, T_SPSC64, T_SPSC64K, T_ASLEEP, N_TARGETS };
+enum { T_BUSY50, T_BUSY999, T_BUSY50_PLAIN, T_BUSY999_PLAIN, T_SPSC64, T_SPSC64K, T_ASLEEP, N_TARGETS };
 #define TARGET_ROUNDS 3
 static double target_ratio[N_TARGETS][TARGET_ROUNDS];
 static int target_rounds;
@@ -243,22 +243,33 @@ static void measure_floors(void)
  * zero-copy. The 1x4 rows show subscribers that outnumber the CPUs. */
 static const struct {
     int64_t spin_ns;
+    uint32_t flags;
     int subs;
     double gap_ns;
     const char *name, *key;
 } wake_kinds[N_WAKE] = {
-    [WAKE_BUSY] = {INT64_MAX, 1, 0, "busy-polling (spin_ns = max), 1x1", "dmaq-busy"},
-    [WAKE_DEFAULT] = {-1, 1, 0, "default (spins 50 us, then sleeps), 1x1", "dmaq-default"},
-    [WAKE_ASLEEP] = {0, 1, WAKE_GAP_NS, "asleep (spin_ns = 0, 50 us between messages), 1x1", "dmaq-asleep"},
-    [WAKE_CROWD_DEFAULT] = {-1, 4, 0, "default, 1x4", "dmaq-default-1x4"},
-    [WAKE_CROWD_NO_SPIN] = {0, 4, 0, "spin_ns = 0, 1x4", "dmaq-no-spin-1x4"},
+    [WAKE_BUSY] = {INT64_MAX, 0, 1, 0, "busy-polling (spin_ns = max), 1x1", "dmaq-busy"},
+    [WAKE_BUSY_PLAIN] = {INT64_MAX, DMAQ_OPEN_NO_TIMESTAMPS, 1, 0,
+                         "busy-polling, publisher without timestamps (DMAQ_OPEN_NO_TIMESTAMPS), 1x1",
+                         "dmaq-busy-no-timestamps"},
+    [WAKE_DEFAULT] = {-1, 0, 1, 0, "default (spins 50 us, then sleeps), 1x1", "dmaq-default"},
+    [WAKE_ASLEEP] = {0, 0, 1, WAKE_GAP_NS, "asleep (spin_ns = 0, 50 us between messages), 1x1", "dmaq-asleep"},
+    [WAKE_CROWD_DEFAULT] = {-1, 0, 4, 0, "default, 1x4", "dmaq-default-1x4"},
+    [WAKE_CROWD_NO_SPIN] = {0, 0, 4, 0, "spin_ns = 0, 1x4", "dmaq-no-spin-1x4"},
 };
+
+static struct transport wake_transport(int kind)
+{
+    struct transport t = bench_dmaq_with_spin(wake_kinds[kind].spin_ns, wake_kinds[kind].name, wake_kinds[kind].key);
+    t.open_flags = wake_kinds[kind].flags;
+    return t;
+}
 
 static void measure_wakeup(void)
 {
     static struct transport t[N_WAKE];
     for (int i = 0; i < N_WAKE; i++) {
-        t[i] = bench_dmaq_with_spin(wake_kinds[i].spin_ns, wake_kinds[i].name, wake_kinds[i].key);
+        t[i] = wake_transport(i);
         wake[i] = (struct row){&t[i], 1, wake_kinds[i].subs, 64, {0}, {0}};
         measure(&wake[i], wake_kinds[i].gap_ns, 1);
     }
@@ -290,15 +301,19 @@ static struct cell_result target_cell(const struct transport *t, size_t size, in
 
 static void measure_targets(void)
 {
-    static struct transport busy, asleep;
-    busy = bench_dmaq_with_spin(INT64_MAX, wake_kinds[WAKE_BUSY].name, wake_kinds[WAKE_BUSY].key);
-    asleep = bench_dmaq_with_spin(0, wake_kinds[WAKE_ASLEEP].name, wake_kinds[WAKE_ASLEEP].key);
+    static struct transport busy, plain, asleep;
+    busy = wake_transport(WAKE_BUSY);
+    plain = wake_transport(WAKE_BUSY_PLAIN);
+    asleep = wake_transport(WAKE_ASLEEP);
     const struct transport *batch = transport_by_key("dmaq-block-batch"), *zc = transport_by_key("dmaq-block-zc");
     for (int i = 0; i < target_rounds; i++) {
         struct pct spin = floor_handoff(mode->floor_samples, 0, 0);
         struct cell_result c = target_cell(&busy, 64, 1, 0);
         target_ratio[T_BUSY50][i] = c.ok ? c.ns.p50 / spin.p50 : 0;
         target_ratio[T_BUSY999][i] = c.ok ? c.ns.p999 / spin.p50 : 0;
+        c = target_cell(&plain, 64, 1, 0);
+        target_ratio[T_BUSY50_PLAIN][i] = c.ok ? c.ns.p50 / spin.p50 : 0;
+        target_ratio[T_BUSY999_PLAIN][i] = c.ok ? c.ns.p999 / spin.p50 : 0;
         double bare = floor_bare_ring(64, mode->floor_s);
         c = target_cell(batch, 64, 0, 0);
         target_ratio[T_SPSC64][i] = c.ok ? c.msgs_per_s / bare : 0;
@@ -519,6 +534,8 @@ static void write_markdown(FILE *md)
     } targets[N_TARGETS] = {
         [T_BUSY50] = {"busy-polling p50 <= 1.3x the cache-line floor", 1.3, 1},
         [T_BUSY999] = {"busy-polling p99.9 <= 5x the floor's p50", 5, 1},
+        [T_BUSY50_PLAIN] = {"the same p50, publisher without timestamps", 1.3, 1},
+        [T_BUSY999_PLAIN] = {"the same p99.9, publisher without timestamps", 5, 1},
         [T_SPSC64] = {"64 B SPSC (broadcast/block, batches of 64) >= 1.3x the bare ring", 1.3, 0},
         [T_SPSC64K] = {"64 KiB SPSC zero-copy (broadcast/block) >= the bare ring", 1, 0},
         [T_ASLEEP] = {"asleep wake-up p50 <= 1.1x a raw futex", 1.1, 1},

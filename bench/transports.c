@@ -81,6 +81,7 @@ static dmaq_options dmaq_options_for(const struct cell *c)
     o.capacity = dmaq_capacity_for(c->spec.size);
     o.max_message = c->spec.size;
     o.spin_ns = c->t->spin_ns;
+    o.flags |= c->t->open_flags;
     return o;
 }
 
@@ -295,7 +296,7 @@ static void dmaq_batch_close(endpoint *b)
 
 #define DMAQ_TRANSPORT(name_, key_, kind_, policy_, zc_)                                                               \
     {                                                                                                                  \
-        name_, key_, BENCH_MAX_SIZE, 1, zc_, kind_, policy_, -1, dmaq_setup, dmaq_open_ep, dmaq_begin, dmaq_finish,    \
+        name_, key_, BENCH_MAX_SIZE, 1, zc_, kind_, policy_, -1, 0, dmaq_setup, dmaq_open_ep, dmaq_begin, dmaq_finish, \
             dmaq_recv_ep, dmaq_done, dmaq_close_ep, dmaq_teardown, NULL, 0, NULL, NULL                                 \
     }
 

@@ -300,3 +300,49 @@ Test(timestamp, tracks_realtime)
     dmaq_pub_close(pub);
     dmaq_channel_unlink(uri);
 }
+
+/* A publisher opened with DMAQ_OPEN_NO_TIMESTAMPS stamps nothing on any
+ * path (send, commit, packed and unpacked batches), while another
+ * publisher on the same channel still stamps its own. */
+Test(timestamp, publisher_without_timestamps)
+{
+    char uri[128];
+    dmaq_pub *stamped, *plain;
+    dmaq_sub *sub;
+    open_pair(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, &stamped, &sub, uri, sizeof uri);
+    dmaq_options o = DMAQ_OPTIONS_INIT;
+    o.flags = DMAQ_OPEN_NO_TIMESTAMPS;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &plain), 0, "%s", dmaq_last_error());
+    static unsigned char data[4 * 1024];
+    const size_t lens[] = {8, 64, 0, 1024, 16};
+    dmaq_lease w;
+    size_t sent, expect = 0;
+    for (int round = 0; round < 2; round++) {
+        dmaq_pub *p = round ? stamped : plain;
+        cr_assert_eq(dmaq_pub_send(p, data, 32, 0), 0, "%s", dmaq_last_error());
+        cr_assert_eq(dmaq_pub_reserve(p, 32, &w, 0), 0, "%s", dmaq_last_error());
+        cr_assert_eq(dmaq_pub_commit(p, &w, 32), 0, "%s", dmaq_last_error());
+        cr_assert_eq(w.timestamp_ns == 0, p == plain, "commit's stamp %llu", (unsigned long long)w.timestamp_ns);
+        cr_assert_eq(dmaq_pub_send_many(p, data, lens, 5, &sent, 0), 0, "%s", dmaq_last_error());
+        cr_assert_eq(sent, 5);
+        expect += 7;
+    }
+    uint32_t plain_id = dmaq_pub_id(plain), stamped_id = dmaq_pub_id(stamped);
+    size_t seen = 0;
+    dmaq_lease r;
+    while (dmaq_sub_peek(sub, &r, 0) == 0) {
+        cr_assert(r.publisher_id == plain_id || r.publisher_id == stamped_id);
+        if (r.publisher_id == plain_id)
+            cr_assert_eq(r.timestamp_ns, 0, "message %llu of the publisher without timestamps is stamped %llu",
+                         (unsigned long long)r.seq, (unsigned long long)r.timestamp_ns);
+        else
+            cr_assert_gt(r.timestamp_ns, 0, "message %llu of the stamping publisher", (unsigned long long)r.seq);
+        cr_assert_eq(dmaq_sub_release(sub, &r), 0);
+        seen++;
+    }
+    cr_assert_eq(seen, expect);
+    dmaq_sub_close(sub);
+    dmaq_pub_close(plain);
+    dmaq_pub_close(stamped);
+    dmaq_channel_unlink(uri);
+}

@@ -155,7 +155,7 @@ static int resolve_create_options(const dmaq_options *in, dmaq_options *o, const
         return dmaq_error_set(DMAQ_EINVAL, "channel '%s': mode %o has bits beyond 0777", name, o->mode);
     if (o->start != DMAQ_START_NEWEST && o->start != DMAQ_START_OLDEST)
         return dmaq_error_set(DMAQ_EINVAL, "channel '%s': unknown start position %u", name, o->start);
-    if (o->flags & ~(uint32_t)(DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_HUGEPAGES | DMAQ_OPEN_FENCED))
+    if (o->flags & ~(uint32_t)(DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_HUGEPAGES | DMAQ_OPEN_FENCED | DMAQ_OPEN_NO_TIMESTAMPS))
         return dmaq_error_set(DMAQ_EINVAL, "channel '%s': unknown flags 0x%x", name, o->flags);
     return 0;
 }

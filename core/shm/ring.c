@@ -42,6 +42,7 @@ struct shm_pub {
     /* the outstanding reservation; token 0 = none */
     uint64_t token, lease_pos;
     struct dmaq__stamp clock;
+    bool stamps; /* not opened with DMAQ_OPEN_NO_TIMESTAMPS */
 };
 
 struct shm_sub {
@@ -463,6 +464,7 @@ static int shm_pub_open(void *state, const char *address, const dmaq_options *op
     struct solo_side side = publishers_side(h);
     p->solo_tag = solo_begin(&p->ch, &side, (uint32_t)rc, shm_solo_supported());
     p->spin_ns = dmaq__spin_ns(opts->spin_ns);
+    p->stamps = !(opts->flags & DMAQ_OPEN_NO_TIMESTAMPS);
     p->limit = 0; /* computed at the first reservation */
     return 0;
 }
@@ -773,6 +775,9 @@ static void publish_reserved(struct shm_pub *p, struct shm_record *r, bool is_me
     end_claim(p, is_message);
 }
 
+/* The timestamp of what p commits now. */
+static inline uint64_t publish_time(struct shm_pub *p) { return p->stamps ? dmaq__stamp_now(&p->clock) : 0; }
+
 static int shm_pub_commit(void *state, dmaq_lease *lease, size_t used_len)
 {
     struct shm_pub *p = state;
@@ -783,7 +788,7 @@ static int shm_pub_commit(void *state, dmaq_lease *lease, size_t used_len)
         return dmaq_error_set(DMAQ_EMSGSIZE, "commit of %zu bytes exceeds the %llu reserved", used_len,
                               (unsigned long long)lease->len);
     struct shm_record *r = shm_rec(&p->ch, p->lease_pos);
-    uint64_t ts = dmaq__stamp_now(&p->clock);
+    uint64_t ts = publish_time(p);
     r->len = (uint32_t)used_len;
     r->timestamp_ns = ts;
     publish_reserved(p, r, true);
@@ -823,7 +828,7 @@ static int shm_pub_send(void *state, const void *data, size_t len, int64_t timeo
     if (rc < 0)
         return rc;
     copy_payload((unsigned char *)(r + 1), data, len);
-    r->timestamp_ns = dmaq__stamp_now(&p->clock);
+    r->timestamp_ns = publish_time(p);
     publish_reserved(p, r, true);
     return 0;
 }
@@ -918,7 +923,7 @@ static const unsigned char *write_claim(struct shm_pub *p, const struct claim *c
                                         const struct plan *pl, const unsigned char *src, uint32_t *messages)
 {
     struct shm_chan *ch = &p->ch;
-    uint64_t ts = dmaq__stamp_now(&p->clock), pos = c->start, fetched = c->start, seq = c->seq;
+    uint64_t ts = publish_time(p), pos = c->start, fetched = c->start, seq = c->seq;
     uint32_t m = 0;
     for (uint32_t i = 0; i < c->count; i++) {
         prefetch_claim(ch, c, &fetched, pos);

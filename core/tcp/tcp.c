@@ -7,8 +7,9 @@
 
 #include "tcp.h"
 
-#define KNOWN_FLAGS \
-    (DMAQ_OPEN_BIND | DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_HUGEPAGES | DMAQ_OPEN_ENCRYPT | DMAQ_OPEN_COMPRESS)
+#define KNOWN_FLAGS                                                                                                    \
+    (DMAQ_OPEN_BIND | DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_HUGEPAGES | DMAQ_OPEN_ENCRYPT | DMAQ_OPEN_COMPRESS |             \
+     DMAQ_OPEN_NO_TIMESTAMPS)
 
 static int available(void)
 {
@@ -45,7 +46,7 @@ static dmaq_options ring_options(const dmaq_options *o)
 {
     dmaq_options r = *o;
     /* the encoding is the wire's, not the ring's; the ring is fenced (host.c) */
-    r.flags = (o->flags & DMAQ_OPEN_HUGEPAGES) | DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_FENCED;
+    r.flags = (o->flags & (DMAQ_OPEN_HUGEPAGES | DMAQ_OPEN_NO_TIMESTAMPS)) | DMAQ_OPEN_NO_CREATE | DMAQ_OPEN_FENCED;
     r.shm_dir = NULL;
     r.key = NULL;
     return r;

@@ -79,6 +79,29 @@ public class ApiTests : ChannelTest
         Assert.Equal(seq + 1, next.Seq);
     }
 
+    [Fact]
+    public void PublisherWithoutTimestamps()
+    {
+        using var sub = Factory.CreateSubscriber(Options);
+        using (var plain = Factory.CreatePublisher(new QueueOptions(
+                   Options.QueueName) { Kind = ChannelKind.Any, Policy = OverflowPolicy.Any, Timestamps = false }))
+        {
+            Assert.True(plain.TryEnqueue("plain" u8));
+            using var w = plain.Reserve(3);
+            w.Commit();
+            for (int i = 0; i < 2; i++) {
+                Assert.True(sub.TryPeek(out var r));
+                Assert.Equal((plain.Id, 0ul), (r.PublisherId, r.TimestampNs));
+                r.Release();
+            }
+        }
+        using var pub = Factory.CreatePublisher(Options);
+        Assert.True(pub.TryEnqueue("stamped" u8));
+        Assert.True(sub.TryPeek(out var s));
+        Assert.True(s.TimestampNs > 0);
+        s.Release();
+    }
+
     // Leases are ref structs, which lambdas cannot capture: these ask instead.
     internal static bool Refused(WriteLease w, bool commit = false)
     {

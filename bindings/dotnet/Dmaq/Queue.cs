@@ -60,6 +60,10 @@ public sealed class QueueOptions(string queueName, long bytesCapacity = 0)
     public bool Encrypt { get; init; }
     /// <summary>Network channels, binding: compress payloads of 512 bytes or more with zstd.</summary>
     public bool Compress { get; init; }
+    /// <summary>Publishers: stamp each message with the time of its commit (the default). Off,
+    /// <see cref="ReadLease.TimestampNs"/> is 0 and small sends are cheaper where reading the clock is slow.</summary>
+    public bool Timestamps
+    { get; init; } = true;
     /// <summary>Network channels: silence after which a peer counts as gone (null: 5 s).</summary>
     public TimeSpan? PeerTimeout { get; init; }
     /// <summary>The channel's URI.</summary>
@@ -83,7 +87,7 @@ public sealed class QueueOptions(string queueName, long bytesCapacity = 0)
         return new QueueOptions(name) { Kind = ChannelKind.Any, Policy = OverflowPolicy.Any, Endpoint = uri[..slash] };
     }
 
-    private const uint OpenBind = 0x4, OpenEncrypt = 0x8, OpenCompress = 0x10;
+    private const uint OpenBind = 0x4, OpenEncrypt = 0x8, OpenCompress = 0x10, OpenNoTimestamps = 0x40;
 
     /// <summary>The C options; <paramref name="key"/> is the key's UTF-8, pinned by the caller
     /// for the open call.</summary>
@@ -96,7 +100,8 @@ public sealed class QueueOptions(string queueName, long bytesCapacity = 0)
         o.Capacity = (ulong)BytesCapacity;
         o.MaxMessage = (ulong)MaxMessageSize;
         o.SpinNs = Spin is null ? -1 : (long)(Spin.Value.Ticks * 100);
-        o.Flags |= (Bind ? OpenBind : 0) | (Encrypt ? OpenEncrypt : 0) | (Compress ? OpenCompress : 0);
+        o.Flags |= (Bind ? OpenBind : 0) | (Encrypt ? OpenEncrypt : 0) | (Compress ? OpenCompress : 0) |
+                   (Timestamps ? 0 : OpenNoTimestamps);
         o.Key = key;
         o.PeerTimeoutNs = PeerTimeout is null ? 0 : (long)(PeerTimeout.Value.Ticks * 100);
         return o;

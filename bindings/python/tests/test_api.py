@@ -103,6 +103,18 @@ class Basics(Channel):
             self.assertFalse(lease.redelivered)
             self.assertGreater(lease.timestamp_ns, 0)
 
+    def test_a_publisher_without_timestamps(self):
+        with dmaq.Publisher(self.uri, timestamps=False) as plain:
+            plain.send(b"plain")
+            lease = self.sub.peek(timeout=1)
+            with lease:
+                self.assertEqual(lease.publisher_id, plain.id)
+                self.assertEqual(lease.timestamp_ns, 0)
+        self.pub.send(b"stamped")
+        lease = self.sub.peek(timeout=1)
+        with lease:
+            self.assertGreater(lease.timestamp_ns, 0)
+
     def test_a_write_lease_commits_what_was_used(self):
         lease = self.pub.reserve(100)
         lease.view[:3] = b"abc"

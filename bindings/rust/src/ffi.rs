@@ -40,6 +40,7 @@ pub const DMAQ_OPEN_BIND: u32 = 0x4;
 pub const DMAQ_OPEN_ENCRYPT: u32 = 0x8;
 pub const DMAQ_OPEN_COMPRESS: u32 = 0x10;
 pub const DMAQ_OPEN_FENCED: u32 = 0x20;
+pub const DMAQ_OPEN_NO_TIMESTAMPS: u32 = 0x40;
 pub const DMAQ_LEASE_REDELIVERED: u32 = 0x1;
 pub const DMAQ_LEASE_OVERWRITTEN: u32 = 0x2;
 pub const DMAQ_BATCH_MAX: usize = 256;

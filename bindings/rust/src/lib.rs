@@ -384,6 +384,12 @@ impl Options {
         self.raw.flags |= ffi::DMAQ_OPEN_NO_CREATE;
         self
     }
+    /// Publishers: leave messages unstamped (their `timestamp_ns` is 0),
+    /// which makes small sends cheaper where reading the clock is slow.
+    pub fn no_timestamps(mut self) -> Options {
+        self.raw.flags |= ffi::DMAQ_OPEN_NO_TIMESTAMPS;
+        self
+    }
     /// The directory holding `shm://` channel files (default `$DMAQ_SHM_DIR`, else /dev/shm).
     pub fn shm_dir(mut self, dir: &str) -> Options {
         self.shm_dir = CString::new(dir).ok();

@@ -39,6 +39,19 @@ fn send_recv_and_recv_into() {
 }
 
 #[test]
+fn a_publisher_without_timestamps() {
+    let (mut p, mut s, c) = pair(&Options::broadcast());
+    let mut plain = Publisher::open(&c.0, &Options::broadcast().no_timestamps()).unwrap();
+    plain.send(b"plain", None).unwrap();
+    p.send(b"stamped", None).unwrap();
+    let r = s.peek(SECOND).unwrap();
+    assert_eq!((&*r, r.publisher_id(), r.timestamp_ns()), (&b"plain"[..], plain.id(), 0));
+    r.release().unwrap();
+    let r = s.peek(SECOND).unwrap();
+    assert!(r.timestamp_ns() > 0);
+}
+
+#[test]
 fn zero_copy_write_and_read() {
     let (mut p, mut s, _c) = pair(&Options::broadcast());
     let mut w = p.reserve(8, None).unwrap();

@@ -307,15 +307,16 @@ class _Handle:
             pass
 
 
-_OPEN_NO_CREATE, _OPEN_BIND, _OPEN_ENCRYPT, _OPEN_COMPRESS = 0x1, 0x4, 0x8, 0x10
+_OPEN_NO_CREATE, _OPEN_BIND, _OPEN_ENCRYPT, _OPEN_COMPRESS, _OPEN_NO_TIMESTAMPS = 0x1, 0x4, 0x8, 0x10, 0x40
 
 
-def _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create, net=None) -> _Options:
+def _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create, net=None,
+             timestamps=True) -> _Options:
     o = _Options()
     o.size = ctypes.sizeof(_Options)
     o.kind = Kind[kind.upper()] if isinstance(kind, str) else int(kind)
     o.policy = Policy[policy.upper()] if isinstance(policy, str) else int(policy)
-    o.flags = 0 if create else _OPEN_NO_CREATE
+    o.flags = (0 if create else _OPEN_NO_CREATE) | (0 if timestamps else _OPEN_NO_TIMESTAMPS)
     net = net or {}
     if net.get("bind"):
         o.flags |= _OPEN_BIND
@@ -357,6 +358,9 @@ _OPEN_DOC = """
     key; encrypt / compress: seal / zstd-compress payloads (binding; a
     connecting encrypt=True insists on it); peer_timeout: seconds of silence
     after which a peer counts as gone (None = 5).
+    Publishers only: timestamps=False leaves messages unstamped (their
+    timestamp_ns is 0), which makes small sends cheaper where reading the
+    clock is slow.
     Raises a DmaqError subclass saying what was wrong."""
 
 
@@ -368,12 +372,13 @@ class Publisher(_Handle):
                  capacity: int = 0, max_message: int = 0, mode: int = 0, start: Union[Start, str] = Start.NEWEST,
                  spin_ns: Optional[int] = None, shm_dir: Optional[str] = None, create: bool = True,
                  bind: bool = False, key: Union[str, bytes, None] = None, encrypt: bool = False,
-                 compress: bool = False, peer_timeout: Optional[float] = None) -> None:
+                 compress: bool = False, peer_timeout: Optional[float] = None, timestamps: bool = True) -> None:
         super().__init__()
         self.uri = uri
         net = dict(bind=bind, key=key, encrypt=encrypt, compress=compress, peer_timeout=peer_timeout)
         self._opened(_open(_lib.dmaq_pub_open, uri,
-                           _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create, net)))
+                           _options(kind, policy, capacity, max_message, mode, start, spin_ns, shm_dir, create, net,
+                                    timestamps)))
 
     @property
     def id(self) -> int:
