@@ -83,20 +83,24 @@ public class ApiTests : ChannelTest
     public void PublisherWithoutTimestamps()
     {
         using var sub = Factory.CreateSubscriber(Options);
-        using (var plain = Factory.CreatePublisher(new QueueOptions(
-                   Options.QueueName) { Kind = ChannelKind.Any, Policy = OverflowPolicy.Any, Timestamps = false }))
+        var plainOptions = new QueueOptions(Options.QueueName)
         {
-            Assert.True(plain.TryEnqueue("plain" u8));
+            Kind = ChannelKind.Any, Policy = OverflowPolicy.Any, Timestamps = false,
+        };
+        using (var plain = Factory.CreatePublisher(plainOptions))
+        {
+            Assert.True(plain.TryEnqueue("plain"u8));
             using var w = plain.Reserve(3);
             w.Commit();
-            for (int i = 0; i < 2; i++) {
+            for (int i = 0; i < 2; i++)
+            {
                 Assert.True(sub.TryPeek(out var r));
                 Assert.Equal((plain.Id, 0ul), (r.PublisherId, r.TimestampNs));
                 r.Release();
             }
         }
         using var pub = Factory.CreatePublisher(Options);
-        Assert.True(pub.TryEnqueue("stamped" u8));
+        Assert.True(pub.TryEnqueue("stamped"u8));
         Assert.True(sub.TryPeek(out var s));
         Assert.True(s.TimestampNs > 0);
         s.Release();

@@ -62,8 +62,7 @@ public sealed class QueueOptions(string queueName, long bytesCapacity = 0)
     public bool Compress { get; init; }
     /// <summary>Publishers: stamp each message with the time of its commit (the default). Off,
     /// <see cref="ReadLease.TimestampNs"/> is 0 and small sends are cheaper where reading the clock is slow.</summary>
-    public bool Timestamps
-    { get; init; } = true;
+    public bool Timestamps { get; init; } = true;
     /// <summary>Network channels: silence after which a peer counts as gone (null: 5 s).</summary>
     public TimeSpan? PeerTimeout { get; init; }
     /// <summary>The channel's URI.</summary>
