@@ -332,11 +332,16 @@ Test(batch, leases_in_a_batch)
     cr_expect_eq(n, 0);
     expect_error(dmaq_sub_release(sub, &leases[0]), DMAQ_ELEASE, "dmaq_sub_release_many");
     expect_error(dmaq_sub_release_many(sub, leases, 63), DMAQ_ELEASE, "64 leases");
+    static dmaq_lease ended[DMAQ_BATCH_MAX];
+    memcpy(ended, leases, sizeof ended);
     cr_expect_eq(dmaq_sub_release_many(sub, leases, 64), 0, "%s", dmaq_last_error());
     expect_error(dmaq_sub_release_many(sub, leases, 64), DMAQ_ELEASE, "no batch");
     cr_assert_eq(dmaq_sub_peek_many(sub, leases, DMAQ_BATCH_MAX, &n, 0), 0);
     cr_expect_eq(n, 36, "the rest");
     cr_expect_eq(number_in(&leases[0]), 64);
+    /* the ended batch's leases, however many, are not the new batch's */
+    expect_error(dmaq_sub_release_many(sub, ended, n), DMAQ_ELEASE, "not outstanding");
+    expect_error(dmaq_sub_release(sub, &ended[0]), DMAQ_ELEASE, "not outstanding");
     cr_expect_eq(dmaq_sub_release_many(sub, leases, n), 0);
     cr_expect_eq(dmaq_sub_peek_many(sub, leases, 8, &n, 10000000), DMAQ_ETIMEDOUT);
     expect_error(dmaq_sub_peek_many(sub, leases, 0, &n, 0), DMAQ_EINVAL, "1 to 256");
@@ -785,7 +790,7 @@ Test(batch, lapped_inside_a_packed_record)
 
 /* A packed record whose entries were scribbled over is reported as
  * corrupt at the bad entry; the messages before it arrive. */
-static void scribbled_pack(int how)
+static void scribbled_pack(int how, bool many)
 {
     dmaq_options o = opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK, 1 << 16, 1024);
     struct pair c = pair_open("packed-scribbled", &o);
@@ -826,16 +831,31 @@ static void scribbled_pack(int how)
     }
     munmap(map, SHM_RING_OFFSET + 4096);
     close(fd);
-    dmaq_lease l;
-    for (int i = 0; i < good; i++) {
+    dmaq_lease l, batch[16];
+    size_t n;
+    if (many && good) { /* the batch stops before the bad entry; the next call reports it */
+        cr_assert_eq(dmaq_sub_peek_many(c.sub, batch, 16, &n, 0), 0, "%s", dmaq_last_error());
+        cr_assert_eq(n, (size_t)good);
+        for (int i = 0; i < good; i++)
+            cr_assert_eq(batch[i].seq, batch[0].seq + (uint64_t)i);
+        cr_assert_eq(dmaq_sub_release_many(c.sub, batch, n), 0);
+    }
+    for (int i = 0; i < good && !many; i++) {
         cr_assert_eq(dmaq_sub_peek(c.sub, &l, 0), 0, "message %d: %s", i, dmaq_last_error());
         cr_assert_eq(dmaq_sub_release(c.sub, &l), 0);
     }
-    expect_error(dmaq_sub_peek(c.sub, &l, 0), DMAQ_ECORRUPT, says);
+    if (many)
+        expect_error(dmaq_sub_peek_many(c.sub, batch, 16, &n, 0), DMAQ_ECORRUPT, says);
+    else
+        expect_error(dmaq_sub_peek(c.sub, &l, 0), DMAQ_ECORRUPT, says);
     pair_close(&c);
 }
 
-Test(batch, a_scribbled_packed_index_is_corrupt) { scribbled_pack(0); }
-Test(batch, a_scribbled_packed_length_is_corrupt) { scribbled_pack(1); }
-Test(batch, a_packed_record_shorter_than_its_count_is_corrupt) { scribbled_pack(2); }
-Test(batch, a_packed_record_of_one_is_corrupt) { scribbled_pack(3); }
+Test(batch, a_scribbled_packed_index_is_corrupt) { scribbled_pack(0, false); }
+Test(batch, a_scribbled_packed_length_is_corrupt) { scribbled_pack(1, false); }
+Test(batch, a_packed_record_shorter_than_its_count_is_corrupt) { scribbled_pack(2, false); }
+Test(batch, a_packed_record_of_one_is_corrupt) { scribbled_pack(3, false); }
+Test(batch, a_scribbled_packed_index_ends_a_batch) { scribbled_pack(0, true); }
+Test(batch, a_scribbled_packed_length_ends_a_batch) { scribbled_pack(1, true); }
+Test(batch, a_packed_record_shorter_than_its_count_ends_a_batch) { scribbled_pack(2, true); }
+Test(batch, a_packed_record_of_one_is_corrupt_to_a_batch) { scribbled_pack(3, true); }

@@ -60,7 +60,10 @@ struct shm_sub {
      * subscriber that started at the oldest record has no gate protecting
      * them. UINT64_MAX under the overwrite policy. */
     uint64_t validate_below;
-    uint64_t token, lease_pos;
+    /* the outstanding lease's or batch's token (0 = none), and the last one
+     * handed out: never handed out twice, so that a lease of a batch that
+     * ended fails lease_check without being marked */
+    uint64_t token, last_token, lease_pos;
     uint32_t lease_size;
     uint64_t lease_next; /* the entry after the lease's message (struct rec_view) */
     /* The outstanding batch of dmaq_sub_peek_many (0 = none): where each of
@@ -849,18 +852,21 @@ static inline void prefetch_claim(const struct shm_chan *ch, const struct claim 
         prefetch_line_for_write(ch, *fetched);
 }
 
-/* Broadcast: how many of the n messages of lens[] (at most `cap`, each at
- * most SHM_PACK_MESSAGE_MAX bytes) pack into one record of at most
- * pack_bytes; *payload is that record's len. */
-static uint32_t pack_run(const struct shm_chan *ch, const size_t *lens, size_t n, uint32_t cap, size_t *payload)
+/* Broadcast: how many of the n messages of lens[] (each at most
+ * SHM_PACK_MESSAGE_MAX bytes) pack into one record of at most pack_bytes;
+ * *payload is that record's len. */
+static uint32_t pack_run(const struct shm_chan *ch, const size_t *lens, size_t n, size_t *payload)
 {
     uint64_t off = SHM_PACK_FIRST, end = DMAQ_RECORD_HEADER;
+    /* A record ending at or before `limit` takes at most pack_bytes (records are
+     * DMAQ_RECORD_ALIGN-aligned). */
+    const uint64_t limit = ch->pack_bytes & ~(uint64_t)(DMAQ_RECORD_ALIGN - 1);
     uint32_t k = 0;
     if (ch->kind != DMAQ_KIND_BROADCAST)
         return 0;
-    for (; k < n && k < cap && lens[k] <= SHM_PACK_MESSAGE_MAX; k++) {
+    for (; k < n && lens[k] <= SHM_PACK_MESSAGE_MAX; k++) {
         uint64_t payload_end = off + sizeof(struct shm_entry) + lens[k];
-        if (shm_record_size(payload_end - DMAQ_RECORD_HEADER) > ch->pack_bytes)
+        if (payload_end > limit)
             break;
         end = payload_end;
         off = shm_pack_next(off, lens[k]);
@@ -885,7 +891,7 @@ static void plan_records(const struct shm_chan *ch, const size_t *lens, size_t n
     size_t m = 0;
     for (pl->n = 0; m < n && pl->n < PLAN_MAX; pl->n++) {
         size_t payload;
-        uint32_t packed = pack_run(ch, lens + m, n - m, UINT32_MAX, &payload);
+        uint32_t packed = pack_run(ch, lens + m, n - m, &payload);
         pl->len[pl->n] = packed >= 2 ? payload : lens[m];
         pl->msgs[pl->n] = packed >= 2 ? packed : 1;
         m += pl->msgs[pl->n];
@@ -905,7 +911,8 @@ static const unsigned char *write_packed(struct shm_pub *p, const struct claim *
     r->count = count;
     uint64_t off = SHM_PACK_FIRST;
     for (uint32_t i = 0; i < count; i++) {
-        prefetch_claim(&p->ch, c, fetched, pos + off);
+        if (i % 4 == 0) /* a look-ahead of WRITE_AHEAD bytes needs no closer steps */
+            prefetch_claim(&p->ch, c, fetched, pos + off);
         struct shm_entry *e = (struct shm_entry *)((unsigned char *)r + off);
         e->len = (uint32_t)lens[i];
         e->index = i;
@@ -1448,9 +1455,7 @@ static void hold(struct shm_sub *s, const struct rec_view *v, uint64_t pos)
 /* A new token for the lease or batch about to be handed out. */
 static uint64_t next_token(struct shm_sub *s)
 {
-    s->token++;
-    if (s->token == 0)
-        s->token = 1;
+    s->token = ++s->last_token; /* 2^64 leases do not happen */
     return s->token;
 }
 
@@ -1704,6 +1709,52 @@ static uint32_t queue_claim_run(struct shm_sub *s, uint64_t *pos, uint32_t max)
     }
 }
 
+/* Broadcast, where no record needs checking after it is read (below
+ * validate_below): lease the messages of the packed record `v` views that
+ * follow the one it views, into leases[n..max). The same checks as
+ * view_entry, in one loop, the lease filled from the entry. Leaves `v` at
+ * the last message leased (seq, next: 0 past the record's last, else the
+ * entry it stopped at). Returns the new n. */
+static size_t lease_pack_rest(struct shm_sub *s, dmaq_lease *leases, size_t n, size_t max, struct rec_view *v,
+                              uint64_t pos, uint64_t token)
+{
+    /* In locals: the stores to the leases may alias anything in memory. */
+    const unsigned char *rec = (const unsigned char *)v->rec;
+    const uint64_t pack_end = v->pack_end, max_len = s->ch.max_message, rec_seq = v->rec_seq, ts = v->timestamp_ns;
+    const uint32_t count = v->count, pub_id = v->pub_id;
+    uint64_t off = (uint32_t)v->next;
+    uint32_t idx = (uint32_t)(v->next >> 32);
+    bool more = true;
+    for (; n < max; n++) {
+        if (off + sizeof(struct shm_entry) > pack_end)
+            break;
+        const struct shm_entry *e = (const struct shm_entry *)(rec + off);
+        uint32_t len = e->len;
+        if (e->index != idx || len > max_len || off + sizeof *e + len > pack_end)
+            break;
+        dmaq_lease *l = &leases[n];
+        l->data = (void *)(e + 1);
+        l->len = len;
+        l->seq = rec_seq + idx;
+        l->timestamp_ns = ts;
+        l->publisher_id = pub_id;
+        l->flags = 0;
+        l->lost = 0;
+        l->opaque_[0] = (uint64_t)(uintptr_t)s;
+        l->opaque_[1] = token;
+        s->batch_pos[n] = pos;
+        off = shm_pack_next(off, len);
+        if (++idx == count) {
+            more = false;
+            n++;
+            break;
+        }
+    }
+    v->seq = rec_seq + idx - 1;
+    v->next = more ? pack_cursor(off, idx) : 0;
+    return n;
+}
+
 static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, size_t *count, int64_t timeout_ns)
 {
     struct shm_sub *s = state;
@@ -1717,10 +1768,13 @@ static int shm_sub_peek_many(void *state, dmaq_lease *leases, size_t max_count, 
     struct rec_view last;
     for (;;) {
         lease_message(s, &leases[n], &v, token);
-        s->batch_pos[n] = pos;
+        s->batch_pos[n++] = pos;
+        bool rest = n < max_count && v.next && pos >= s->validate_below;
+        if (rest)
+            n = lease_pack_rest(s, leases, n, max_count, &v, pos, token);
         last = v;
-        if (++n == max_count)
-            break;
+        if (n == max_count || (rest && v.next))
+            break; /* full, or at an entry that looks wrong, which the next peek reports */
         /* Only what is already there: a queue claims the rest at once, a
          * broadcast looks past the one before. */
         if (s->ch.kind == DMAQ_KIND_QUEUE) {
@@ -1758,7 +1812,9 @@ static size_t finish_batch(struct shm_sub *s, dmaq_lease *leases)
         return 0;
     }
     uint32_t overrun = 0;
-    for (uint32_t i = 0; i < n; i++)
+    /* positions only grow within a batch: none below validate_below, no checks */
+    uint32_t checked = s->batch_pos[0] < s->validate_below ? n : 0;
+    for (uint32_t i = 0; i < checked; i++)
         if (s->batch_pos[i] < s->validate_below && !intact(s, s->batch_pos[i])) {
             overrun++;
             if (leases)
@@ -1778,13 +1834,10 @@ static int shm_sub_release_many(void *state, dmaq_lease *leases, size_t count)
         return dmaq_error_set(DMAQ_ELEASE, "subscriber on '%s' holds %s; release_many takes the %u leases of the "
                                            "last dmaq_sub_peek_many", s->ch.name,
                               s->batch ? "a batch" : "no batch", s->batch);
-    for (size_t i = 0; i < count; i++) {
-        int rc = lease_check(&leases[i], s, s->token, "release_many");
-        if (rc < 0)
-            return rc;
-    }
     for (size_t i = 0; i < count; i++)
-        leases[i].opaque_[1] = 0;
+        if (leases[i].opaque_[0] != (uint64_t)(uintptr_t)s || leases[i].opaque_[1] != s->token)
+            return lease_check(&leases[i], s, s->token, "release_many"); /* says what is wrong */
+    /* The leases keep their token, which no later lease has (next_token). */
     size_t overrun = finish_batch(s, leases);
     if (overrun)
         return dmaq_error_set(DMAQ_EOVERWRITTEN, "%zu of the %zu messages leased on '%s' were overwritten while "
