@@ -85,6 +85,15 @@ static void sleeper_woken(uint32_t kind)
 Test(wait, queue_sleeper_woken_by_other_process) { sleeper_woken(DMAQ_KIND_QUEUE); }
 Test(wait, broadcast_sleeper_woken_by_other_process) { sleeper_woken(DMAQ_KIND_BROADCAST); }
 
+/* A wait that began at t0 with a timeout of timeout_ns ended neither early
+ * nor late. */
+static void expect_waited(uint64_t t0, uint64_t timeout_ns, const char *what)
+{
+    uint64_t took = mono_ns() - t0;
+    cr_expect_geq(took, timeout_ns, "%s returned early, after %llu ns", what, (unsigned long long)took);
+    cr_expect_lt(took, 5 * 1000000000ull, "%s returned late, after %llu ns", what, (unsigned long long)took);
+}
+
 Test(wait, timeouts_end_waits)
 {
     char uri[128];
@@ -95,10 +104,37 @@ Test(wait, timeouts_end_waits)
     dmaq_lease r;
     uint64_t t0 = mono_ns();
     cr_assert_eq(dmaq_sub_peek(sub, &r, 50 * 1000000LL), DMAQ_ETIMEDOUT);
-    uint64_t took = mono_ns() - t0;
-    cr_expect_geq(took, 50 * 1000000ull, "returned early, after %llu ns", (unsigned long long)took);
-    cr_expect_lt(took, 5 * 1000000000ull, "returned late, after %llu ns", (unsigned long long)took);
+    expect_waited(t0, 50 * 1000000ull, "peek");
     cr_assert_eq(dmaq_sub_peek(sub, &r, 0), DMAQ_EAGAIN);
+    dmaq_sub_close(sub);
+    dmaq_channel_unlink(uri);
+}
+
+/* A wait that busy-polls for ever (spin_ns = INT64_MAX) still ends at its
+ * timeout: while spinning it reads the clock only every 256 looks. */
+Test(wait, timeouts_end_busy_polled_waits)
+{
+    char uri[128];
+    unique_uri(uri, sizeof uri, "timeout-busy");
+    dmaq_options o = opts(DMAQ_KIND_BROADCAST);
+    o.capacity = 4096;
+    o.max_message = 1024;
+    o.spin_ns = INT64_MAX;
+    dmaq_sub *sub;
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &sub), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0, "%s", dmaq_last_error());
+    dmaq_lease r;
+    uint64_t t0 = mono_ns();
+    cr_assert_eq(dmaq_sub_peek(sub, &r, 20 * 1000000LL), DMAQ_ETIMEDOUT);
+    expect_waited(t0, 20 * 1000000ull, "peek");
+    char msg[1000] = {0};
+    while (dmaq_pub_send(pub, msg, sizeof msg, 0) == 0)
+        ;
+    t0 = mono_ns();
+    cr_assert_eq(dmaq_pub_send(pub, msg, sizeof msg, 20 * 1000000LL), DMAQ_ETIMEDOUT, "%s", dmaq_last_error());
+    expect_waited(t0, 20 * 1000000ull, "send");
+    dmaq_pub_close(pub);
     dmaq_sub_close(sub);
     dmaq_channel_unlink(uri);
 }
