@@ -3,13 +3,14 @@
  * alternatives, measured in one run so that every figure can be quoted as a
  * ratio that holds on a noisy machine.
  *
- *   dmaq-bench [--quick | --smoke] [--md FILE] [--json FILE] [--plot-data DIR]
- *              [--command TEXT]
+ *   dmaq-bench [--quick | --smoke] [--targets] [--md FILE] [--json FILE]
+ *              [--plot-data DIR] [--command TEXT]
  *
  * Sections: the floors (floors.c); wake-up cost, busy-polling against
  * asleep; every dmaq channel kind x message size x 1x1/1x4/4x1 x copying
  * and zero-copy (harness.c); the alternatives 1x1 at every size they carry
- * (transports.c); the CPU an idle subscriber burns; the targets of issue 3.
+ * (transports.c); the CPU an idle subscriber burns; the targets of issue 3
+ * (alone with --targets, for quick before/after comparisons).
  * Markdown goes to stdout (or --md), a progress bar to a terminal's stderr.
  * Exit status: 0, 1 if a cell failed (its row says why), 2 on bad usage.
  */
@@ -409,6 +410,8 @@ static void md_lat_cells(FILE *md, const struct cell_result *c, double floor_p50
                 c->ns.max, c->ns.p50 / floor_p50);
 }
 
+static void write_targets(FILE *md);
+
 static void write_markdown(FILE *md)
 {
     fprintf(md, "# dmaq-bench results\n\n");
@@ -526,7 +529,14 @@ static void write_markdown(FILE *md)
             fprintf(md, "| %s | not measured |\n", idle_ts[i]->name);
         else
             fprintf(md, "| %s | %.1f%% |\n", idle_ts[i]->name, idle_cpu[i]);
+    write_targets(md);
+    if (failures)
+        fprintf(md, "\n**%zu cells failed in this run**; their rows say \"failed\" and stderr said why.\n", failures);
+}
 
+/* The targets of issue 3: what measure_targets found. */
+static void write_targets(FILE *md)
+{
     static const struct {
         const char *what;
         double limit;
@@ -560,8 +570,6 @@ static void write_markdown(FILE *md)
         bool met = targets[t].at_most ? median > 0 && median <= targets[t].limit : median >= targets[t].limit;
         fprintf(md, " | %.2fx | %s |\n", median, met ? "met" : "**missed**");
     }
-    if (failures)
-        fprintf(md, "\n**%zu cells failed in this run**; their rows say \"failed\" and stderr said why.\n", failures);
 }
 
 static void json_pct(FILE *j, const struct pct *p)
@@ -665,7 +673,7 @@ static int usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "dmaq-bench: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nusage: dmaq-bench [--quick | --smoke] [--md FILE] [--json FILE] [--plot-data DIR] "
+    fprintf(stderr, "\nusage: dmaq-bench [--quick | --smoke] [--targets] [--md FILE] [--json FILE] [--plot-data DIR] "
                     "[--command TEXT]\n");
     return 2;
 }
@@ -681,6 +689,7 @@ static FILE *open_out(const char *path)
 int main(int argc, char **argv)
 {
     const char *md_path = NULL, *json_path = NULL, *plot_dir = NULL;
+    int targets_only = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **value = !strcmp(a, "--md")          ? &md_path
@@ -696,14 +705,17 @@ int main(int argc, char **argv)
             mode = &modes[1];
         } else if (!strcmp(a, "--smoke")) {
             mode = &modes[2];
+        } else if (!strcmp(a, "--targets")) {
+            targets_only = 1;
         } else if (!strcmp(a, "--full")) {
             mode = &modes[0];
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: dmaq-bench [--quick | --smoke] [--md FILE] [--json FILE] [--plot-data DIR] "
+            printf("usage: dmaq-bench [--quick | --smoke] [--targets] [--md FILE] [--json FILE] [--plot-data DIR] "
                    "[--command TEXT]\n"
                    "  (default)         the full run, several minutes\n"
                    "  --quick           under a minute\n"
                    "  --smoke           seconds; checks every cell runs, the figures mean nothing\n"
+                   "  --targets         only the targets of issue 3 (with --quick or --smoke: shorter)\n"
                    "  --md FILE         the Markdown report (default: stdout)\n"
                    "  --json FILE       every figure as JSON\n"
                    "  --plot-data DIR   latency.dat and throughput.dat for bench/plot.gp\n"
@@ -721,6 +733,14 @@ int main(int argc, char **argv)
     calibrate_ticks();
     rows = calloc(bench_transport_count * N_SIZES * N_TOPOS, sizeof *rows);
     plan();
+    if (targets_only) { /* the floors they need are measured beside each round */
+        measure_targets();
+        if (progress_on)
+            fprintf(stderr, "\r%-90s\r", "");
+        fprintf(md, "Run %s, %s mode, on %s; %s; dmaq %s.\n", date, mode->name, cpu, kernel, dmaq_version());
+        write_targets(md);
+        return failures ? 1 : 0;
+    }
 
     measure_floors();
     measure_wakeup();
