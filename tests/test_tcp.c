@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "../core/tcp/frame.c" /* to speak the protocol, and break it, on purpose */
@@ -515,9 +516,54 @@ Test(tcp, hostile_peers_are_cut_off_and_others_keep_their_service, .timeout = 12
     dmaq_pub_close(host);
 }
 
-/* ---- peers killed ---- */
-
 #endif
+
+/* ---- other processes' garbage collection ---- */
+
+/* Every process that opens a tcp:// or rdma:// handle sweeps the directory
+ * of such rings once (net.c), taking any ring no handle holds for garbage.
+ * A hosted ring must be held from its creation to its last binding handle's
+ * close, including while handles join and leave it. */
+Test(tcp, a_hosted_ring_survives_other_processes_collecting_garbage, .timeout = 120)
+{
+    char dir[300];
+    const char *base = getenv("DMAQ_SHM_DIR");
+    snprintf(dir, sizeof dir, "%s/dmaq-" SCHEME "-%u", base && base[0] == '/' ? base : "/dev/shm", (unsigned)getuid());
+    mkdir(dir, 0700);
+    pid_t collector = fork();
+    cr_assert_geq(collector, 0);
+    if (collector == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion ends the test without killing it */
+        for (;;)
+            dmaq_channel_gc(dir);
+    }
+
+    enum { ROUNDS = 300 };
+    for (int i = 0; i < ROUNDS; i++) {
+        int port = free_tcp_port();
+        char uri[128], name[32];
+        snprintf(name, sizeof name, "gc-%d", i);
+        tcp_uri(uri, sizeof uri, HOST, port, name);
+        dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+        dmaq_sub *first, *second;
+        dmaq_pub *pub;
+        cr_assert_eq(dmaq_sub_open(uri, &o, &first), 0, "round %d: %s", i, dmaq_last_error());
+        cr_assert_eq(dmaq_pub_open(uri, &o, &pub), 0, "round %d: %s", i, dmaq_last_error());
+        dmaq_sub_close(first); /* the publisher alone holds the ring now */
+        cr_assert_eq(dmaq_sub_open(uri, &o, &second), 0, "round %d: %s", i, dmaq_last_error());
+        cr_assert_eq(dmaq_pub_send(pub, name, strlen(name), SEC), 0, "round %d: %s", i, dmaq_last_error());
+        char got[32];
+        size_t len;
+        cr_assert_eq(dmaq_sub_recv(second, got, sizeof got, &len, 10 * SEC), 0, "round %d: %s", i, dmaq_last_error());
+        cr_assert_eq(len, strlen(name));
+        dmaq_pub_close(pub);
+        dmaq_sub_close(second);
+    }
+    kill(collector, SIGKILL);
+    waitpid(collector, NULL, 0);
+}
+
+/* ---- peers killed ---- */
 
 Test(tcp, queue_messages_of_a_killed_subscriber_go_to_another, .timeout = 120)
 {

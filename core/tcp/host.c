@@ -1128,8 +1128,14 @@ static void stop_listener(struct tcp_listener *l)
     free(l);
 }
 
+/* The caller's handle on ch's ring; hosts_lock held. */
+static int open_on_ring(const struct tcp_chan *ch, const dmaq_options *ring_opts, dmaq_pub **pub, dmaq_sub **sub)
+{
+    return pub ? dmaq_pub_open(ch->ring_uri, ring_opts, pub) : dmaq_sub_open(ch->ring_uri, ring_opts, sub);
+}
+
 int tcp_host_attach(const struct tcp_addr *a, const dmaq_options *o, const struct tcp_conf *conf,
-                    struct tcp_chan **out, const char **ring_uri)
+                    const dmaq_options *ring_opts, dmaq_pub **pub, dmaq_sub **sub, struct tcp_chan **out)
 {
     pthread_mutex_lock(&hosts_lock);
     struct tcp_listener *l = listeners;
@@ -1145,9 +1151,11 @@ int tcp_host_attach(const struct tcp_addr *a, const dmaq_options *o, const struc
     }
     struct tcp_chan *ch = find_chan(l, a->name, strlen(a->name));
     if (ch) {
-        ch->refs++;
-        *out = ch;
-        *ring_uri = ch->ring_uri;
+        /* refs > 0: a handle of ours is open on the ring, so it is there */
+        if ((rc = open_on_ring(ch, ring_opts, pub, sub)) == 0) {
+            ch->refs++;
+            *out = ch;
+        }
         goto out;
     }
     ch = calloc(1, sizeof *ch);
@@ -1173,14 +1181,17 @@ int tcp_host_attach(const struct tcp_addr *a, const dmaq_options *o, const struc
     dmaq_stat st = {.size = sizeof st};
     if ((rc = tcp_ring_uri(ch->ring_uri, sizeof ch->ring_uri, "host")) < 0 ||
         (rc = dmaq_pub_open(ch->ring_uri, &ro, &creator)) < 0 ||
-        (rc = dmaq_channel_stat(ch->ring_uri, &st, NULL, 0)) < 0) {
+        (rc = dmaq_channel_stat(ch->ring_uri, &st, NULL, 0)) < 0 || (rc = open_on_ring(ch, ring_opts, pub, sub)) < 0) {
         dmaq_pub_close(creator);
+        if (creator)
+            dmaq_channel_unlink(ch->ring_uri);
         pthread_mutex_destroy(&ch->stash_lock);
         pthread_mutex_destroy(&ch->fw_lock);
         free(ch);
         goto out;
     }
-    dmaq_pub_close(creator); /* the file stays, named, while we host it */
+    /* The file stays, named and locked by the caller's handle, while we host it. */
+    dmaq_pub_close(creator);
     ch->kind = st.kind;
     ch->policy = st.policy;
     ch->capacity = st.capacity;
@@ -1188,7 +1199,6 @@ int tcp_host_attach(const struct tcp_addr *a, const dmaq_options *o, const struc
     ch->next = l->chans;
     l->chans = ch;
     *out = ch;
-    *ring_uri = ch->ring_uri;
     rc = 0;
 out:
     if (rc < 0 && l && !l->chans) {

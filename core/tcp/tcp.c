@@ -64,14 +64,9 @@ static int open_handle(const char *address, const dmaq_options *o, struct tcp_pu
         return rc;
     if (!(o->flags & DMAQ_OPEN_BIND))
         return ps ? tcp_client_pub_open(ps, &a, o, &c) : tcp_client_sub_open(ss, &a, o, &c);
-    const char *ring;
-    struct tcp_chan **hosted = ps ? &ps->hosted : &ss->hosted;
-    if ((rc = tcp_host_attach(&a, o, &c, hosted, &ring)) < 0)
-        return rc;
     dmaq_options r = ring_options(o);
-    if ((rc = ps ? dmaq_pub_open(ring, &r, &ps->inner) : dmaq_sub_open(ring, &r, &ss->inner)) < 0)
-        tcp_host_detach(*hosted);
-    return rc;
+    return ps ? tcp_host_attach(&a, o, &c, &r, &ps->inner, NULL, &ps->hosted)
+              : tcp_host_attach(&a, o, &c, &r, NULL, &ss->inner, &ss->hosted);
 }
 
 static int pub_open(void *state, const char *address, const dmaq_options *o)
@@ -86,8 +81,8 @@ static void pub_close(void *state)
         tcp_client_pub_close(s);
         return;
     }
+    tcp_host_detach(s->hosted); /* first: see tcp_host_attach */
     dmaq_pub_close(s->inner);
-    tcp_host_detach(s->hosted);
 }
 
 static uint32_t pub_id(const void *state)
@@ -151,8 +146,8 @@ static void sub_close(void *state)
         tcp_client_sub_close(s);
         return;
     }
-    dmaq_sub_close(s->inner);
     tcp_host_detach(s->hosted);
+    dmaq_sub_close(s->inner);
 }
 
 static int sub_peek(void *state, dmaq_lease *lease, int64_t timeout_ns)

@@ -112,9 +112,13 @@ static inline uint64_t tcp_credit(uint64_t len)
 /* host.c: a channel this process hosts. */
 struct tcp_chan;
 /* Host (or join the hosting of) the channel at `a`, creating its ring from
- * `o`. Stores the ring's shm:// URI in ring_uri. */
+ * `o`, and open the caller's handle on the ring with `ring_opts`: a
+ * publisher into *pub or, when pub is NULL, a subscriber into *sub. The
+ * handle is opened under the hosts' lock because it is what keeps another
+ * process's dmaq_channel_gc from taking the ring for garbage; so close it
+ * only after tcp_host_detach. */
 int tcp_host_attach(const struct tcp_addr *a, const dmaq_options *o, const struct tcp_conf *c,
-                    struct tcp_chan **out, const char **ring_uri);
+                    const dmaq_options *ring_opts, dmaq_pub **pub, dmaq_sub **sub, struct tcp_chan **out);
 void tcp_host_detach(struct tcp_chan *ch);
 /* After a message went into ch's ring (any thread): an idle subscriber
  * forwarder's work is done here, in the caller's thread, or the forwarder
