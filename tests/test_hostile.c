@@ -19,13 +19,24 @@ static bool known_code(int rc)
     return strcmp(dmaq_strerror(rc), dmaq_strerror(-9999)) != 0; /* a DMAQ_E* code, not "unknown" */
 }
 
-static void publisher(const char *uri)
+/* Tells the parent this child has its handle open, so the scribbler starts
+ * only then: opening a header already scribbled on fails, rightly, and the
+ * child would test nothing (valgrind makes the opens slow enough). */
+static void opened(int ready_fd)
+{
+    if (write(ready_fd, "o", 1) != 1)
+        _exit(4);
+    close(ready_fd);
+}
+
+static void publisher(const char *uri, int ready_fd)
 {
     dmaq_options o = DMAQ_OPTIONS_INIT;
     o.flags = DMAQ_OPEN_NO_CREATE;
     dmaq_pub *pub;
     if (dmaq_pub_open(uri, &o, &pub) < 0)
         _exit(3);
+    opened(ready_fd);
     unsigned char msg[700];
     memset(msg, 0x5a, sizeof msg);
     uint64_t end = mono_ns() + RUN_NS;
@@ -51,13 +62,14 @@ static void publisher(const char *uri)
     _exit(0);
 }
 
-static void subscriber(const char *uri)
+static void subscriber(const char *uri, int ready_fd)
 {
     dmaq_options o = DMAQ_OPTIONS_INIT;
     o.flags = DMAQ_OPEN_NO_CREATE;
     dmaq_sub *sub;
     if (dmaq_sub_open(uri, &o, &sub) < 0)
         _exit(3);
+    opened(ready_fd);
     static unsigned char buf[1 << 16];
     uint64_t end = mono_ns() + RUN_NS, sum = 0;
     for (unsigned i = 0; mono_ns() < end; i++) {
@@ -129,11 +141,17 @@ static void survive_garbage(uint32_t kind, uint32_t policy)
         dmaq_pub *keeper; /* keeps the channel alive between the children's opens */
         cr_assert_eq(dmaq_pub_open(uri, &o, &keeper), 0, "%s", dmaq_last_error());
         pid_t kids[3];
+        int ready[2];
+        cr_assert_eq(pipe(ready), 0);
         if ((kids[0] = fork()) == 0)
-            subscriber(uri);
+            subscriber(uri, ready[1]);
         if ((kids[1] = fork()) == 0)
-            publisher(uri);
-        sleep_ms(50);
+            publisher(uri, ready[1]);
+        close(ready[1]);
+        char c;
+        for (int opens = 0; opens < 2 && read(ready[0], &c, 1) == 1; opens++)
+            ; /* ends early if a child died before opening: wait_all reports that */
+        close(ready[0]);
         if ((kids[2] = fork()) == 0)
             scribbler(path, (unsigned)getpid() * 2654435761u + (unsigned)round);
         const char *what[] = {"subscriber", "publisher", "scribbler"};
