@@ -19,28 +19,30 @@ cd "$(dirname "$0")/.."
 . tests/deps.sh
 dmaq_install_deps clang-14 libclang-rt-14-dev libzmq3-dev libnng-dev python3-venv python3-numpy
 jobs=$(nproc)
+# Each stage's header says when it began, so a slow run shows where its time went.
+stage() { echo "== $1 ($(date -u +%T) UTC, ${SECONDS}s in)"; }
 rm -rf /dev/shm/dmaq.test-* /dev/shm/dmaq-test-dir-* /dev/shm/dmaq-fuzz-* 2>/dev/null || true
 
-echo "== plain build"
+stage "plain build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs" >/dev/null
 (cd build && ctest --output-on-failure)
 
-echo "== Python binding (a wheel built by pip, installed in a venv, against C peers)"
+stage "Python binding (a wheel built by pip, installed in a venv, against C peers)"
 bindings/python/run-tests.sh build
 
-echo "== .NET binding (xunit, restored offline from the local NuGet folder; packs and consumes the package)"
+stage ".NET binding (xunit, restored offline from the local NuGet folder; packs and consumes the package)"
 command -v dotnet >/dev/null || { echo "the .NET SDK (dotnet) is not installed" >&2; exit 1; }
 (cd bindings/dotnet/Dmaq.Tests && DMAQ_TEST_PEER="$PWD/../../../build/tests/dmaq-test-peer" dotnet test --nologo)
 # Its DI extension restores Microsoft.Extensions.DependencyInjection.Abstractions from the machine's NuGet source.
 (cd bindings/dotnet/Dmaq.Extensions.Tests && dotnet test --nologo)
 
-echo "== Rust binding (cargo test; the crate builds the C core itself, offline)"
+stage "Rust binding (cargo test; the crate builds the C core itself, offline)"
 command -v cargo >/dev/null || dmaq_install_deps cargo
 (cd bindings/rust && DMAQ_TEST_PEER="$PWD/../../build/tests/dmaq-test-peer" CARGO_TARGET_DIR="$PWD/../../build/rust" \
     cargo test --offline -q)
 
-echo "== rdma:// in a Soft-RoCE VM (one boot: C tests, the stress matrix, Python with C peers)"
+stage "rdma:// in a Soft-RoCE VM (one boot: C tests, the stress matrix, Python with C peers)"
 rdma_rc=0
 tests/rdma-vm.sh build || rdma_rc=$?
 if [ "$rdma_rc" -eq 77 ]; then
@@ -49,20 +51,20 @@ elif [ "$rdma_rc" -ne 0 ]; then
     exit "$rdma_rc"
 fi
 
-echo "== ASan + UBSan build"
+stage "ASan + UBSan build"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDMAQ_SANITIZE=address -DDMAQ_BUILD_BENCH=OFF >/dev/null
 cmake --build build-asan -j"$jobs" >/dev/null
 # A quarter of the stress messages: ASan makes each several times dearer.
 (cd build-asan && DMAQ_TEST_MESSAGES=250000 DMAQ_FAULT_TRIALS=100 DMAQ_SOAK_SECONDS=3 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure)
 
-echo "== ThreadSanitizer build"
+stage "ThreadSanitizer build"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DDMAQ_SANITIZE=thread -DDMAQ_BUILD_BENCH=OFF >/dev/null
 cmake --build build-tsan -j"$jobs" >/dev/null
 (cd build-tsan && DMAQ_TEST_MESSAGES=100000 DMAQ_FAULT_TRIALS=60 DMAQ_SOAK_SECONDS=5 TSAN_OPTIONS=halt_on_error=1 \
     ctest --output-on-failure)
 
-echo "== valgrind (memcheck), short mode"
+stage "valgrind (memcheck), short mode"
 # (the 100,000-message wrap-around tests of test_ring are left to the builds above)
 export DMAQ_TEST_MESSAGES=3000 DMAQ_FAULT_TRIALS=9 DMAQ_SOAK_SECONDS=2
 vg="valgrind -q --vgdb=no --error-exitcode=99 --trace-children=yes --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite"
@@ -77,6 +79,6 @@ $vg build/tests/test_tcp --jobs 1 --verbose=0 --filter 'tcp_errors/*'
 echo "-- soak"
 $vg build/tests/dmaq-soak --procs
 
-echo "== libFuzzer"
+stage "libFuzzer"
 tests/fuzz/run.sh
-echo "all test runs passed"
+echo "all test runs passed in ${SECONDS}s"
