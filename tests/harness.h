@@ -69,16 +69,23 @@ static inline void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Start argv[0] (a path) with argv. The child dies with the test (SIGKILL
- * when its parent ends): a test that fails before it reaps its peers must
- * not leave one blocked forever, holding the runner's output open. */
-static inline pid_t spawn(char *const argv[])
+/* fork(), the child dying with the test (SIGKILL when its parent ends): a
+ * test that fails before it reaps its children must not leave one blocked
+ * or spinning forever, holding the runner's output open. */
+static inline pid_t fork_bound(void)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
+    if (pid == 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
+        _exit(127); /* the parent is already gone */
+    return pid;
+}
+
+/* Start argv[0] (a path) with argv, in a child bound to the test. */
+static inline pid_t spawn(char *const argv[])
+{
+    pid_t pid = fork_bound();
     if (pid == 0) {
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-            _exit(127); /* the parent is already gone */
         execv(argv[0], argv);
         _exit(127);
     }

@@ -530,13 +530,11 @@ Test(tcp, a_hosted_ring_survives_other_processes_collecting_garbage, .timeout = 
     const char *base = getenv("DMAQ_SHM_DIR");
     snprintf(dir, sizeof dir, "%s/dmaq-" SCHEME "-%u", base && base[0] == '/' ? base : "/dev/shm", (unsigned)getuid());
     mkdir(dir, 0700);
-    pid_t collector = fork();
+    pid_t collector = fork_bound(); /* a failed assertion ends the test without killing it */
     cr_assert_geq(collector, 0);
-    if (collector == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion ends the test without killing it */
+    if (collector == 0)
         for (;;)
             dmaq_channel_gc(dir);
-    }
 
     enum { ROUNDS = 300 };
     for (int i = 0; i < ROUNDS; i++) {
