@@ -501,13 +501,15 @@ static uint64_t now_ns(void)
  * and at most timeout_ms: a message then reaches a waiting thread without
  * the completion channel's interrupt and wake-up. Descriptors that are not
  * ours, and connection events, are looked at by the poll() that follows.
- * Returns true once one is ready. */
-static bool spin_for(struct pollfd *fds, nfds_t nfds, int timeout_ms)
+ * Returns true once one is ready; else false, with *began_ms when the spin
+ * began (0: it did not spin). */
+static bool spin_for(struct pollfd *fds, nfds_t nfds, int timeout_ms, uint64_t *began_ms)
 {
     struct stream *conns[8];
     short events[8];
     nfds_t n = 0;
     int64_t spin = 0;
+    *began_ms = 0;
     for (nfds_t i = 0; i < nfds && n < 8; i++) {
         struct stream *s = lookup(fds[i].fd);
         if (!s || s->role != CONN)
@@ -519,10 +521,14 @@ static bool spin_for(struct pollfd *fds, nfds_t nfds, int timeout_ms)
     }
     if (spin <= 0 || timeout_ms == 0)
         return false;
-    uint64_t start = now_ns();
     uint64_t limit = timeout_ms < 0 ? UINT64_MAX : (uint64_t)timeout_ms * 1000000u;
     if ((uint64_t)spin < limit)
         limit = (uint64_t)spin;
+    /* The clock every 16 looks, the first time at the 16th: where it is no
+     * vDSO read (an emulated guest's HPET: about 1 us) it would be most of
+     * each look, and a wait that finds its data at once needs none. The
+     * spin runs those 16 looks past its limit. */
+    uint64_t start = 0;
     for (unsigned looks = 1;; looks++) {
         for (nfds_t i = 0; i < n; i++) {
             struct stream *s = conns[i];
@@ -533,20 +539,26 @@ static bool spin_for(struct pollfd *fds, nfds_t nfds, int timeout_ms)
             if (r)
                 return true;
         }
-        /* The clock every 16 looks: where it is no vDSO read (an emulated
-         * guest's HPET: about 1 us) it would be most of each look. */
-        if (looks % 16 == 0 && now_ns() - start >= limit)
+        if (looks % 16 != 0)
+            continue;
+        uint64_t now = now_ns();
+        if (!start) {
+            start = now;
+            *began_ms = now / 1000000u;
+        } else if (now - start >= limit) {
             return false;
+        }
     }
 }
 
-int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
+/* rdma_stream_poll, busy-polling first if `spin`. */
+static int poll_streams(struct pollfd *fds, nfds_t nfds, int timeout_ms, bool spin)
 {
-    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)timeout_ms;
     struct pollfd sys[16];
     if (nfds > 8)
         return fail(EINVAL);
-    if (spin_for(fds, nfds, timeout_ms)) {
+    uint64_t began = 0;
+    if (spin && spin_for(fds, nfds, timeout_ms, &began)) {
         /* Ready while spinning: when all the descriptors are ours, report
          * it without arming the completion queues or a poll() (system
          * calls both, and the arming a wake-up to take later). */
@@ -560,8 +572,9 @@ int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
         }
         if (i == nfds && ready)
             return ready;
-        deadline = now_ms(); /* the loop below reports what is, without waiting */
+        timeout_ms = 0; /* the loop below reports what is, without waiting */
     }
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : (began ? began : now_ms()) + (uint64_t)timeout_ms;
     for (;;) {
         int ready = 0;
         nfds_t k = 0;
@@ -581,8 +594,13 @@ int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
             if (s->role == CONN)
                 sys[k++] = (struct pollfd){s->cc->fd, POLLIN, 0};
         }
-        uint64_t now = now_ms();
-        int wait = ready ? 0 : deadline == UINT64_MAX ? -1 : now >= deadline ? 0 : (int)(deadline - now);
+        int wait = -1;
+        if (ready || timeout_ms == 0) {
+            wait = 0;
+        } else if (deadline != UINT64_MAX) {
+            uint64_t now = now_ms();
+            wait = now >= deadline ? 0 : (int)(deadline - now);
+        }
         int n = poll(sys, k, wait);
         /* The plain descriptors' results; ours are looked at again above. */
         k = 0;
@@ -609,6 +627,16 @@ int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
         if (n < 0 && errno != EINTR)
             return -1;
     }
+}
+
+int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
+{
+    return poll_streams(fds, nfds, timeout_ms, true);
+}
+
+int rdma_stream_poll_idle(struct pollfd *fds, nfds_t nfds, int timeout_ms)
+{
+    return poll_streams(fds, nfds, timeout_ms, false);
 }
 
 /* Wait until `events` or the deadline (ms since boot; UINT64_MAX: none). */

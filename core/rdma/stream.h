@@ -41,6 +41,9 @@ ssize_t rdma_stream_send(int fd, const void *buf, size_t len, int flags);
 ssize_t rdma_stream_sendmsg(int fd, const struct msghdr *msg, int flags);
 ssize_t rdma_stream_recv(int fd, void *buf, size_t len, int flags);
 int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms);
+/* The same without busy-polling first, whatever SO_BUSY_POLL says: for a
+ * thread that only stands by while another waits for the data. */
+int rdma_stream_poll_idle(struct pollfd *fds, nfds_t nfds, int timeout_ms);
 int rdma_stream_shutdown(int fd, int how);
 int rdma_stream_close(int fd);
 /* SO_REUSEADDR is accepted and ignored; TCP_USER_TIMEOUT bounds blocking

@@ -63,6 +63,7 @@ struct tcp_client {
      * (the pump, or the application while it waits in peek) holds rlock */
     pthread_mutex_t rlock;
     _Atomic uint64_t app_peeks; /* the application's peeks so far: the pump stands aside while they come */
+    _Atomic uint32_t app_reading; /* application threads reading the connection now: the pump stands aside too */
     atomic_bool shut;             /* the application shut the connection down; `why` says why */
     dmaq_pub *in;
     _Atomic uint64_t in_count; /* messages and markers put in the incoming ring (by rlock's holder) */
@@ -103,7 +104,7 @@ int tcp_handshake(const struct tcp_addr *a, const struct tcp_conf *c, struct tcp
     tcp_random(hello->nonce, TCP_NONCE);
     tcp_hello_mac(c, host_nonce, hello, hello->mac);
     uint8_t out[TCP_HEADER + TCP_HELLO_FIXED + TCP_NAME_MAX];
-    if (tcp_write_all(fd, out, tcp_put_hello(out, hello), dmaq__deadline(c->timeout_ns), NULL) < 0) {
+    if (tcp_write_all(fd, out, tcp_put_hello(out, hello), c->timeout_ns, NULL) < 0) {
         n = dmaq_error_set(DMAQ_ESYS, "%s: connection lost in the handshake (%s)", what, strerror(errno));
         goto fail;
     }
@@ -224,7 +225,7 @@ static int connect_once(struct tcp_client *cl)
     atomic_store(&cl->publisher_id, shape.publisher_id);
     cl->rlen = len;
     cl->roff = 0;
-    cl->last_rx = dmaq__mono_ns();
+    cl->last_rx = dmaq__coarse_ns();
     atomic_store(&cl->last_tx, cl->last_rx);
     pthread_mutex_lock(&cl->wlock);
     cl->fd = fd;
@@ -255,10 +256,10 @@ static void send_small(struct tcp_client *cl, uint8_t type, uint64_t count)
     uint8_t f[TCP_SMALL_FRAME];
     size_t n = tcp_put_small(f, type, count);
     pthread_mutex_lock(&cl->wlock);
-    if (cl->fd >= 0 && tcp_write_all(cl->fd, f, n, dmaq__deadline(cl->conf.timeout_ns), NULL) < 0)
+    if (cl->fd >= 0 && tcp_write_all(cl->fd, f, n, cl->conf.timeout_ns, NULL) < 0)
         net_shutdown(cl->fd, SHUT_RDWR); /* the pump notices and reconnects */
     pthread_mutex_unlock(&cl->wlock);
-    atomic_store_explicit(&cl->last_tx, dmaq__mono_ns(), memory_order_relaxed);
+    atomic_store_explicit(&cl->last_tx, dmaq__coarse_ns(), memory_order_relaxed);
 }
 
 /* Read what the host sent. Returns false when the connection is gone. */
@@ -272,7 +273,7 @@ static bool read_host(struct tcp_client *cl, int64_t wait_ns)
     if (cl->rlen == cl->rcap)
         return true; /* full of frames the ring had no room for: they go first */
     long n = tcp_read_some(cl->fd, cl->rbuf, &cl->rlen, cl->rcap, wait_ns);
-    uint64_t now = dmaq__mono_ns();
+    uint64_t now = dmaq__coarse_ns();
     if (n < 0) {
         disconnect(cl, errno ? strerror(errno) : "the host closed the connection");
         return false;
@@ -355,7 +356,7 @@ static bool send_batch(struct tcp_client *cl)
     if (!write_iov(cl, iov, k))
         return false;
     cl->batch_sent = cl->batch_n;
-    atomic_store_explicit(&cl->last_tx, dmaq__mono_ns(), memory_order_relaxed);
+    atomic_store_explicit(&cl->last_tx, dmaq__coarse_ns(), memory_order_relaxed);
     return true;
 }
 
@@ -724,13 +725,16 @@ static bool spare_lent_buffer(struct tcp_client *cl)
 }
 
 /* The pump keeps the connection read while the application does not: it
- * stands aside while the application has peeked within the last
- * TCP_APP_READS_NS, so a message wakes one thread, not two. */
+ * stands aside while the application reads it, or has peeked within the
+ * pump's last nap, so a message wakes one thread, not two. The naps grow
+ * from TCP_APP_READS_NS to TCP_APP_READS_MAX_NS while the application
+ * stays: each wake-up takes a CPU from it, on two CPUs a busy-polling one. */
 static void *sub_pump(void *arg)
 {
     struct tcp_client *cl = arg;
     int64_t backoff = 0;
     uint64_t peeks_seen = 0;
+    int64_t nap_ns = TCP_APP_READS_NS;
     while (!atomic_load(&cl->stop)) {
         if (cl->fd < 0) {
             pthread_mutex_lock(&cl->rlock);
@@ -745,14 +749,16 @@ static void *sub_pump(void *arg)
         }
         uint64_t peeks = atomic_load_explicit(&cl->app_peeks, memory_order_relaxed);
         bool shut = atomic_load(&cl->shut);
-        if (peeks != peeks_seen && !shut) {
+        if ((peeks != peeks_seen || atomic_load_explicit(&cl->app_reading, memory_order_relaxed)) && !shut) {
             peeks_seen = peeks;
-            usleep(TCP_APP_READS_NS / 1000);
+            usleep((useconds_t)(nap_ns / 1000));
+            nap_ns = nap_ns * 2 < TCP_APP_READS_MAX_NS ? nap_ns * 2 : TCP_APP_READS_MAX_NS;
             continue;
         }
+        nap_ns = TCP_APP_READS_NS;
         if (!shut) {
             struct pollfd p = {cl->fd, POLLIN, 0};
-            net_poll(&p, 1, (int)(TCP_SLICE_NS / 1000000));
+            net_poll_idle(&p, 1, (int)(TCP_SLICE_NS / 1000000));
         }
         pthread_mutex_lock(&cl->rlock);
         free_orphan(cl);
@@ -797,7 +803,9 @@ static int lease_in_place(struct tcp_sub_state *s, dmaq_lease *lease, bool may_r
             if (!may_read)
                 return 0;
             size_t had = cl->rlen - cl->roff;
+            atomic_fetch_add_explicit(&cl->app_reading, 1, memory_order_relaxed);
             bool up = read_host(cl, waited ? 0 : wait_ns);
+            atomic_fetch_sub_explicit(&cl->app_reading, 1, memory_order_relaxed);
             dmaq__bump(&cl->app_peeks, 1); /* a long wait to read counts as the application's activity too */
             if (!up || cl->rlen - cl->roff == had)
                 return 0;

@@ -96,7 +96,7 @@ static int64_t handshake_timeout(void) { return TCP_DEFAULT_TIMEOUT_NS; }
 
 static void send_frame(struct tcp_conn *c, const uint8_t *frame, size_t len, int64_t timeout_ns)
 {
-    if (tcp_write_all(c->fd, frame, len, dmaq__deadline(timeout_ns), &c->stop) < 0)
+    if (tcp_write_all(c->fd, frame, len, timeout_ns, &c->stop) < 0)
         atomic_store(&c->stop, true);
 }
 
@@ -200,7 +200,7 @@ static bool read_peer(struct tcp_conn *c, uint8_t *rbuf, size_t *rlen, size_t rc
     long n = tcp_read_some(c->fd, rbuf, rlen, rcap, TCP_SLICE_NS);
     if (n < 0)
         return false;
-    uint64_t now = dmaq__mono_ns();
+    uint64_t now = dmaq__coarse_ns();
     if (n > 0)
         *last_rx = now;
     else if (now - *last_rx > (uint64_t)c->ch->conf.timeout_ns) {
@@ -266,7 +266,7 @@ static int publish(struct tcp_conn *c, dmaq_pub *pub, const struct tcp_frame *f,
     while ((rc = dmaq_pub_reserve(pub, (size_t)len, &lease, TCP_SLICE_NS)) == DMAQ_ETIMEDOUT) {
         if (atomic_load(&c->stop))
             return rc;
-        uint64_t now = dmaq__mono_ns();
+        uint64_t now = dmaq__coarse_ns();
         if (now - *last_tx >= (uint64_t)c->ping_ns) { /* keep the peer from giving up on us */
             send_count(c, TCP_PING, 0);
             *last_tx = now;
@@ -319,10 +319,10 @@ static void serve_publisher(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE], 
         return;
     }
     welcome(c, nonce, h, dmaq_pub_id(pub), atomic_load(&t->received), NULL, 0);
-    struct publishing in = {c, pub, t, dmaq__mono_ns(), 0};
+    struct publishing in = {c, pub, t, dmaq__coarse_ns(), 0};
     uint64_t last_rx = in.last_tx;
     while (!atomic_load(&c->stop) && read_peer(c, rbuf, &rlen, rcap, &last_rx, "publisher")) {
-        uint64_t now = dmaq__mono_ns();
+        uint64_t now = dmaq__coarse_ns();
         const char *why = NULL;
         int rc = tcp_drain_frames(rbuf, &rlen, TCP_FROM_PUB, ch->max_message, publish_frame, &in, &why);
         if (in.unacked)
@@ -365,8 +365,9 @@ struct forward {
     pthread_mutex_t mu;   /* the state below: held by whoever forwards, the thread or a publisher */
     atomic_bool idle;     /* the thread sleeps and leaves the forwarding to publishers */
     int64_t spin_ns;      /* how long the thread watches an empty ring before it goes idle */
-    /* when a publisher last forwarded (tcp_host_published), and how long it took */
-    uint64_t here_end_ns, here_cost_ns;
+    /* when a publisher last forwarded (tcp_host_published), and how long
+     * that takes (its recent least), in dmaq__ticks() */
+    uint64_t here_end, here_cost;
     uint8_t *scratch; /* encoded frames on their way out, when the channel encodes */
     size_t scratch_cap;
     uint8_t *buf;
@@ -403,11 +404,21 @@ static bool forward_here_default(void)
  * short enough not to take a core from the applications for long. */
 #define FORWARD_SPIN_NS 20000LL
 
+/* A publisher back sooner after its last forwarding than this fraction of
+ * what that forwarding cost is streaming, and leaves the stream to the
+ * forwarder thread. A streaming publisher is back at once (its gap is the
+ * time to make the next message), one in a request-reply exchange only
+ * after the peer's reply, which took the peer a forwarding too; the whole
+ * forwarding cost as the bar sent a quarter to half of the ping-pong's
+ * messages to the thread (a wake-up each) on the emulated RDMA guest, where
+ * a post to the queue pair can take as long as the wait for the reply. */
+#define STREAMING_GAP_DIV 4u
+
 static bool dead(const struct forward *fw) { return atomic_load(&fw->c->stop); }
 
 static void write_out(struct forward *fw, const uint8_t *p, size_t n)
 {
-    if (n && tcp_write_all(fw->c->fd, p, n, dmaq__deadline(fw->c->ch->conf.timeout_ns), &fw->c->stop) < 0)
+    if (n && tcp_write_all(fw->c->fd, p, n, fw->c->ch->conf.timeout_ns, &fw->c->stop) < 0)
         atomic_store(&fw->c->stop, true);
 }
 
@@ -449,7 +460,7 @@ static void flush(struct forward *fw)
         write_out(fw, fw->scratch, used);
     }
     fw->sent = fw->tail;
-    fw->last_tx = dmaq__mono_ns();
+    fw->last_tx = dmaq__coarse_ns();
 }
 
 /* A publisher's flush (plain frames only): what the connection takes
@@ -460,7 +471,7 @@ static bool flush_now(struct forward *fw)
         ssize_t n = net_send(fw->c->fd, fw->buf + fw->sent, fw->tail - fw->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             fw->sent += (size_t)n;
-            fw->last_tx = dmaq__mono_ns();
+            fw->last_tx = dmaq__coarse_ns();
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -474,7 +485,7 @@ static bool flush_now(struct forward *fw)
 
 static void ping_if_idle(struct forward *fw)
 {
-    uint64_t now = dmaq__mono_ns();
+    uint64_t now = dmaq__coarse_ns();
     if (fw->tail == fw->sent && now - fw->last_tx >= (uint64_t)fw->c->ping_ns) {
         send_count(fw->c, TCP_PING, 0);
         fw->last_tx = now;
@@ -738,17 +749,20 @@ void tcp_host_published(struct tcp_chan *ch)
         if (pthread_mutex_trylock(&fw->mu) == 0) {
             /* Not idle any more, with the lock free: the thread waits for
              * credit, and goes on by itself when it comes. A publisher back
-             * sooner after its last forwarding here than that forwarding
-             * took is streaming: the stream is the thread's, which keeps up
-             * without a wake-up per message, where forwarding every message
-             * here would spend most of the publisher's time on it. */
-            uint64_t start = dmaq__mono_ns();
+             * within a fraction of its last forwarding's cost is streaming
+             * (STREAMING_GAP_DIV): the stream is the thread's, which keeps
+             * up without a wake-up per message, where forwarding every
+             * message here would spend most of the publisher's time on it. */
+            uint64_t start = dmaq__ticks();
             if (!atomic_load(&fw->idle) || dead(fw)) {
                 done = true;
-            } else if (start - fw->here_end_ns >= fw->here_cost_ns) {
+            } else if (start - fw->here_end >= fw->here_cost / STREAMING_GAP_DIV) {
                 done = forward_in_caller(fw);
-                fw->here_end_ns = dmaq__mono_ns();
-                fw->here_cost_ns = fw->here_end_ns - start;
+                fw->here_end = dmaq__ticks();
+                /* Down at once, up slowly: a forwarding that was preempted
+                 * does not make the next message look like a stream's. */
+                uint64_t cost = fw->here_end - start;
+                fw->here_cost = cost < fw->here_cost ? cost : fw->here_cost + (cost - fw->here_cost) / 8;
             }
             pthread_mutex_unlock(&fw->mu);
         }
@@ -836,7 +850,7 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
     int no_spin = 0;
     net_setsockopt(c->fd, SOL_SOCKET, SO_BUSY_POLL, &no_spin, sizeof no_spin);
 #endif
-    struct forward fw = {.c = c, .window = ch->capacity, .last_tx = dmaq__mono_ns(), .spin_ns = spin_ns};
+    struct forward fw = {.c = c, .window = ch->capacity, .last_tx = dmaq__coarse_ns(), .spin_ns = spin_ns};
     fw.cap = ch->capacity + tcp_frame_max(ch->max_message) + 2 * TCP_HEADER + 8;
     fw.buf = malloc(fw.cap);
     if (tcp_codec_active(&c->codec)) {
@@ -861,7 +875,7 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
     bool started = pthread_create(&t, NULL, forwarder, &fw) == 0;
     if (!started)
         tcp_log("no thread for subscriber %s on '%s'", c->peer, ch->name);
-    uint64_t last_rx = dmaq__mono_ns();
+    uint64_t last_rx = dmaq__coarse_ns();
     while (started && !atomic_load(&c->stop) && read_peer(c, rbuf, &rlen, rcap, &last_rx, "subscriber")) {
         const char *why = NULL;
         if (tcp_drain_frames(rbuf, &rlen, TCP_FROM_SUB, ch->max_message, take_ack, c, &why) < 0) {
@@ -905,8 +919,7 @@ static void *conn_main(void *arg)
     uint8_t challenge[TCP_HEADER + TCP_CHALLENGE_BODY];
     size_t rcap = 256 * 1024, rlen = 0;
     uint8_t *rbuf = NULL;
-    if (tcp_write_all(c->fd, challenge, tcp_put_challenge(challenge, nonce), dmaq__deadline(handshake_timeout()),
-                      &c->stop) < 0)
+    if (tcp_write_all(c->fd, challenge, tcp_put_challenge(challenge, nonce), handshake_timeout(), &c->stop) < 0)
         goto done;
     uint8_t hbuf[TCP_HEADER + TCP_HELLO_FIXED + TCP_NAME_MAX];
     struct tcp_frame f;

@@ -208,9 +208,10 @@ int tcp_listen(const struct tcp_addr *a)
     return dmaq_error_set(DMAQ_ESYS, "cannot listen on %s:%s: %s", a->host, a->port, strerror(err));
 }
 
-int tcp_write_all(int fd, const void *buf, size_t len, uint64_t deadline, const atomic_bool *stop)
+int tcp_write_all(int fd, const void *buf, size_t len, int64_t timeout_ns, const atomic_bool *stop)
 {
     const uint8_t *p = buf;
+    uint64_t deadline = 0; /* read the clock only once the connection makes us wait */
     while (len) {
         ssize_t n = net_send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
@@ -222,6 +223,8 @@ int tcp_write_all(int fd, const void *buf, size_t len, uint64_t deadline, const 
             continue;
         if (n < 0 && errno != EAGAIN)
             return -1;
+        if (!deadline)
+            deadline = dmaq__deadline(timeout_ns);
         if ((stop && atomic_load(stop)) || dmaq__mono_ns() >= deadline) {
             errno = ETIMEDOUT;
             return -1;

@@ -27,6 +27,7 @@
 #define net_sendmsg rdma_stream_sendmsg
 #define net_recv rdma_stream_recv
 #define net_poll rdma_stream_poll
+#define net_poll_idle rdma_stream_poll_idle
 #define net_close rdma_stream_close
 #define net_shutdown rdma_stream_shutdown
 #define net_setsockopt rdma_stream_setsockopt
@@ -45,6 +46,7 @@
 #define net_sendmsg sendmsg
 #define net_recv recv
 #define net_poll poll
+#define net_poll_idle poll
 #define net_close close
 #define net_shutdown shutdown
 #define net_setsockopt setsockopt

@@ -28,10 +28,12 @@
 #define TCP_DEFAULT_TIMEOUT_NS 5000000000LL
 #define TCP_SLICE_NS 20000000LL   /* longest a pump waits before looking at its flags */
 /* A subscriber's pump leaves the reading to the application while it read
- * within this long: a waiting application takes a message straight from the
- * connection, and one busy elsewhere (a relay blocked on its destination)
- * does not hold the stream up for longer. */
+ * within this long, and up to the longer figure while it keeps reading: a
+ * waiting application takes a message straight from the connection, and
+ * one busy elsewhere (a relay blocked on its destination) does not hold the
+ * stream up for longer. */
 #define TCP_APP_READS_NS 2000000LL
+#define TCP_APP_READS_MAX_NS 8000000LL
 #define TCP_KEY_BYTES 32u
 /* A subscriber acknowledges what it released once that is an eighth of its
  * credit window while busy, and a quarter before it sleeps: the host never
@@ -68,10 +70,10 @@ int tcp_dial(const struct tcp_addr *a, const struct tcp_conf *c);
 int tcp_listen(const struct tcp_addr *a);
 /* Set a connection up for c: no Nagle, c's peer timeout and spin. */
 void tcp_tune(int fd, const struct tcp_conf *c);
-/* Write all of buf, waiting at most until `deadline` (CLOCK_MONOTONIC ns)
+/* Write all of buf, waiting at most timeout_ns (negative: for ever) in all
  * while the socket is full, and giving up early if *stop becomes true.
- * Returns 0 or -1 (errno set; ETIMEDOUT at the deadline). */
-int tcp_write_all(int fd, const void *buf, size_t len, uint64_t deadline, const atomic_bool *stop);
+ * Returns 0 or -1 (errno set; ETIMEDOUT when the time is up). */
+int tcp_write_all(int fd, const void *buf, size_t len, int64_t timeout_ns, const atomic_bool *stop);
 /* Read what is there (waiting at most wait_ns for something) into
  * buf[*len..cap). Returns bytes read, 0 if none came in time, -1 on EOF or
  * error (errno 0 for EOF). */

@@ -14,6 +14,24 @@ static inline uint64_t dmaq__now_ns(clockid_t clock)
 
 static inline uint64_t dmaq__mono_ns(void) { return dmaq__now_ns(CLOCK_MONOTONIC); }
 
+/* CLOCK_MONOTONIC to a tick (a few ms), for peer timeouts and keep-alives
+ * that count in seconds: it never leaves the vDSO, where the precise clock
+ * can be a system call (an emulated guest's HPET: about 1 us a read, on
+ * every message of a connection). */
+static inline uint64_t dmaq__coarse_ns(void) { return dmaq__now_ns(CLOCK_MONOTONIC_COARSE); }
+
+/* A count that grows at a constant rate, for comparing two spans of time
+ * with each other: the time-stamp counter where there is one (cheap where
+ * the clock is not: an emulated guest's HPET costs about 1 us a read), else
+ * the clock. Not nanoseconds, and not comparable between CPUs of another
+ * rate. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+static inline uint64_t dmaq__ticks(void) { return __rdtsc(); }
+#else
+static inline uint64_t dmaq__ticks(void) { return dmaq__mono_ns(); }
+#endif
+
 /* Absolute CLOCK_MONOTONIC deadline for a timeout; UINT64_MAX = never. */
 static inline uint64_t dmaq__deadline(int64_t timeout_ns)
 {
