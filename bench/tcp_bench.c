@@ -16,6 +16,7 @@
  *   dmaq-tcp-bench [--quick] [--md FILE]   (FILE is appended to)
  *   dmaq-tcp-bench --rdma IP [--quick]
  *   dmaq-tcp-bench --stream SIZE [--quick] (one stream cell, to profile)
+ *   dmaq-tcp-bench --rdma IP --stream SIZE [--quick] (dmaq's cell alone)
  *
  * --rdma measures dmaq's cells only, over rdma://IP (an RDMA device's
  * address), for 64 B, 4 KiB and 64 KiB, and prints them as "key value"
@@ -511,11 +512,16 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--stream") == 0 && i + 1 < argc && atol(argv[i + 1]) > END_LEN)
             one_stream = (size_t)atol(argv[++i]);
         else
-            die("usage", "dmaq-tcp-bench [--quick] [--md FILE] | --rdma IP [--quick] | --stream SIZE [--quick]");
+            die("usage", "dmaq-tcp-bench [--quick] [--md FILE] | --rdma IP [--quick] [--stream SIZE] | --stream SIZE "
+                         "[--quick]");
     }
     signal(SIGPIPE, SIG_IGN);
     if (rdma_base[0]) {
         base = rdma_base;
+        if (one_stream) { /* one cell, to compare builds in one boot */
+            printf("dmaq_stream_%zu %.0f\n", one_stream, throughput(dmaq_stream, one_stream, 0));
+            return 0;
+        }
         return rdma_cells();
     }
     if (one_stream) {

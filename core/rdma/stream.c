@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../util/clock.h"
+
 /* Ring bytes per direction, in order of preference: 1 MiB when both rings
  * fit one explicit huge page, else 256 KiB, else 64 KiB; the first that
  * maps and registers (locked memory is limited, RLIMIT_MEMLOCK). The two
@@ -489,11 +491,27 @@ static void take_wakeup(struct stream *s)
         ibv_ack_cq_events(cq, 1);
 }
 
-static uint64_t now_ns(void)
+/* The time-stamp counter's rate (ticks per ms; 0 until known), learnt
+ * from the clock reads of the first spins: from then on a spin times itself
+ * with the counter and reads no clock but a rare backstop. Where the clock
+ * is no vDSO read (an emulated guest's HPET: about 1 us, and a lock in the
+ * emulator that both CPUs' spins fought over) it was most of each look. */
+static _Atomic uint64_t tick_rate;
+static uint64_t rate_ticks0, rate_ns0; /* the first reading, under table_lock */
+#define RATE_SPAN_NS 20000000u         /* measure the rate over at least this */
+
+static void learn_tick_rate(uint64_t ticks, uint64_t ns)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    pthread_mutex_lock(&table_lock);
+    if (!rate_ns0 || ticks <= rate_ticks0 || ns <= rate_ns0) {
+        rate_ticks0 = ticks; /* the first, or the counter went back: start over */
+        rate_ns0 = ns;
+    } else if (ns - rate_ns0 >= RATE_SPAN_NS) {
+        uint64_t rate = (uint64_t)((double)(ticks - rate_ticks0) * 1e6 / (double)(ns - rate_ns0));
+        if (rate)
+            atomic_store_explicit(&tick_rate, rate, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&table_lock);
 }
 
 /* Busy-poll the connections among fds (their completion queues and credit
@@ -524,11 +542,13 @@ static bool spin_for(struct pollfd *fds, nfds_t nfds, int timeout_ms, uint64_t *
     uint64_t limit = timeout_ms < 0 ? UINT64_MAX : (uint64_t)timeout_ms * 1000000u;
     if ((uint64_t)spin < limit)
         limit = (uint64_t)spin;
-    /* The clock every 16 looks, the first time at the 16th: where it is no
-     * vDSO read (an emulated guest's HPET: about 1 us) it would be most of
-     * each look, and a wait that finds its data at once needs none. The
-     * spin runs those 16 looks past its limit. */
-    uint64_t start = 0;
+    uint64_t rate = atomic_load_explicit(&tick_rate, memory_order_relaxed);
+    uint64_t limit_ticks = !rate ? 0 : limit >= UINT64_MAX / rate ? UINT64_MAX : limit * rate / 1000000u;
+    /* The time every 16 looks, the first time at the 16th: a wait that
+     * finds its data at once needs none. The spin runs those 16 looks past
+     * its limit. Timed with the counter, it reads the clock every 1024
+     * looks all the same, against a counter that stopped. */
+    uint64_t start = 0, start_ticks = 0;
     for (unsigned looks = 1;; looks++) {
         for (nfds_t i = 0; i < n; i++) {
             struct stream *s = conns[i];
@@ -541,11 +561,28 @@ static bool spin_for(struct pollfd *fds, nfds_t nfds, int timeout_ms, uint64_t *
         }
         if (looks % 16 != 0)
             continue;
-        uint64_t now = now_ns();
+        uint64_t ticks = dmaq__ticks();
+        if (!start_ticks)
+            start_ticks = ticks;
+        if (limit_ticks && looks % 1024 != 0) {
+            if (ticks - start_ticks < limit_ticks)
+                continue; /* (a counter that went back ends the spin: harmless) */
+        }
+        uint64_t now = dmaq__mono_ns();
+        if (!rate)
+            learn_tick_rate(ticks, now);
         if (!start) {
             start = now;
-            *began_ms = now / 1000000u;
-        } else if (now - start >= limit) {
+            if (!limit_ticks)
+                continue;
+        }
+        if (now - start >= limit || (limit_ticks && ticks - start_ticks >= limit_ticks)) {
+            uint64_t spun = now - start;
+            if (limit_ticks) { /* the counter's measure, unless it jumped */
+                uint64_t t = ticks - start_ticks;
+                spun = t > UINT64_MAX / 1000000u || t * 1000000u / rate > now ? 0 : t * 1000000u / rate;
+            }
+            *began_ms = (now - spun) / 1000000u;
             return false;
         }
     }

@@ -416,6 +416,18 @@ static bool forward_here_default(void)
 
 static bool dead(const struct forward *fw) { return atomic_load(&fw->c->stop); }
 
+/* A publisher's forwarding took `cost` ticks: the bar comes down to it at
+ * once and goes up by an eighth at most, so that a forwarding that was
+ * preempted (milliseconds, on a busy machine) does not make the next
+ * messages look like a stream's. */
+static void learn_forwarding_cost(struct forward *fw, uint64_t cost)
+{
+    if (!fw->here_cost || cost < fw->here_cost)
+        fw->here_cost = cost;
+    else
+        fw->here_cost += (cost - fw->here_cost < fw->here_cost ? cost - fw->here_cost : fw->here_cost) / 8;
+}
+
 static void write_out(struct forward *fw, const uint8_t *p, size_t n)
 {
     if (n && tcp_write_all(fw->c->fd, p, n, fw->c->ch->conf.timeout_ns, &fw->c->stop) < 0)
@@ -759,10 +771,12 @@ void tcp_host_published(struct tcp_chan *ch)
             } else if (start - fw->here_end >= fw->here_cost / STREAMING_GAP_DIV) {
                 done = forward_in_caller(fw);
                 fw->here_end = dmaq__ticks();
-                /* Down at once, up slowly: a forwarding that was preempted
-                 * does not make the next message look like a stream's. */
-                uint64_t cost = fw->here_end - start;
-                fw->here_cost = cost < fw->here_cost ? cost : fw->here_cost + (cost - fw->here_cost) / 8;
+                learn_forwarding_cost(fw, fw->here_end - start);
+            } else {
+                /* Left to the thread. The bar comes down a little each
+                 * time, so that one wrong measure cannot keep the
+                 * publisher from forwarding for good. */
+                fw->here_cost -= fw->here_cost / 4;
             }
             pthread_mutex_unlock(&fw->mu);
         }
