@@ -84,6 +84,8 @@ struct stream {
     bool established; /* accepted: the peer's RTU came, so its queue pair takes writes */
     bool peer_gone;   /* disconnected: what is in the ring can still be read */
     bool broken;    /* a transfer failed, or the peer broke the protocol */
+    bool borrowed;  /* rdma_stream_borrow's bytes are out: nothing else reads */
+    bool closed;    /* closed while borrowed: rdma_stream_give_back frees it */
 };
 
 static struct stream *table[MAX_FD];
@@ -897,6 +899,10 @@ ssize_t rdma_stream_recv(int fd, void *buf, size_t len, int flags)
         return fail(s ? ENOTCONN : EBADF);
     bool nonblock = s->nonblock || (flags & MSG_DONTWAIT);
     stream_lock(s);
+    if (s->borrowed) {
+        pthread_mutex_unlock(&s->lock);
+        return fail(EBUSY); /* the borrowed bytes come first */
+    }
     for (;;) {
         drain(s);
         uint64_t avail = s->produced - s->consumed;
@@ -921,6 +927,57 @@ ssize_t rdma_stream_recv(int fd, void *buf, size_t len, int flags)
         wait_for(s, POLLIN, UINT64_MAX);
         stream_lock(s);
     }
+}
+
+ssize_t rdma_stream_borrow(int fd, const void **data, void **token)
+{
+    struct stream *s = lookup(fd);
+    if (!s || s->role != CONN)
+        return fail(s ? ENOTCONN : EBADF);
+    stream_lock(s);
+    drain(s);
+    ssize_t n;
+    uint64_t avail = s->produced - s->consumed;
+    if (s->borrowed) {
+        n = fail(EBUSY);
+    } else if (avail) {
+        uint32_t off = (uint32_t)(s->consumed % s->ring);
+        n = (ssize_t)(avail < s->ring - off ? avail : s->ring - off);
+        *data = recv_ring(s) + off;
+        *token = s;
+        s->borrowed = true;
+    } else if (s->broken) {
+        n = fail(ECONNRESET);
+    } else {
+        n = s->peer_gone ? 0 : fail(EAGAIN);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+/* What rdma_stream_close leaves to the end of a borrow. */
+static void close_conn(struct stream *s)
+{
+    teardown_conn(s);
+    rdma_destroy_id(s->id); /* every event of it was acknowledged as it came */
+    rdma_destroy_event_channel(s->ec);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+void rdma_stream_give_back(void *token, size_t used)
+{
+    struct stream *s = token;
+    stream_lock(s);
+    if (!s->closed && used <= s->produced - s->consumed) {
+        s->consumed += used;
+        return_credit(s);
+    }
+    s->borrowed = false;
+    bool closed = s->closed;
+    pthread_mutex_unlock(&s->lock);
+    if (closed)
+        close_conn(s);
 }
 
 int rdma_stream_shutdown(int fd, int how)
@@ -952,11 +1009,11 @@ int rdma_stream_close(int fd)
         rdma_reject(s->req_id, NULL, 0);
         rdma_destroy_id(s->req_id);
     }
-    teardown_conn(s);
-    rdma_destroy_id(s->id); /* every event of it was acknowledged as it came */
-    rdma_destroy_event_channel(s->ec);
-    pthread_mutex_destroy(&s->lock);
-    free(s);
+    stream_lock(s);
+    s->closed = s->borrowed; /* then the borrower's give-back frees it */
+    pthread_mutex_unlock(&s->lock);
+    if (!s->closed)
+        close_conn(s);
     return 0;
 }
 

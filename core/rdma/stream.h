@@ -44,6 +44,17 @@ int rdma_stream_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms);
 /* The same without busy-polling first, whatever SO_BUSY_POLL says: for a
  * thread that only stands by while another waits for the data. */
 int rdma_stream_poll_idle(struct pollfd *fds, nfds_t nfds, int timeout_ms);
+/* Lend the bytes at the front of the incoming stream where they lie in the
+ * registered receive ring, without consuming them: *data, as far as the
+ * ring's end (a frame that wraps needs recv), and *token for
+ * rdma_stream_give_back. Returns the byte count, 0 at the end of the stream,
+ * or -1 (EAGAIN: nothing yet; EBUSY: already lent). Until the give-back
+ * nothing else reads the stream (recv fails with EBUSY), and the bytes stay
+ * put: the peer gets no credit for them. */
+ssize_t rdma_stream_borrow(int fd, const void **data, void **token);
+/* End a borrow, consuming its first `used` bytes (returning their credit).
+ * A stream closed meanwhile is freed here. Any thread. */
+void rdma_stream_give_back(void *token, size_t used);
 int rdma_stream_shutdown(int fd, int how);
 int rdma_stream_close(int fd);
 /* SO_REUSEADDR is accepted and ignored; TCP_USER_TIMEOUT bounds blocking

@@ -72,6 +72,12 @@ struct tcp_client {
      * this; a reconnect meanwhile reads into a new buffer, and the old one
      * waits in `orphan` to be freed. */
     _Atomic(uint8_t *) lent_in;
+    /* The borrow (net_borrow: the message in the registered receive ring,
+     * over RDMA) the application has leased from, and the bytes it ends;
+     * NULL: none. Nobody reads the connection meanwhile. */
+    _Atomic(void *) lent_ring;
+    size_t lent_ring_used;
+    uint32_t lent_ring_epoch; /* the connection it is on */
     uint8_t *orphan;
     uint64_t last_seq;
     bool any_seq, check_gap, queue;
@@ -262,6 +268,15 @@ static void send_small(struct tcp_client *cl, uint8_t type, uint64_t count)
     atomic_store_explicit(&cl->last_tx, dmaq__coarse_ns(), memory_order_relaxed);
 }
 
+static bool heard_from_host(struct tcp_client *cl, long n);
+
+/* Keep the host from taking our silence for death. */
+static void ping_if_quiet(struct tcp_client *cl, uint64_t now)
+{
+    if (now - atomic_load_explicit(&cl->last_tx, memory_order_relaxed) >= (uint64_t)cl->ping_ns)
+        send_small(cl, TCP_PING, 0);
+}
+
 /* Read what the host sent. Returns false when the connection is gone. */
 static bool read_host(struct tcp_client *cl, int64_t wait_ns)
 {
@@ -272,7 +287,14 @@ static bool read_host(struct tcp_client *cl, int64_t wait_ns)
     }
     if (cl->rlen == cl->rcap)
         return true; /* full of frames the ring had no room for: they go first */
-    long n = tcp_read_some(cl->fd, cl->rbuf, &cl->rlen, cl->rcap, wait_ns);
+    return heard_from_host(cl, tcp_read_some(cl->fd, cl->rbuf, &cl->rlen, cl->rcap, wait_ns));
+}
+
+/* After reading the connection and getting n bytes (-1: it failed or
+ * ended, errno 0 for the end): note the host's silence, and ping it if we
+ * were quiet long enough. Returns false when the connection is gone. */
+static bool heard_from_host(struct tcp_client *cl, long n)
+{
     uint64_t now = dmaq__coarse_ns();
     if (n < 0) {
         disconnect(cl, errno ? strerror(errno) : "the host closed the connection");
@@ -284,8 +306,7 @@ static bool read_host(struct tcp_client *cl, int64_t wait_ns)
         disconnect(cl, "the host went silent");
         return false;
     }
-    if (now - atomic_load_explicit(&cl->last_tx, memory_order_relaxed) >= (uint64_t)cl->ping_ns)
-        send_small(cl, TCP_PING, 0);
+    ping_if_quiet(cl, now);
     return true;
 }
 
@@ -724,6 +745,30 @@ static bool spare_lent_buffer(struct tcp_client *cl)
     return true;
 }
 
+/* Does the application lease from the current connection's receive ring
+ * (net_borrow)? Nothing may be read from it then. */
+static bool lent_here(struct tcp_client *cl)
+{
+    return atomic_load_explicit(&cl->lent_ring, memory_order_acquire) && cl->lent_ring_epoch == atomic_load(&cl->epoch);
+}
+
+/* The pump while the application leases from the connection's receive
+ * ring: it watches for the connection's end (then closes it, and
+ * reconnects: the borrowed bytes stay until the release) and pings the
+ * host meanwhile, waiting at most nap_ns. */
+static void watch_lent_connection(struct tcp_client *cl, int64_t nap_ns)
+{
+    struct pollfd p = {cl->fd, 0, 0};
+    net_poll_idle(&p, 1, (int)(nap_ns / 1000000));
+    if (p.revents & (POLLHUP | POLLERR)) {
+        pthread_mutex_lock(&cl->rlock);
+        disconnect(cl, "the host closed the connection");
+        pthread_mutex_unlock(&cl->rlock);
+    } else {
+        ping_if_quiet(cl, dmaq__coarse_ns());
+    }
+}
+
 /* The pump keeps the connection read while the application does not: it
  * stands aside while the application reads it, or has peeked within the
  * pump's last nap, so a message wakes one thread, not two. The naps grow
@@ -749,6 +794,10 @@ static void *sub_pump(void *arg)
         }
         uint64_t peeks = atomic_load_explicit(&cl->app_peeks, memory_order_relaxed);
         bool shut = atomic_load(&cl->shut);
+        if (lent_here(cl) && !shut) {
+            watch_lent_connection(cl, nap_ns);
+            continue;
+        }
         if ((peeks != peeks_seen || atomic_load_explicit(&cl->app_reading, memory_order_relaxed)) && !shut) {
             peeks_seen = peeks;
             usleep((useconds_t)(nap_ns / 1000));
@@ -762,8 +811,10 @@ static void *sub_pump(void *arg)
         }
         pthread_mutex_lock(&cl->rlock);
         free_orphan(cl);
-        take_in(cl);
-        bool no_room = cl->rlen == cl->rcap;
+        bool lent = lent_here(cl) && !shut;
+        if (!lent)
+            take_in(cl); /* (shut, a read fails while lent, and the connection closes) */
+        bool no_room = lent || cl->rlen == cl->rcap;
         pthread_mutex_unlock(&cl->rlock);
         if (no_room)
             usleep(TCP_SLICE_NS / 1000); /* the ring is full, or the application leases from the buffer */
@@ -780,12 +831,92 @@ static bool ring_empty(const struct tcp_sub_state *s)
     return atomic_load_explicit(&s->client->in_count, memory_order_acquire) == s->taken;
 }
 
+/* Fill *lease with the MSG frame f, taken from the connection: the next
+ * message in sequence, leased where it lies. */
+static void lease_frame(struct tcp_sub_state *s, dmaq_lease *lease, const struct tcp_frame *f)
+{
+    struct tcp_client *cl = s->client;
+    cl->check_gap = false;
+    cl->last_seq = f->u.msg.seq;
+    cl->any_seq = true;
+    *lease = (dmaq_lease){.data = (void *)f->u.msg.data,
+                          .len = f->u.msg.len,
+                          .seq = f->u.msg.seq,
+                          .timestamp_ns = f->u.msg.timestamp_ns,
+                          .publisher_id = f->u.msg.publisher_id,
+                          .flags = f->u.msg.flags};
+    s->lent_token = ++s->tokens;
+    lease->opaque_[0] = (uint64_t)(uintptr_t)s;
+    lease->opaque_[1] = s->lent_token;
+    lease->opaque_[2] = LEASED_IN_PLACE;
+    lease->opaque_[3] = atomic_load(&cl->epoch);
+}
+
+static bool next_in_sequence(const struct tcp_client *cl, const struct tcp_frame *f)
+{
+    return f->type == TCP_MSG && !(cl->check_gap && f->u.msg.seq > cl->last_seq + 1);
+}
+
+/* A message this long is leased in the registered receive ring even with
+ * more behind it; a shorter one only when it is all there is (a reply the
+ * application waits for). Small messages that come in a run are read into
+ * the receive buffer together: one read for them all, where a lease in the
+ * ring costs the stream's lock twice per message. */
+#define BORROW_MIN 1024u
+
+/* The receive buffer empty (rlock held), over RDMA: lease the next message
+ * where it lies in the registered receive ring (net_borrow), waiting at
+ * most wait_ns for bytes. Returns 1 with *lease filled; 0 when none came or
+ * what came is not to be leased there (a frame the ring's end cuts, a LOST
+ * count, a gap to report, a run of small messages: read it into the buffer
+ * instead); -1 when the connection is gone. */
+static int lease_borrowed(struct tcp_sub_state *s, dmaq_lease *lease, int64_t wait_ns)
+{
+    struct tcp_client *cl = s->client;
+    const void *data = NULL;
+    void *token = NULL;
+    ssize_t n = net_borrow(cl->fd, &data, &token);
+    if (n < 0 && errno == EAGAIN && wait_ns > 0) {
+        struct pollfd p = {cl->fd, POLLIN, 0};
+        net_poll(&p, 1, (int)((wait_ns + 999999) / 1000000));
+        n = net_borrow(cl->fd, &data, &token);
+    }
+    long heard = n;
+    if (n == 0) {
+        heard = -1;
+        errno = 0; /* the end of the stream */
+    } else if (n < 0 && errno == EAGAIN) {
+        heard = 0;
+    }
+    if (!heard_from_host(cl, heard))
+        return -1;
+    if (n <= 0)
+        return 0;
+    struct tcp_frame f;
+    const char *why = NULL;
+    long used = tcp_frame_next(data, (size_t)n, TCP_FROM_HOST_TO_SUB, cl->shape.max_message, &f, &why);
+    if (used > 0 && next_in_sequence(cl, &f) && (used == n || f.u.msg.len >= BORROW_MIN)) {
+        lease_frame(s, lease, &f);
+        cl->lent_ring_used = (size_t)used;
+        cl->lent_ring_epoch = atomic_load(&cl->epoch);
+        atomic_store_explicit(&cl->lent_ring, token, memory_order_release);
+        return 1;
+    }
+    net_give_back(token, 0);
+    if (used < 0) {
+        protocol_error(cl, why);
+        return -1;
+    }
+    return 0;
+}
+
 /* The application's own read, its ring found empty (rlock held): lease the
- * next message where it lies in the receive buffer, reading the connection
- * (if `may_read`, waiting at most wait_ns) when no whole frame is there. A
- * frame that is not the next message in sequence (a LOST count, a gap to
- * report) goes through the ring, as the pump would put it. Returns 1 with
- * *lease filled, or 0: look at the ring again. */
+ * next message where it lies in the receive buffer (or, over RDMA, in the
+ * registered receive ring), reading the connection (if `may_read`, waiting
+ * at most wait_ns) when no whole frame is there. A frame that is not the
+ * next message in sequence (a LOST count, a gap to report) goes through the
+ * ring, as the pump would put it. Returns 1 with *lease filled, or 0: look
+ * at the ring again. */
 static int lease_in_place(struct tcp_sub_state *s, dmaq_lease *lease, bool may_read, int64_t wait_ns)
 {
     struct tcp_client *cl = s->client;
@@ -802,29 +933,25 @@ static int lease_in_place(struct tcp_sub_state *s, dmaq_lease *lease, bool may_r
         if (n == 0) {
             if (!may_read)
                 return 0;
+            int64_t wait = waited ? 0 : wait_ns;
             size_t had = cl->rlen - cl->roff;
             atomic_fetch_add_explicit(&cl->app_reading, 1, memory_order_relaxed);
-            bool up = read_host(cl, waited ? 0 : wait_ns);
+            int got = NET_CAN_BORROW && had == 0 ? lease_borrowed(s, lease, wait) : 0;
+            if (NET_CAN_BORROW && had == 0)
+                wait = 0; /* waited there already */
+            bool up = got == 0 && read_host(cl, wait);
             atomic_fetch_sub_explicit(&cl->app_reading, 1, memory_order_relaxed);
             dmaq__bump(&cl->app_peeks, 1); /* a long wait to read counts as the application's activity too */
+            if (got > 0)
+                return 1;
             if (!up || cl->rlen - cl->roff == had)
                 return 0;
             waited = true;
             continue;
         }
-        if (f.type == TCP_MSG && !(cl->check_gap && f.u.msg.seq > cl->last_seq + 1)) {
+        if (next_in_sequence(cl, &f)) {
             cl->roff += (size_t)n;
-            cl->check_gap = false;
-            cl->last_seq = f.u.msg.seq;
-            cl->any_seq = true;
-            *lease = (dmaq_lease){.data = (void *)f.u.msg.data, .len = f.u.msg.len, .seq = f.u.msg.seq,
-                                  .timestamp_ns = f.u.msg.timestamp_ns, .publisher_id = f.u.msg.publisher_id,
-                                  .flags = f.u.msg.flags};
-            s->lent_token = ++s->tokens;
-            lease->opaque_[0] = (uint64_t)(uintptr_t)s;
-            lease->opaque_[1] = s->lent_token;
-            lease->opaque_[2] = LEASED_IN_PLACE;
-            lease->opaque_[3] = atomic_load(&cl->epoch);
+            lease_frame(s, lease, &f);
             atomic_store_explicit(&cl->lent_in, cl->rbuf, memory_order_relaxed); /* the pump reads it under rlock */
             return 1;
         }
@@ -907,6 +1034,9 @@ void tcp_client_sub_close(struct tcp_sub_state *s)
     flush_acks(s);
     atomic_store(&cl->stop, true);
     pthread_join(cl->thread, NULL);
+    void *borrow = atomic_load(&cl->lent_ring);
+    if (borrow)
+        net_give_back(borrow, 0); /* a lease the application never released: its stream can be freed */
     dmaq_sub_close(s->inner);
     dmaq_pub_close(cl->in);
     client_free(cl);
@@ -1013,7 +1143,13 @@ int tcp_client_release(struct tcp_sub_state *s, dmaq_lease *lease)
                                                "ended, or from another handle)");
         s->lent_token = 0;
         lease->opaque_[1] = 0;
-        atomic_store_explicit(&s->client->lent_in, NULL, memory_order_release); /* the buffer may move again */
+        void *borrow = atomic_load_explicit(&s->client->lent_ring, memory_order_relaxed);
+        if (borrow) {
+            net_give_back(borrow, s->client->lent_ring_used); /* the message's bytes are read */
+            atomic_store_explicit(&s->client->lent_ring, NULL, memory_order_release);
+        } else {
+            atomic_store_explicit(&s->client->lent_in, NULL, memory_order_release); /* the buffer may move again */
+        }
     } else {
         dmaq_lease inner = *lease;
         inner.data = (uint8_t *)inner.data - PREFIX;

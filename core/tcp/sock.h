@@ -33,7 +33,12 @@
 #define net_setsockopt rdma_stream_setsockopt
 #define net_getsockopt rdma_stream_getsockopt
 #define net_fcntl rdma_stream_fcntl
+#define net_borrow rdma_stream_borrow
+#define net_give_back rdma_stream_give_back
 #define NET_SOCKET_FLAGS 0
+/* A subscriber reading the connection itself leases a message where it lies
+ * in the registered receive ring (rdma_stream_borrow). */
+#define NET_CAN_BORROW 1
 #else
 #define NET_SCHEME "tcp"
 #define NET_TRANSPORT_FN dmaq_tcp_transport
@@ -53,6 +58,14 @@
 #define net_getsockopt getsockopt
 #define net_fcntl fcntl
 #define NET_SOCKET_FLAGS SOCK_CLOEXEC
+/* The kernel's TCP lends nothing in place: messages are read into a buffer. */
+#define NET_CAN_BORROW 0
+static inline ssize_t net_borrow(int fd, const void **data, void **token)
+{
+    (void)fd, (void)data, (void)token;
+    return -1;
+}
+static inline void net_give_back(void *token, size_t used) { (void)token, (void)used; }
 #endif
 
 #endif
