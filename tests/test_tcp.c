@@ -811,7 +811,7 @@ Test(tcp, a_large_lease_held_while_the_stream_goes_on_keeps_its_bytes, .timeout 
 {
     char uri[128];
     tcp_uri(uri, sizeof uri, HOST, free_tcp_port(), "held-large");
-    enum { SIZE = 1024, COUNT = 6000 };
+    enum { SIZE = 1024, COUNT = 2500 }; /* 2.5 MiB: more than the largest receive ring (1 MiB) */
     pid_t host = start_host_sized(uri, 0, COUNT, -1, SIZE, 4u << 20);
     dmaq_sub *sub = subscribe_when_up(uri);
     dmaq_lease first;
