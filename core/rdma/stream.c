@@ -566,10 +566,8 @@ static bool spin_for(struct pollfd *fds, nfds_t nfds, int timeout_ms, uint64_t *
         uint64_t ticks = dmaq__ticks();
         if (!start_ticks)
             start_ticks = ticks;
-        if (limit_ticks && looks % 1024 != 0) {
-            if (ticks - start_ticks < limit_ticks)
-                continue; /* (a counter that went back ends the spin: harmless) */
-        }
+        if (limit_ticks && looks % 1024 != 0 && ticks - start_ticks < limit_ticks)
+            continue; /* (a counter that went back ends the spin: harmless) */
         uint64_t now = dmaq__mono_ns();
         if (!rate)
             learn_tick_rate(ticks, now);
@@ -613,7 +611,8 @@ static int poll_streams(struct pollfd *fds, nfds_t nfds, int timeout_ms, bool sp
             return ready;
         timeout_ms = 0; /* the loop below reports what is, without waiting */
     }
-    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : (began ? began : now_ms()) + (uint64_t)timeout_ms;
+    /* (A timeout of 0 never waits below: no clock for it.) */
+    uint64_t deadline = timeout_ms <= 0 ? UINT64_MAX : (began ? began : now_ms()) + (uint64_t)timeout_ms;
     for (;;) {
         int ready = 0;
         nfds_t k = 0;

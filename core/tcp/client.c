@@ -936,9 +936,11 @@ static int lease_in_place(struct tcp_sub_state *s, dmaq_lease *lease, bool may_r
             int64_t wait = waited ? 0 : wait_ns;
             size_t had = cl->rlen - cl->roff;
             atomic_fetch_add_explicit(&cl->app_reading, 1, memory_order_relaxed);
-            int got = NET_CAN_BORROW && had == 0 ? lease_borrowed(s, lease, wait) : 0;
-            if (NET_CAN_BORROW && had == 0)
+            int got = 0;
+            if (NET_CAN_BORROW && had == 0) {
+                got = lease_borrowed(s, lease, wait);
                 wait = 0; /* waited there already */
+            }
             bool up = got == 0 && read_host(cl, wait);
             atomic_fetch_sub_explicit(&cl->app_reading, 1, memory_order_relaxed);
             dmaq__bump(&cl->app_peeks, 1); /* a long wait to read counts as the application's activity too */
