@@ -651,12 +651,20 @@ Test(tcp, a_killed_publisher_is_dropped_and_the_channel_goes_on, .timeout = 120)
 }
 
 /* Publish messages [from, to) of `size` bytes (at most 1024). */
+/* A size for publish_sized: message i is mixed_size(i) bytes. Every third
+ * is 16-56 KiB, big enough for a host's forwarder to write it from the ring
+ * itself (host.c, DIRECT_MIN), the others small ones it batches. */
+#define MIXED_SIZES 0
+#define MIXED_MAX 65536
+static size_t mixed_size(uint32_t i) { return i % 3 ? PAYLOAD_HEAD + i * 31 % 300 : 16384 + i * 7919 % 40000; }
+
 static void publish_sized(dmaq_pub *pub, uint32_t from, uint32_t to, size_t size, uint64_t *rng)
 {
     for (uint32_t i = from; i < to; i++) {
-        unsigned char m[1024];
-        payload_fill(m, size, 0, i, rng);
-        cr_assert_eq(dmaq_pub_send(pub, m, size, 30 * SEC), 0, "%s", dmaq_last_error());
+        static unsigned char m[MIXED_MAX];
+        size_t len = size == MIXED_SIZES ? mixed_size(i) : size;
+        payload_fill(m, len, 0, i, rng);
+        cr_assert_eq(dmaq_pub_send(pub, m, len, 30 * SEC), 0, "%s", dmaq_last_error());
         if (i % 100 == 0)
             sleep_ms(1); /* a stream, not one burst */
     }
@@ -717,6 +725,8 @@ static pid_t start_host_sized(const char *uri, uint32_t from, uint32_t to, int g
             _exit(1);
         dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
         o.capacity = capacity;
+        if (size == MIXED_SIZES)
+            o.max_message = MIXED_MAX;
         dmaq_pub *pub;
         uint64_t deadline = mono_ns() + 60 * SEC;
         while (dmaq_pub_open(uri, &o, &pub) < 0)
@@ -760,7 +770,8 @@ static void hold_next(dmaq_sub *sub, dmaq_lease *held, unsigned char *copy, size
     memcpy(copy, held->data, size);
 }
 
-static void expect_message(dmaq_sub *sub, uint32_t index)
+/* The next message is message `index` (of `size` bytes, unless 0), whole. */
+static void expect_sized(dmaq_sub *sub, uint32_t index, size_t size)
 {
     dmaq_lease l;
     int rc;
@@ -770,8 +781,11 @@ static void expect_message(dmaq_sub *sub, uint32_t index)
     uint32_t key, got;
     cr_assert(payload_intact(l.data, l.len, &key, &got), "message %u is corrupt", index);
     cr_assert_eq(got, index, "message %u arrived as %u", index, got);
+    cr_assert(!size || l.len == size, "message %u has %zu bytes, not %zu", index, l.len, size);
     cr_assert_eq(dmaq_sub_release(sub, &l), 0, "%s", dmaq_last_error());
 }
+
+static void expect_message(dmaq_sub *sub, uint32_t index) { expect_sized(sub, index, 0); }
 
 /* A subscriber that waits in peek leases each message where it lies in its
  * receive buffer. Held a while, such a lease keeps its bytes while the
@@ -824,6 +838,24 @@ Test(tcp, a_large_lease_held_while_the_stream_goes_on_keeps_its_bytes, .timeout 
     cr_assert_eq(dmaq_sub_release(sub, &first), 0, "%s", dmaq_last_error());
     for (uint32_t i = 1; i < COUNT; i++)
         expect_message(sub, i);
+    dmaq_sub_close(sub);
+    kill(host, SIGKILL);
+    waitpid(host, NULL, 0);
+}
+
+/* Big messages, which a host's forwarder writes from the ring where they
+ * lie, between small ones it batches in its own buffer: each arrives whole,
+ * in order, and the host's credit accounting (a 1 MiB window, 3.6 MiB sent)
+ * counts both kinds, or the stream would stall or the host drop us. */
+Test(tcp, big_and_small_messages_interleaved_arrive_whole_and_in_order, .timeout = 120)
+{
+    char uri[128];
+    tcp_uri(uri, sizeof uri, HOST, free_tcp_port(), "mixed");
+    enum { COUNT = 300 };
+    pid_t host = start_host_sized(uri, 0, COUNT, -1, MIXED_SIZES, 1u << 20);
+    dmaq_sub *sub = subscribe_when_up(uri);
+    for (uint32_t i = 0; i < COUNT; i++)
+        expect_sized(sub, i, mixed_size(i));
     dmaq_sub_close(sub);
     kill(host, SIGKILL);
     waitpid(host, NULL, 0);

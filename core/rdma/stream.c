@@ -827,12 +827,38 @@ int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len)
     return s->fd;
 }
 
-ssize_t rdma_stream_send(int fd, const void *buf, size_t len, int flags)
+/* Where a gathering send has got to in its buffers. */
+struct gather {
+    const struct iovec *iov; /* the buffer being taken */
+    size_t off;              /* bytes of it already taken */
+};
+
+static void gather_into(uint8_t *dst, struct gather *g, size_t n)
 {
+    while (n) {
+        size_t k = g->iov->iov_len - g->off < n ? g->iov->iov_len - g->off : n;
+        memcpy(dst, (const uint8_t *)g->iov->iov_base + g->off, k);
+        dst += k;
+        n -= k;
+        g->off += k;
+        if (g->off == g->iov->iov_len) {
+            g->iov++;
+            g->off = 0;
+        }
+    }
+}
+
+/* Send the `count` buffers of iov as one run of bytes: as few writes as the
+ * ring's end and the peer's credit allow, whatever the buffers' sizes. */
+static ssize_t send_gathered(int fd, const struct iovec *iov, size_t count, int flags)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < count; i++)
+        len += iov[i].iov_len;
+    struct gather g = {iov, 0};
     struct stream *s = lookup(fd);
     if (!s || s->role != CONN)
         return fail(s ? ENOTCONN : EBADF);
-    const uint8_t *p = buf;
     size_t done = 0;
     bool nonblock = s->nonblock || (flags & MSG_DONTWAIT);
     uint64_t deadline = UINT64_MAX;
@@ -861,7 +887,7 @@ ssize_t rdma_stream_send(int fd, const void *buf, size_t len, int flags)
         uint32_t n = (uint32_t)(len - done < space ? len - done : space);
         if (n > s->ring - off)
             n = s->ring - off; /* to the ring's end; the rest from its start next */
-        memcpy(send_ring(s) + off, p + done, n);
+        gather_into(send_ring(s) + off, &g, n);
         if (post_write(s, (uintptr_t)(send_ring(s) + off), s->mr->lkey, s->remote.ring_addr + off, s->remote.rkey, n,
                        n) != 0)
             break;
@@ -875,20 +901,15 @@ ssize_t rdma_stream_send(int fd, const void *buf, size_t len, int flags)
     return failed ? fail(EPIPE) : 0;
 }
 
+ssize_t rdma_stream_send(int fd, const void *buf, size_t len, int flags)
+{
+    struct iovec v = {(void *)buf, len};
+    return send_gathered(fd, &v, 1, flags);
+}
+
 ssize_t rdma_stream_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-    ssize_t total = 0;
-    for (size_t i = 0; i < msg->msg_iovlen; i++) {
-        const struct iovec *v = &msg->msg_iov[i];
-        for (size_t off = 0; off < v->iov_len;) {
-            ssize_t n = rdma_stream_send(fd, (const uint8_t *)v->iov_base + off, v->iov_len - off, flags);
-            if (n <= 0)
-                return total ? total : n;
-            off += (size_t)n;
-            total += n;
-        }
-    }
-    return total;
+    return send_gathered(fd, msg->msg_iov, msg->msg_iovlen, flags);
 }
 
 ssize_t rdma_stream_recv(int fd, void *buf, size_t len, int flags)

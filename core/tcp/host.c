@@ -378,7 +378,25 @@ struct forward {
     bool held;
     dmaq_lease lease;
     struct stashed *from_stash; /* the held message came from the stash, not the ring */
+    bool direct;                /* big messages may go out from the ring (send_direct) */
 };
+
+/* A message at least this big goes from where it lies in the ring straight
+ * to the connection, its frame header and meta gathered in front of it in
+ * one write (over rdma://, into the registered send ring), instead of being
+ * copied into buf first: one copy of it fewer on the forwarder's core, which
+ * is what limits a stream of big messages. Only where nothing needs the
+ * bytes after the write: a broadcast/block channel (a queue keeps them in
+ * buf to hand them to another subscriber if this one vanishes; an overwrite
+ * ring may overwrite a record while it is written), without a codec. Small
+ * messages are better batched through buf, many to a write. */
+#define DIRECT_MIN 16384u
+/* In buf, a MSG frame that went out that way: only its header and meta are
+ * kept there (for the acknowledgements' credit); never on the wire. */
+#define SENT_DIRECT 0x80u
+
+/* How much of a frame buf keeps. */
+static size_t kept_size(const uint8_t *f) { return TCP_HEADER + (f[4] == SENT_DIRECT ? TCP_MSG_META : tcp_get32(f)); }
 
 /* Publishers forward for idle forwarders over RDMA, where a write is a post
  * to the queue pair. Not by default over the kernel's TCP: there a write on
@@ -514,14 +532,14 @@ static bool apply_acks(struct forward *fw)
     while (n) {
         if (fw->head >= fw->sent)
             return false;
-        uint32_t body = tcp_get32(fw->buf + fw->head);
-        if (fw->head + TCP_HEADER + body > fw->sent)
+        const uint8_t *f = fw->buf + fw->head;
+        if (fw->head + kept_size(f) > fw->sent)
             return false; /* not all of that frame went out */
-        if (fw->buf[fw->head + 4] == TCP_MSG) {
-            fw->in_flight -= tcp_credit(body - TCP_MSG_META);
+        if (f[4] == TCP_MSG || f[4] == SENT_DIRECT) {
+            fw->in_flight -= tcp_credit(tcp_get32(f) - TCP_MSG_META);
             n--;
         }
-        fw->head += TCP_HEADER + body;
+        fw->head += kept_size(f);
     }
     if (fw->head == fw->tail)
         fw->head = fw->sent = fw->tail = 0;
@@ -632,9 +650,25 @@ static enum step take_next(struct forward *fw, int64_t wait_ns)
     return STEP_STOP;
 }
 
+/* Write the held message from the ring, after what buf has not sent yet,
+ * its frame's header and meta (at buf + fw->tail, `meta` bytes) gathered in
+ * front of it; buf keeps those as a SENT_DIRECT frame. */
+static void send_direct(struct forward *fw, size_t meta)
+{
+    flush(fw);
+    struct iovec v[2] = {{fw->buf + fw->tail, meta}, {fw->lease.data, fw->lease.len}};
+    if (tcp_writev_all(fw->c->fd, v, 2, fw->c->ch->conf.timeout_ns, &fw->c->stop) < 0)
+        atomic_store(&fw->c->stop, true);
+    fw->buf[fw->tail + 4] = SENT_DIRECT;
+    fw->tail += meta;
+    fw->sent = fw->tail;
+    fw->last_tx = dmaq__coarse_ns();
+}
+
 /* Frame the next message into buf, if there is one and the peer has the
- * credit for it (fw->mu held). */
-static enum step forward_one(struct forward *fw)
+ * credit for it (fw->mu held); with `may_wait`, a big one may go out at
+ * once instead (send_direct). */
+static enum step forward_one(struct forward *fw, bool may_wait)
 {
     struct tcp_conn *c = fw->c;
     if (!apply_acks(fw)) {
@@ -661,6 +695,13 @@ static enum step forward_one(struct forward *fw)
     size_t at = fw->tail;
     at += tcp_put_msg_meta(fw->buf + at, (uint32_t)fw->lease.len, fw->lease.seq, fw->lease.timestamp_ns,
                            fw->lease.publisher_id, fw->lease.flags);
+    if (may_wait && fw->direct && !fw->from_stash && fw->lease.len >= DIRECT_MIN) {
+        send_direct(fw, at - fw->tail);
+        fw->held = false;
+        dmaq_sub_release(c->sub, &fw->lease); /* block policy: never overwritten */
+        fw->in_flight += need;
+        return STEP_MORE;
+    }
     memcpy(fw->buf + at, fw->lease.data, fw->lease.len);
     fw->held = false;
     if (fw->from_stash) {
@@ -739,7 +780,7 @@ static bool forward_in_caller(struct forward *fw)
     if (tcp_codec_active(&fw->c->codec))
         return false; /* encoding is the thread's: flush() */
     enum step st;
-    while ((st = forward_one(fw)) == STEP_MORE)
+    while ((st = forward_one(fw, false)) == STEP_MORE)
         ;
     append_lost(fw);
     return flush_now(fw) && st == STEP_EMPTY;
@@ -791,7 +832,7 @@ static void *forwarder(void *arg)
     struct forward *fw = arg;
     pthread_mutex_lock(&fw->mu);
     while (!dead(fw)) {
-        enum step st = forward_one(fw);
+        enum step st = forward_one(fw, true);
         if (st == STEP_MORE) {
             if (fw->tail - fw->sent >= 65536)
                 flush(fw);
@@ -864,7 +905,12 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
     int no_spin = 0;
     net_setsockopt(c->fd, SOL_SOCKET, SO_BUSY_POLL, &no_spin, sizeof no_spin);
 #endif
-    struct forward fw = {.c = c, .window = ch->capacity, .last_tx = dmaq__coarse_ns(), .spin_ns = spin_ns};
+    struct forward fw = {.c = c,
+                         .window = ch->capacity,
+                         .last_tx = dmaq__coarse_ns(),
+                         .spin_ns = spin_ns,
+                         .direct = ch->kind == DMAQ_KIND_BROADCAST && ch->policy == DMAQ_POLICY_BLOCK &&
+                                   !tcp_codec_active(&c->codec)};
     fw.cap = ch->capacity + tcp_frame_max(ch->max_message) + 2 * TCP_HEADER + 8;
     fw.buf = malloc(fw.cap);
     if (tcp_codec_active(&c->codec)) {

@@ -208,15 +208,28 @@ int tcp_listen(const struct tcp_addr *a)
     return dmaq_error_set(DMAQ_ESYS, "cannot listen on %s:%s: %s", a->host, a->port, strerror(err));
 }
 
-int tcp_write_all(int fd, const void *buf, size_t len, int64_t timeout_ns, const atomic_bool *stop)
+/* Step over the first n bytes of the iovecs, and any empty ones after them. */
+static void skip_sent(struct iovec **iov, int *count, size_t n)
 {
-    const uint8_t *p = buf;
+    for (; *count; ++*iov, --*count) {
+        if (n < (*iov)->iov_len) {
+            (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
+            (*iov)->iov_len -= n;
+            return;
+        }
+        n -= (*iov)->iov_len;
+    }
+}
+
+int tcp_writev_all(int fd, struct iovec *iov, int count, int64_t timeout_ns, const atomic_bool *stop)
+{
     uint64_t deadline = 0; /* read the clock only once the connection makes us wait */
-    while (len) {
-        ssize_t n = net_send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    skip_sent(&iov, &count, 0);
+    while (count) {
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)count};
+        ssize_t n = net_sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
-            p += n;
-            len -= (size_t)n;
+            skip_sent(&iov, &count, (size_t)n);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -233,6 +246,12 @@ int tcp_write_all(int fd, const void *buf, size_t len, int64_t timeout_ns, const
         net_poll(&pfd, 1, (int)(TCP_SLICE_NS / 1000000));
     }
     return 0;
+}
+
+int tcp_write_all(int fd, const void *buf, size_t len, int64_t timeout_ns, const atomic_bool *stop)
+{
+    struct iovec v = {(void *)buf, len};
+    return tcp_writev_all(fd, &v, 1, timeout_ns, stop);
 }
 
 long tcp_read_some(int fd, uint8_t *buf, size_t *len, size_t cap, int64_t wait_ns)

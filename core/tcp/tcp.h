@@ -74,6 +74,9 @@ void tcp_tune(int fd, const struct tcp_conf *c);
  * while the socket is full, and giving up early if *stop becomes true.
  * Returns 0 or -1 (errno set; ETIMEDOUT when the time is up). */
 int tcp_write_all(int fd, const void *buf, size_t len, int64_t timeout_ns, const atomic_bool *stop);
+/* The same for the `count` buffers of iov, in order (one gathering write
+ * where the connection takes it all); iov is used up on the way. */
+int tcp_writev_all(int fd, struct iovec *iov, int count, int64_t timeout_ns, const atomic_bool *stop);
 /* Read what is there (waiting at most wait_ns for something) into
  * buf[*len..cap). Returns bytes read, 0 if none came in time, -1 on EOF or
  * error (errno 0 for EOF). */
