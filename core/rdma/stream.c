@@ -500,7 +500,11 @@ static void take_wakeup(struct stream *s)
  * emulator that both CPUs' spins fought over) it was most of each look. */
 static _Atomic uint64_t tick_rate;
 static uint64_t rate_ticks0, rate_ns0; /* the first reading, under table_lock */
-#define RATE_SPAN_NS 20000000u         /* measure the rate over at least this */
+#define RATE_SPAN_NS 5000000u          /* measure the rate over at least this: spins need no more */
+/* Looks between a timed spin's clock reads: a few ms of them. (Every 1024
+ * was about one per message of a busy-polled ping-pong in the emulated
+ * guest, where a clock read is a system call of 1-1.5 us.) */
+#define CLOCK_BACKSTOP_LOOKS 16384u
 
 static void learn_tick_rate(uint64_t ticks, uint64_t ns)
 {
@@ -514,6 +518,12 @@ static void learn_tick_rate(uint64_t ticks, uint64_t ns)
             atomic_store_explicit(&tick_rate, rate, memory_order_relaxed);
     }
     pthread_mutex_unlock(&table_lock);
+}
+
+/* ns at `rate` counter ticks per ms, as ticks (0: the rate is not known). */
+static uint64_t ticks_for(uint64_t ns, uint64_t rate)
+{
+    return !rate ? 0 : ns >= UINT64_MAX / rate ? UINT64_MAX : ns * rate / 1000000u;
 }
 
 /* Busy-poll the connections among fds (their completion queues and credit
@@ -545,11 +555,11 @@ static bool spin_for(struct pollfd *fds, nfds_t nfds, int timeout_ms, uint64_t *
     if ((uint64_t)spin < limit)
         limit = (uint64_t)spin;
     uint64_t rate = atomic_load_explicit(&tick_rate, memory_order_relaxed);
-    uint64_t limit_ticks = !rate ? 0 : limit >= UINT64_MAX / rate ? UINT64_MAX : limit * rate / 1000000u;
+    uint64_t limit_ticks = ticks_for(limit, rate);
     /* The time every 16 looks, the first time at the 16th: a wait that
      * finds its data at once needs none. The spin runs those 16 looks past
-     * its limit. Timed with the counter, it reads the clock every 1024
-     * looks all the same, against a counter that stopped. */
+     * its limit. Timed with the counter, it reads the clock every
+     * CLOCK_BACKSTOP_LOOKS all the same, against a counter that stopped. */
     uint64_t start = 0, start_ticks = 0;
     for (unsigned looks = 1;; looks++) {
         for (nfds_t i = 0; i < n; i++) {
@@ -566,15 +576,17 @@ static bool spin_for(struct pollfd *fds, nfds_t nfds, int timeout_ms, uint64_t *
         uint64_t ticks = dmaq__ticks();
         if (!start_ticks)
             start_ticks = ticks;
-        if (limit_ticks && looks % 1024 != 0 && ticks - start_ticks < limit_ticks)
+        if (limit_ticks && looks % CLOCK_BACKSTOP_LOOKS != 0 && ticks - start_ticks < limit_ticks)
             continue; /* (a counter that went back ends the spin: harmless) */
         uint64_t now = dmaq__mono_ns();
-        if (!rate)
+        if (!start)
+            start = now; /* with start_ticks, at the same look unless the rate was known */
+        if (!rate) {
             learn_tick_rate(ticks, now);
-        if (!start) {
-            start = now;
-            if (!limit_ticks)
-                continue;
+            /* Once learnt, the rest of this spin is timed by the counter
+             * too (a first spin can be long: a peer setting up). */
+            rate = atomic_load_explicit(&tick_rate, memory_order_relaxed);
+            limit_ticks = ticks_for(limit, rate);
         }
         if (now - start >= limit || (limit_ticks && ticks - start_ticks >= limit_ticks)) {
             uint64_t spun = now - start;

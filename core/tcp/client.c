@@ -1076,21 +1076,26 @@ int tcp_client_peek(struct tcp_sub_state *s, dmaq_lease *lease, int64_t timeout_
                                           "first", s->client->addr.host, s->client->addr.port, s->client->addr.name);
     struct tcp_client *cl = s->client;
     dmaq__bump(&cl->app_peeks, 1);
-    uint64_t deadline = 0; /* 0 until something must be waited for: what is here needs no clock */
+    /* 0 until something must be waited for: what is here needs no clock.
+     * (Where the clock is an emulated HPET, each read is a system call of
+     * 1-1.5 us: one per wait, and none for a timeout of 0 or for ever.) */
+    uint64_t deadline = 0;
     for (;;) {
         int rc = ring_empty(s) ? DMAQ_EAGAIN : dmaq_sub_peek(s->inner, lease, 0);
         if (rc == DMAQ_EAGAIN) {
             if (s->pending_credit >= s->window / TCP_ACK_IDLE_DIV)
                 flush_acks(s); /* before waiting, so the host is not left waiting for credit */
+            int64_t left = timeout_ns;
             if (!deadline) {
                 int got = read_directly(s, lease, false, 0);
                 if (got > 0)
                     return leased(s);
-                deadline = dmaq__deadline(timeout_ns);
+                deadline = timeout_ns > 0 ? dmaq__deadline(timeout_ns) : UINT64_MAX;
                 if (!ring_empty(s))
                     continue;
+            } else {
+                left = dmaq__timeout_left(timeout_ns, deadline);
             }
-            int64_t left = dmaq__timeout_left(timeout_ns, deadline);
             int got = read_directly(s, lease, true, left);
             if (got > 0)
                 return leased(s);

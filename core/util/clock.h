@@ -32,11 +32,23 @@ static inline uint64_t dmaq__ticks(void) { return __rdtsc(); }
 static inline uint64_t dmaq__ticks(void) { return dmaq__mono_ns(); }
 #endif
 
+/* Timeouts at least this long are timed with the coarse clock: a deadline
+ * a second or more away needs no precision, and the precise clock can be a
+ * system call (an emulated guest's HPET: 1-1.5 us a read, which a blocking
+ * receive with a timeout paid on every message). */
+#define DMAQ__COARSE_TIMEOUT_NS 1000000000LL
+/* More than the coarse clock's tick (1-10 ms by CONFIG_HZ), added to such a
+ * deadline: it lags the precise clock by up to a tick, and a deadline taken
+ * from it must never come early. So such a timeout may end this much late. */
+#define DMAQ__COARSE_SLACK_NS 10000000u
+
 /* Absolute CLOCK_MONOTONIC deadline for a timeout; UINT64_MAX = never. */
 static inline uint64_t dmaq__deadline(int64_t timeout_ns)
 {
     if (timeout_ns < 0)
         return UINT64_MAX;
+    if (timeout_ns >= DMAQ__COARSE_TIMEOUT_NS)
+        return dmaq__coarse_ns() + (uint64_t)timeout_ns + DMAQ__COARSE_SLACK_NS;
     return dmaq__mono_ns() + (uint64_t)timeout_ns;
 }
 
@@ -46,7 +58,7 @@ static inline int64_t dmaq__timeout_left(int64_t timeout_ns, uint64_t deadline)
 {
     if (timeout_ns <= 0)
         return timeout_ns;
-    uint64_t now = dmaq__mono_ns();
+    uint64_t now = timeout_ns >= DMAQ__COARSE_TIMEOUT_NS ? dmaq__coarse_ns() : dmaq__mono_ns();
     return now >= deadline ? 0 : (int64_t)(deadline - now);
 }
 
