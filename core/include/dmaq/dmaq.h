@@ -19,8 +19,10 @@
  *     a negative DMAQ_E* code on failure. dmaq_strerror() names a code;
  *     dmaq_last_error() says, for the calling thread, exactly what was wrong.
  *   - Timeouts are in nanoseconds: 0 = try once and return DMAQ_EAGAIN,
- *     negative = wait forever, positive = wait at most that long and return
- *     DMAQ_ETIMEDOUT. Waits spin briefly, then sleep in the kernel.
+ *     negative = wait forever, positive = wait that long and return
+ *     DMAQ_ETIMEDOUT (never sooner; a timeout of a second or more is timed
+ *     with the coarse clock and may end up to about 20 ms late). Waits spin
+ *     briefly, then sleep in the kernel.
  *   - Handles are opaque. A handle may be used by one thread at a time; it
  *     may be moved to (used from) another thread between calls. Different
  *     handles, even on the same channel, may be used concurrently.
