@@ -23,7 +23,7 @@
 
 #include "clock.h"
 
-#define STAMP_ANCHOR_NS 100000u     /* read the real clock at least this often */
+#define STAMP_ANCHOR_NS 100000u     /* read the real clock at least this often (see STAMP_READS_PER_SPAN) */
 #define STAMP_CALIBRATE_NS 1000000u /* measure the rate over at least this */
 /* Counter ticks a real read of the clock may take (a few hundred ns at any
  * counter rate seen) before the pair is judged disturbed, unless the
