@@ -284,15 +284,21 @@ static const struct transport *transport_by_key(const char *key)
     return NULL;
 }
 
+/* One run of a 1x1 cell of the targets, a failure reported as `what`. */
+static struct cell_result run_target(const struct transport *t, const struct cell_spec *spec, const char *what)
+{
+    struct cell_result c;
+    run_cell(t, spec, &c);
+    struct row r = {t, 1, 1, spec->size, {0}, {0}};
+    note_failure(&r, &c, what);
+    return c;
+}
+
 /* A 1x1 latency cell of the targets. */
 static struct cell_result target_cell(const struct transport *t, size_t size, double gap_ns)
 {
     struct cell_spec spec = {1, 1, size, 1, mode->samples, 0, gap_ns};
-    struct cell_result c;
-    run_cell(t, &spec, &c);
-    struct row r = {t, 1, 1, size, {0}, {0}};
-    note_failure(&r, &c, "target latency");
-    return c;
+    return run_target(t, &spec, "target latency");
 }
 
 /* A streaming target: the 1x1 dmaq cell's best rate over the bare ring's
@@ -306,10 +312,7 @@ static double stream_ratio(const struct transport *t, size_t size)
     for (int rep = 0; rep < mode->reps; rep++) {
         double b = floor_bare_ring(size, mode->floor_s);
         bare = b > bare ? b : bare;
-        struct cell_result c;
-        run_cell(t, &spec, &c);
-        struct row r = {t, 1, 1, size, {0}, {0}};
-        note_failure(&r, &c, "target streaming");
+        struct cell_result c = run_target(t, &spec, "target streaming");
         if (c.ok && c.msgs_per_s > best)
             best = c.msgs_per_s;
     }

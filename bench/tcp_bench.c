@@ -471,6 +471,18 @@ static void emit(FILE *md, const char *fmt, ...)
     }
 }
 
+/* The busy-polled ping-pong (every wait on its way spins): `rounds` round
+ * trips, 1000 if 0. */
+static double busy_latency(size_t rounds)
+{
+    pingpong_spin_ns = INT64_MAX;
+    pingpong_rounds = rounds ? rounds : 1000;
+    double ns = latency(dmaq_pingpong);
+    pingpong_spin_ns = -1;
+    pingpong_rounds = 0;
+    return ns;
+}
+
 /* The dmaq cells over rdma://, as "key value" lines (medians of ROUNDS). */
 static int rdma_cells(void)
 {
@@ -480,11 +492,7 @@ static int rdma_cells(void)
     printf("dmaq_latency_ns %.0f\n", median(lat, ROUNDS));
     /* Busy-polling: one shorter round. Every thread on the path spins, and
      * an emulated 2-CPU guest has fewer CPUs than that; it is slow there. */
-    pingpong_spin_ns = INT64_MAX;
-    pingpong_rounds = 1000;
-    printf("dmaq_latency_busy_ns %.0f\n", latency(dmaq_pingpong));
-    pingpong_spin_ns = -1;
-    pingpong_rounds = 0;
+    printf("dmaq_latency_busy_ns %.0f\n", busy_latency(0));
     size_t sizes[] = {64, 4096, 65536};
     for (int k = 0; k < 3; k++) {
         double d[ROUNDS], rl[ROUNDS];
@@ -502,7 +510,7 @@ int main(int argc, char **argv)
 {
     FILE *md = NULL;
     char rdma_base[80] = "";
-    size_t one_stream = 0;
+    size_t one_stream = 0, busy_rounds = 0;
     bool busy_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
@@ -516,7 +524,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--busy-latency") == 0) {
             busy_only = true;
             if (i + 1 < argc && atol(argv[i + 1]) > 0)
-                pingpong_rounds = (size_t)atol(argv[++i]);
+                busy_rounds = (size_t)atol(argv[++i]);
         } else
             die("usage",
                 "dmaq-tcp-bench [--quick] [--md FILE] | --rdma IP [--quick] [--stream SIZE | --busy-latency [ROUNDS]] "
@@ -534,10 +542,7 @@ int main(int argc, char **argv)
             return 0;
         }
         if (busy_only) { /* the same for rdma_cells' busy-polled latency */
-            pingpong_spin_ns = INT64_MAX;
-            if (!pingpong_rounds)
-                pingpong_rounds = 1000;
-            printf("dmaq_latency_busy_ns %.0f\n", latency(dmaq_pingpong));
+            printf("dmaq_latency_busy_ns %.0f\n", busy_latency(busy_rounds));
             return 0;
         }
         return rdma_cells();

@@ -650,7 +650,6 @@ Test(tcp, a_killed_publisher_is_dropped_and_the_channel_goes_on, .timeout = 120)
     dmaq_sub_close(host);
 }
 
-/* Publish messages [from, to) of `size` bytes (at most 1024). */
 /* A size for publish_sized: message i is mixed_size(i) bytes. Every third
  * is 16-56 KiB, big enough for a host's forwarder to write it from the ring
  * itself (host.c, DIRECT_MIN), the others small ones it batches. */
@@ -658,6 +657,8 @@ Test(tcp, a_killed_publisher_is_dropped_and_the_channel_goes_on, .timeout = 120)
 #define MIXED_MAX 65536
 static size_t mixed_size(uint32_t i) { return i % 3 ? PAYLOAD_HEAD + i * 31 % 300 : 16384 + i * 7919 % 40000; }
 
+/* Publish messages [from, to) of `size` bytes (at most MIXED_MAX), or of
+ * mixed_size(i) bytes if `size` is MIXED_SIZES. */
 static void publish_sized(dmaq_pub *pub, uint32_t from, uint32_t to, size_t size, uint64_t *rng)
 {
     for (uint32_t i = from; i < to; i++) {
