@@ -7,6 +7,8 @@ build=$1
 cd "$(dirname "$0")/.."
 echo "== rdma:// in the VM: $(uname -r), device ${RDMA_VM_DEV:-?} at ${RDMA_VM_IP:-?}"
 export DMAQ_SHM_DIR=/dev/shm
+echo "-- channel creation on this kernel (Debian 12's, where a signal interrupts tmpfs's fallocate)"
+"$build/tests/test_lifecycle" --jobs 1 --verbose=0 --filter 'lifecycle/channels_are_created_whole_while_signals_arrive'
 echo "-- test_rdma (errors, keys, leases, killed and stopped peers), rings on huge pages"
 echo 64 > /proc/sys/vm/nr_hugepages
 "$build/tests/test_rdma" --jobs 1 --verbose=0

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 
 #include "../core/shm/layout.h"
 #include "harness.h"
@@ -205,6 +206,59 @@ Test(lifecycle, small_directory_gives_enospc)
     dmaq_pub_close(pub);
     umount(dir);
     rmdir(dir);
+}
+
+static void take_signal(int sig) { (void)sig; }
+
+/* A process that takes signals while it creates channels (a profiler's
+ * interval timer, a handler installed without SA_RESTART, a job-control
+ * stop and continue) still creates them whole. On Debian 12's kernel a
+ * signal fails tmpfs's fallocate with EINTR and undoes it: in the Soft-RoCE
+ * VM, every 64 MiB creation failed that way with a 200 us timer, and a
+ * subscriber stopped while opening its rdma:// ring failed to open. */
+Test(lifecycle, channels_are_created_whole_while_signals_arrive, .timeout = 120)
+{
+    char dir[64];
+    make_dir(dir, sizeof dir);
+    enum { CHANNELS = 8 };
+    pid_t creator = fork_bound();
+    cr_assert_geq(creator, 0);
+    if (creator == 0) {
+        struct sigaction sa = {.sa_handler = take_signal}; /* no SA_RESTART */
+        sigaction(SIGALRM, &sa, NULL);
+        struct itimerval every = {{0, 200}, {0, 200}};
+        setitimer(ITIMER_REAL, &every, NULL);
+        int failed = 0;
+        for (int i = 0; i < CHANNELS; i++) {
+            char uri[128];
+            snprintf(uri, sizeof uri, "shm://%s/signalled-%d", dir, i);
+            dmaq_options o = DMAQ_OPTIONS_INIT;
+            o.capacity = 32u << 20;
+            dmaq_pub *pub;
+            dmaq_sub *sub;
+            if (dmaq_pub_open(uri, &o, &pub) < 0 || dmaq_sub_open(uri, &o, &sub) < 0) {
+                fprintf(stderr, "channel %d: %s\n", i, dmaq_last_error());
+                failed++;
+                continue;
+            }
+            dmaq_sub_close(sub);
+            dmaq_pub_close(pub);
+            dmaq_channel_unlink(uri);
+        }
+        _exit(failed);
+    }
+    /* ...while this process stops and continues it, as a shell's job control would. */
+    int status;
+    while (waitpid(creator, &status, WNOHANG) == 0) {
+        kill(creator, SIGSTOP);
+        sleep_ms(1);
+        kill(creator, SIGCONT);
+        sleep_ms(2);
+    }
+    cr_assert(WIFEXITED(status), "the creator ended with status 0x%x", status);
+    cr_expect_eq(WEXITSTATUS(status), 0, "%d of %d creations failed (see above)", WEXITSTATUS(status), CHANNELS);
+    cr_expect_eq(count_files(dir, ""), 2, "a creation left a file behind");
+    remove_dir(dir);
 }
 
 /* gc removes channels no process is attached to, and the half-made files

@@ -11,11 +11,14 @@
  * Soft-RoCE device of the VM tests/rdma-vm.sh boots, at $RDMA_VM_IP, plus
  * what is RDMA's own: rings on huge pages, and a locked-memory limit.
  */
+#define _GNU_SOURCE /* unshare */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <linux/capability.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -258,6 +261,38 @@ Test(tcp_errors, wrong_channel_kind_and_shape)
     dmaq_sub_close(local);
     dmaq_pub_close(host);
     expect_error(dmaq_sub_open(uri, NULL, &s), DMAQ_ENOENT, "nothing listens");
+}
+
+/* A connecting handle keeps what it receives in a ring of its own, in
+ * $DMAQ_SHM_DIR: when that has no room, the open says so (and not what
+ * removing the half-made ring's name then found). The directory is a 1 MiB
+ * tmpfs in a private mount namespace; the subscriber's ring needs 2 MiB. */
+Test(tcp_errors, a_client_whose_ring_does_not_fit_says_so)
+{
+    char uri[128], dir[64];
+    tcp_uri(uri, sizeof uri, HOST, free_tcp_port(), "wide");
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    o.capacity = 1u << 20;
+    dmaq_pub *host;
+    cr_assert_eq(dmaq_pub_open(uri, &o, &host), 0, "%s", dmaq_last_error());
+    make_dir(dir, sizeof dir);
+    if (unshare(CLONE_NEWNS) < 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("tmpfs", dir, "tmpfs", 0, "size=1m") < 0) {
+        rmdir(dir);
+        cr_skip_test("needs CAP_SYS_ADMIN to mount a small tmpfs: %s", strerror(errno));
+    }
+    char cmd[512], out[1024] = "";
+    snprintf(cmd, sizeof cmd, "DMAQ_SHM_DIR=%s %s sub %s 1 /dev/null 2>&1", dir, PEER, uri);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    int status = pclose(p);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 2, "the subscriber did not fail to open: %s", out);
+    cr_expect(strstr(out, "bytes free, the channel needs"), "not the reason: %s", out);
+    umount(dir);
+    rmdir(dir);
+    dmaq_pub_close(host);
 }
 
 Test(tcp_errors, wrong_key_refused)

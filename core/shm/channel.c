@@ -301,6 +301,31 @@ static int no_room(const struct shm_chan *ch, uint64_t file_size, uint64_t capac
                           (unsigned long long)capacity, ch->dir);
 }
 
+/* posix_fallocate of the whole file, in pieces. A signal arriving during
+ * tmpfs's fallocate fails it with EINTR (Linux 6.1, Debian 12's kernel) and
+ * undoes that call's pages, so a process with a busy interval timer or a
+ * job-control stop would fail, or never finish, one big call: a piece that
+ * is interrupted is halved and tried again (finished pieces stay), one that
+ * completes lets the next grow. */
+static int allocate_pages(int fd, uint64_t size)
+{
+    const uint64_t max_piece = 8u << 20, min_piece = 4096;
+    uint64_t piece = max_piece;
+    for (uint64_t off = 0; off < size;) {
+        uint64_t len = size - off < piece ? size - off : piece;
+        int err = posix_fallocate(fd, (off_t)off, (off_t)len);
+        if (err == EINTR) {
+            piece = piece / 2 > min_piece ? piece / 2 : min_piece;
+            continue;
+        }
+        if (err)
+            return err;
+        off += len;
+        piece = piece * 2 < max_piece ? piece * 2 : max_piece;
+    }
+    return 0;
+}
+
 /* Size, allocate, map and initialise a new channel file. */
 static int init_channel(struct shm_chan *ch, int fd, const dmaq_options *o)
 {
@@ -329,9 +354,11 @@ static int init_channel(struct shm_chan *ch, int fd, const dmaq_options *o)
                                                  : errno_to_dmaq(errno, "creating", ch);
     /* Allocate every page now: on a full tmpfs (Docker's 64 MiB /dev/shm)
      * this fails with ENOSPC here, instead of a SIGBUS at first touch. */
-    int err = posix_fallocate(fd, 0, (off_t)m.file_size);
-    if (err == ENOSPC || err == EFBIG)
+    int err = allocate_pages(fd, m.file_size);
+    if (err == ENOSPC || err == EFBIG) {
+        (void)!ftruncate(fd, 0); /* give back the pieces that fitted before saying what is free */
         return no_room(ch, m.file_size, m.capacity);
+    }
     if (err && err != EOPNOTSUPP && err != EINVAL)
         return errno_to_dmaq(err, "creating", ch);
     int rc = map_fd(ch, fd, m.file_size, o->flags, "creating");
@@ -464,7 +491,10 @@ static int open_existing(struct shm_chan *ch, int fd, const dmaq_options *o, boo
         return rc;
     /* Held for the handle's life, so dmaq_channel_gc sees the channel in
      * use; the kernel drops it when the process dies. */
-    if (flock(fd, LOCK_SH) < 0)
+    int locked;
+    while ((locked = flock(fd, LOCK_SH)) < 0 && errno == EINTR) /* a signal while dmaq gc holds it */
+        ;
+    if (locked < 0)
         return errno_to_dmaq(errno, "opening", ch);
     if (!same_file(fd, ch->path))
         return RETRY; /* removed (dmaq gc, unlink) between our open and our lock */
