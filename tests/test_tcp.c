@@ -14,6 +14,7 @@
 #define _GNU_SOURCE /* unshare */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <poll.h>
 #include <sched.h>
@@ -24,6 +25,8 @@
 #include <sys/syscall.h>
 
 #include "../core/tcp/frame.c" /* to speak the protocol, and break it, on purpose */
+#include <dmaq/transport.h>
+
 #include "harness.h"
 #include "payload.h"
 
@@ -191,6 +194,74 @@ Test(rdma, short_locked_memory_means_small_rings_then_a_clear_error, .timeout = 
     expect_error(dmaq_sub_open(uri, NULL, &sub), DMAQ_ENOMEM, "RLIMIT_MEMLOCK");
     dmaq_pub_close(pub);
 }
+
+/* A message of 4 KiB or more goes to the NIC from where it lies: from a
+ * connecting publisher's ring (its write lease is a slot of a registered
+ * send ring) and from the host's ring when a forwarder thread sends it
+ * (host.c's send_direct; DMAQ_FORWARD_HERE=0 leaves all forwarding to
+ * those threads, where by default a publisher's thread forwards for an idle
+ * one, copying), not copied into the connection's own send ring.
+ * DMAQ_RDMA_STATS makes each end of a connection say at close how many
+ * bytes it sent that way. */
+Test(rdma, big_messages_go_in_place_from_registered_rings, .timeout = 60)
+{
+    if (!getenv("RDMA_VM"))
+        cr_skip_test("rdma:// only runs in the VM");
+    char uri[128], log[64];
+    snprintf(log, sizeof log, "/tmp/dmaq-stats-%d.log", (int)getpid());
+    setenv("DMAQ_RDMA_STATS", "1", 1);
+    setenv("DMAQ_FORWARD_HERE", "0", 1);
+    fflush(stderr);
+    int saved_stderr = dup(2), fd = open(log, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    cr_assert(saved_stderr >= 0 && fd >= 0 && dup2(fd, 2) == 2);
+    close(fd);
+
+    tcp_uri(uri, sizeof uri, HOST, free_tcp_port(), "in-place");
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    o.capacity = 1u << 20;
+    o.max_message = 65536;
+    dmaq_sub *local, *remote;
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_sub_open(uri, &o, &local), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_pub_open(uri, NULL, &pub), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_sub_open(uri, NULL, &remote), 0, "%s", dmaq_last_error());
+    cr_assert(wait_subscribers(uri, 2, 30), "the remote subscriber did not attach");
+    enum { COUNT = 40, SIZE = 32768 }; /* 1.25 MiB: around every ring at least once */
+    static unsigned char msg[SIZE], got[SIZE];
+    for (int i = 0; i < COUNT; i++) {
+        memset(msg, i, sizeof msg);
+        cr_assert_eq(dmaq_pub_send(pub, msg, sizeof msg, 10 * SEC), 0, "%s", dmaq_last_error());
+        dmaq_sub *readers[] = {local, remote};
+        for (int r = 0; r < 2; r++) {
+            size_t len;
+            cr_assert_eq(dmaq_sub_recv(readers[r], got, sizeof got, &len, 10 * SEC), 0, "%s", dmaq_last_error());
+            cr_assert(len == SIZE && memcmp(got, msg, SIZE) == 0, "message %d damaged", i);
+        }
+    }
+    dmaq_sub_close(remote);
+    dmaq_pub_close(pub);
+    dmaq_sub_close(local); /* after the host's connection threads: their ends have closed too */
+
+    fflush(stderr);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    FILE *f = fopen(log, "r");
+    cr_assert_not_null(f);
+    char line[256], seen[1024] = "";
+    int in_place_ends = 0;
+    while (fgets(line, sizeof line, f)) {
+        strncat(seen, line, sizeof seen - strlen(seen) - 1);
+        unsigned long long sent, in_place;
+        if (sscanf(line, "dmaq rdma: connection closed: %llu bytes sent, %llu of them in place", &sent, &in_place) ==
+                2 &&
+            in_place >= COUNT * SIZE / 2)
+            in_place_ends++;
+    }
+    fclose(f);
+    unlink(log);
+    /* the publisher's end of its connection, and the host's end of the subscriber's */
+    cr_expect_eq(in_place_ends, 2, "%d connection ends sent big messages in place, not 2:\n%s", in_place_ends, seen);
+}
 #endif
 
 Test(tcp_errors, malformed_addresses)
@@ -293,6 +364,39 @@ Test(tcp_errors, a_client_whose_ring_does_not_fit_says_so)
     umount(dir);
     rmdir(dir);
     dmaq_pub_close(host);
+}
+
+/* dmaq_sub_memory (transport.h) tells a transport where the leases of an
+ * shm:// handle lie, for it to register them with a NIC once; a handle of
+ * another transport, or a NULL, is refused. */
+Test(tcp_errors, only_shm_handles_lend_their_memory)
+{
+    char shm[128], net[128];
+    unique_uri(shm, sizeof shm, "memory");
+    dmaq_sub *sub, *bound;
+    dmaq_pub *pub;
+    cr_assert_eq(dmaq_sub_open(shm, NULL, &sub), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_pub_open(shm, NULL, &pub), 0, "%s", dmaq_last_error());
+    cr_assert_eq(dmaq_pub_send(pub, "lent", 4, 0), 0, "%s", dmaq_last_error());
+    dmaq_lease l;
+    cr_assert_eq(dmaq_sub_peek(sub, &l, 0), 0, "%s", dmaq_last_error());
+    const void *base;
+    size_t len;
+    cr_assert_eq(dmaq_sub_memory(sub, &base, &len), 0, "%s", dmaq_last_error());
+    const char *p = l.data, *b = base;
+    cr_expect(p >= b && p + l.len <= b + len, "the lease is not inside the %zu bytes lent", len);
+    dmaq_sub_release(sub, &l);
+    expect_error(dmaq_sub_memory(NULL, &base, &len), DMAQ_EINVAL, "sub is NULL");
+    expect_error(dmaq_sub_memory(sub, NULL, &len), DMAQ_EINVAL, "base is NULL");
+    expect_error(dmaq_sub_memory(sub, &base, NULL), DMAQ_EINVAL, "len is NULL");
+    tcp_uri(net, sizeof net, HOST, free_tcp_port(), "memory");
+    dmaq_options o = bind_opts(DMAQ_KIND_BROADCAST, DMAQ_POLICY_BLOCK);
+    cr_assert_eq(dmaq_sub_open(net, &o, &bound), 0, "%s", dmaq_last_error());
+    expect_error(dmaq_sub_memory(bound, &base, &len), DMAQ_EINVAL, "not shm://");
+    dmaq_sub_close(bound);
+    dmaq_pub_close(pub);
+    dmaq_sub_close(sub);
+    dmaq_channel_unlink(shm);
 }
 
 Test(tcp_errors, wrong_key_refused)

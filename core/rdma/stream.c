@@ -13,9 +13,11 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +37,9 @@ static const struct {
 #define SQ_DEPTH 256u
 #define RQ_DEPTH 1024u
 #define SIGNAL_EVERY 32u         /* one signalled write in this many reaps them all */
+#define SEND_SGE 4u              /* pieces one write gathers */
+#define MAX_SOURCES 4u           /* registered memory a write may take pieces from in place */
+#define ZERO_COPY_MIN 4096u      /* a piece this big in a source goes from there, not through the send ring */
 #define CREDIT_FLAG 0x80000000u  /* immediate of a credit update, not data */
 #define PRIV_MAGIC 0x44514d52u   /* "DQMR" */
 #define REJECT_MAGIC 0x44514a52u /* "DQJR": a refusal, its errno in ring_size (see refuse) */
@@ -80,7 +85,10 @@ struct stream {
     uint64_t produced, consumed, credit_sent; /* the incoming one */
     unsigned outstanding;                     /* sends posted and not known complete */
     unsigned unsignalled;                     /* of those, posted since the last signalled one */
-    unsigned max_inline;
+    unsigned max_inline, max_sge;
+    struct ibv_mr *sources[MAX_SOURCES]; /* rdma_stream_add_source's */
+    unsigned n_sources;
+    uint64_t sent_in_place; /* of `sent`, bytes written from a source where they lay */
     bool established; /* accepted: the peer's RTU came, so its queue pair takes writes */
     bool peer_gone;   /* disconnected: what is in the ring can still be read */
     bool broken;    /* a transfer failed, or the peer broke the protocol */
@@ -313,12 +321,13 @@ static int setup_conn(struct stream *s)
                                   .sq_sig_all = 0,
                                   .cap = {.max_send_wr = SQ_DEPTH,
                                           .max_recv_wr = RQ_DEPTH,
-                                          .max_send_sge = 1,
+                                          .max_send_sge = SEND_SGE,
                                           .max_recv_sge = 1,
                                           .max_inline_data = 64}};
     if (rdma_create_qp(s->id, s->pd, &qa) != 0)
         return -1;
     s->max_inline = qa.cap.max_inline_data;
+    s->max_sge = qa.cap.max_send_sge < SEND_SGE ? qa.cap.max_send_sge : SEND_SGE;
     if (register_rings(s) != 0)
         return -1;
     for (unsigned i = 0; i < RQ_DEPTH; i++)
@@ -352,6 +361,9 @@ static void teardown_conn(struct stream *s)
     if (s->id && s->id->qp)
         rdma_destroy_qp(s->id);
     unmap_rings(s);
+    for (unsigned i = 0; i < s->n_sources; i++)
+        ibv_dereg_mr(s->sources[i]);
+    s->n_sources = 0;
     if (s->words_mr)
         ibv_dereg_mr(s->words_mr);
     if (s->cq)
@@ -364,17 +376,19 @@ static void teardown_conn(struct stream *s)
     s->words_mr = NULL, s->cq = NULL, s->cc = NULL, s->pd = NULL, s->words = NULL;
 }
 
-static int post_write(struct stream *s, uint64_t laddr, uint32_t lkey, uint64_t raddr, uint32_t rkey, uint32_t len,
-                      uint32_t imm)
+/* Post one RDMA WRITE WITH_IMM of the `nsge` pieces (`len` bytes in all)
+ * to raddr. `awaited`: the caller waits for it (await_writes), so it must
+ * report its completion. */
+static int post_write(struct stream *s, struct ibv_sge *sge, int nsge, uint64_t raddr, uint32_t rkey, uint32_t len,
+                      uint32_t imm, bool awaited)
 {
-    struct ibv_sge sge = {.addr = laddr, .length = len, .lkey = lkey};
     /* Completions are asked for selectively: one for every SIGNAL_EVERY
      * writes, or sooner as the send queue fills, reports them all (its
      * wr_id says how many), since an RC queue completes in order. */
-    bool signal = s->unsignalled + 1 >= SIGNAL_EVERY || s->outstanding + 1 >= SQ_DEPTH / 2;
+    bool signal = awaited || s->unsignalled + 1 >= SIGNAL_EVERY || s->outstanding + 1 >= SQ_DEPTH / 2;
     struct ibv_send_wr wr = {.wr_id = signal ? s->unsignalled + 1 : 0,
-                             .sg_list = &sge,
-                             .num_sge = 1,
+                             .sg_list = sge,
+                             .num_sge = nsge,
                              .opcode = IBV_WR_RDMA_WRITE_WITH_IMM,
                              .send_flags =
                                  (signal ? IBV_SEND_SIGNALED : 0) | (len <= s->max_inline ? IBV_SEND_INLINE : 0),
@@ -443,8 +457,8 @@ static void return_credit(struct stream *s)
     if (s->consumed - s->credit_sent < s->ring / 8)
         return;
     *credit_out(s) = s->consumed;
-    if (post_write(s, (uintptr_t)credit_out(s), s->words_mr->lkey, s->remote.credit_addr, s->remote.credit_rkey, 8,
-                   CREDIT_FLAG) == 0)
+    struct ibv_sge sge = {.addr = (uintptr_t)credit_out(s), .length = 8, .lkey = s->words_mr->lkey};
+    if (post_write(s, &sge, 1, s->remote.credit_addr, s->remote.credit_rkey, 8, CREDIT_FLAG, false) == 0)
         s->credit_sent = s->consumed;
 }
 
@@ -845,18 +859,76 @@ struct gather {
     size_t off;              /* bytes of it already taken */
 };
 
-static void gather_into(uint8_t *dst, struct gather *g, size_t n)
+/* The registered source that holds all of [p, p + n), or NULL. */
+static struct ibv_mr *source_of(struct stream *s, const uint8_t *p, size_t n)
 {
-    while (n) {
-        size_t k = g->iov->iov_len - g->off < n ? g->iov->iov_len - g->off : n;
-        memcpy(dst, (const uint8_t *)g->iov->iov_base + g->off, k);
-        dst += k;
-        n -= k;
-        g->off += k;
+    for (unsigned i = 0; i < s->n_sources; i++) {
+        const uint8_t *base = s->sources[i]->addr;
+        if (p >= base && n <= s->sources[i]->length && (size_t)(p - base) <= s->sources[i]->length - n)
+            return s->sources[i];
+    }
+    return NULL;
+}
+
+/* Describe the gather's next `n` bytes as the pieces of one write to ring
+ * offset `off`, at most max_sge of them: a piece of ZERO_COPY_MIN bytes or
+ * more that lies in a registered source is taken where it is (*in_place
+ * set); the rest is copied into the send ring at its offset, runs of it
+ * merged into one piece. Returns the bytes described: n, or fewer when the
+ * pieces ran out. */
+static uint32_t describe(struct stream *s, struct gather *g, uint32_t off, uint32_t n, struct ibv_sge *sge, int *nsge,
+                         bool *in_place)
+{
+    uint32_t taken = 0;
+    int k = 0;
+    while (taken < n) {
+        size_t piece = g->iov->iov_len - g->off;
+        if (piece == 0) {
+            g->iov++;
+            g->off = 0;
+            continue;
+        }
+        if (piece > n - taken)
+            piece = n - taken;
+        const uint8_t *src = (const uint8_t *)g->iov->iov_base + g->off;
+        struct ibv_mr *mr = piece >= ZERO_COPY_MIN ? source_of(s, src, piece) : NULL;
+        uint8_t *stage = send_ring(s) + off + taken;
+        bool extend =
+            !mr && k > 0 && sge[k - 1].lkey == s->mr->lkey && sge[k - 1].addr + sge[k - 1].length == (uintptr_t)stage;
+        if (!extend && k == (int)s->max_sge)
+            break;
+        if (mr) {
+            sge[k++] = (struct ibv_sge){.addr = (uintptr_t)src, .length = (uint32_t)piece, .lkey = mr->lkey};
+            *in_place = true;
+            s->sent_in_place += piece;
+        } else {
+            memcpy(stage, src, piece);
+            if (extend)
+                sge[k - 1].length += (uint32_t)piece;
+            else
+                sge[k++] = (struct ibv_sge){.addr = (uintptr_t)stage, .length = (uint32_t)piece, .lkey = s->mr->lkey};
+        }
+        taken += (uint32_t)piece;
+        g->off += piece;
         if (g->off == g->iov->iov_len) {
             g->iov++;
             g->off = 0;
         }
+    }
+    *nsge = k;
+    return taken;
+}
+
+/* Wait until every write posted has completed (lock held): the caller may
+ * reuse a source's bytes once the send returns. Completions come as the
+ * NIC finishes (rxe finishes inside the post), so this polls; past
+ * `deadline` (ms) the connection is given up as broken. */
+static void await_writes(struct stream *s, uint64_t deadline)
+{
+    while (s->outstanding && !s->broken) {
+        drain(s);
+        if (s->outstanding && now_ms() >= deadline)
+            s->broken = true;
     }
 }
 
@@ -874,6 +946,7 @@ static ssize_t send_gathered(int fd, const struct iovec *iov, size_t count, int 
     size_t done = 0;
     bool nonblock = s->nonblock || (flags & MSG_DONTWAIT);
     uint64_t deadline = UINT64_MAX;
+    bool in_place = false; /* a write takes bytes from a source: await it */
     stream_lock(s);
     while (done < len) {
         drain(s);
@@ -881,6 +954,11 @@ static ssize_t send_gathered(int fd, const struct iovec *iov, size_t count, int 
             break;
         uint64_t space = s->ring - (s->sent - s->peer_consumed);
         if (space == 0 || s->outstanding + 2 >= SQ_DEPTH || !s->established) {
+            if (in_place) { /* this may return: the sources' bytes must be free by then */
+                await_writes(s, now_ms() + (uint64_t)s->timeout_ms);
+                in_place = false;
+                continue;
+            }
             pthread_mutex_unlock(&s->lock);
             if (nonblock)
                 return done ? (ssize_t)done : fail(EAGAIN);
@@ -899,13 +977,18 @@ static ssize_t send_gathered(int fd, const struct iovec *iov, size_t count, int 
         uint32_t n = (uint32_t)(len - done < space ? len - done : space);
         if (n > s->ring - off)
             n = s->ring - off; /* to the ring's end; the rest from its start next */
-        gather_into(send_ring(s) + off, &g, n);
-        if (post_write(s, (uintptr_t)(send_ring(s) + off), s->mr->lkey, s->remote.ring_addr + off, s->remote.rkey, n,
-                       n) != 0)
+        struct ibv_sge sge[SEND_SGE];
+        int nsge;
+        n = describe(s, &g, off, n, sge, &nsge, &in_place);
+        /* Once a write takes bytes in place, every later one reports its
+         * completion: await_writes needs the last write to. */
+        if (post_write(s, sge, nsge, s->remote.ring_addr + off, s->remote.rkey, n, n, in_place) != 0)
             break;
         s->sent += n;
         done += n;
     }
+    if (in_place)
+        await_writes(s, now_ms() + (uint64_t)s->timeout_ms);
     bool failed = s->broken || s->peer_gone;
     pthread_mutex_unlock(&s->lock);
     if (done)
@@ -990,6 +1073,11 @@ ssize_t rdma_stream_borrow(int fd, const void **data, void **token)
 /* What rdma_stream_close leaves to the end of a borrow. */
 static void close_conn(struct stream *s)
 {
+    /* Whether big messages went in place (or, say, RLIMIT_MEMLOCK kept the
+     * rings they come from unregistered, and they were copied). */
+    if (s->role == CONN && secure_getenv("DMAQ_RDMA_STATS"))
+        fprintf(stderr, "dmaq rdma: connection closed: %llu bytes sent, %llu of them in place from registered memory\n",
+                (unsigned long long)s->sent, (unsigned long long)s->sent_in_place);
     teardown_conn(s);
     rdma_destroy_id(s->id); /* every event of it was acknowledged as it came */
     rdma_destroy_event_channel(s->ec);
@@ -1047,6 +1135,45 @@ int rdma_stream_close(int fd)
     if (!s->closed)
         close_conn(s);
     return 0;
+}
+
+/* Would pinning `len` more bytes leave half the locked-memory limit for
+ * the rings of connections to come? Unlimited, yes; otherwise compare
+ * against what this process has pinned already (VmPin). */
+static bool may_pin(size_t len)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+        return false;
+    if (rl.rlim_cur == RLIM_INFINITY)
+        return true;
+    unsigned long long pinned_kb = 0;
+    char line[128];
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f) && sscanf(line, "VmPin: %llu kB", &pinned_kb) != 1)
+        ;
+    if (f)
+        fclose(f);
+    return pinned_kb * 1024 + len <= rl.rlim_cur / 2;
+}
+
+int rdma_stream_add_source(int fd, const void *base, size_t len)
+{
+    struct stream *s = lookup(fd);
+    if (!s)
+        return fail(EBADF);
+    stream_lock(s);
+    int rc = 0;
+    if (s->role != CONN)
+        rc = fail(ENOTCONN);
+    else if (s->n_sources == MAX_SOURCES || !may_pin(len))
+        rc = fail(ENOSPC);
+    else if (!(s->sources[s->n_sources] = ibv_reg_mr(s->pd, (void *)base, len, 0)))
+        rc = -1; /* errno from ibv_reg_mr */
+    else
+        s->n_sources++;
+    pthread_mutex_unlock(&s->lock);
+    return rc;
 }
 
 int rdma_stream_setsockopt(int fd, int level, int name, const void *val, socklen_t len)

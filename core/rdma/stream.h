@@ -55,6 +55,14 @@ ssize_t rdma_stream_borrow(int fd, const void **data, void **token);
 /* End a borrow, consuming its first `used` bytes (returning their credit).
  * A stream closed meanwhile is freed here. Any thread. */
 void rdma_stream_give_back(void *token, size_t used);
+/* Register [base, base + len) with the connection's protection domain, so
+ * that a send of a piece of at least 4 KiB that lies there posts it in
+ * place instead of copying it into the send ring; such a send returns only
+ * once the NIC has read the piece. Done once per connection, never per
+ * message. Returns 0, or -1: ENOTCONN, ENOSPC (sources full, or pinning it
+ * would leave under half of RLIMIT_MEMLOCK), or ibv_reg_mr's errno. The
+ * caller keeps the memory mapped until the stream is closed. */
+int rdma_stream_add_source(int fd, const void *base, size_t len);
 int rdma_stream_shutdown(int fd, int how);
 int rdma_stream_close(int fd);
 /* SO_REUSEADDR is accepted and ignored; TCP_USER_TIMEOUT bounds blocking

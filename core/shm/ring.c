@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../transport/registry.h"
 #include "../util/barrier.h"
 #include "../util/clock.h"
 #include "../util/counter.h"
@@ -1064,6 +1065,13 @@ static int shm_sub_open(void *state, const char *address, const dmaq_options *op
     }
     atomic_store(&s->slot->pos, s->pos);
     return 0;
+}
+
+void dmaq__shm_sub_memory(const void *state, const void **base, size_t *len)
+{
+    const struct shm_sub *s = state;
+    *base = s->ch.hdr;
+    *len = s->ch.map_len;
 }
 
 /* Under the overwrite policy (and below validate_below): were the bytes at

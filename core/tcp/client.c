@@ -233,6 +233,8 @@ static int connect_once(struct tcp_client *cl)
     cl->roff = 0;
     cl->last_rx = dmaq__coarse_ns();
     atomic_store(&cl->last_tx, cl->last_rx);
+    if (cl->out)
+        tcp_lend_ring(fd, cl->out); /* a reconnect: what the first connection got in tcp_client_pub_open */
     pthread_mutex_lock(&cl->wlock);
     cl->fd = fd;
     atomic_fetch_add(&cl->epoch, 1);
@@ -602,6 +604,7 @@ int tcp_client_pub_open(struct tcp_pub_state *s, const struct tcp_addr *a, const
     }
     if ((rc = private_ring("out", &ro, &s->inner, &cl->out, false)) < 0)
         goto fail;
+    tcp_lend_ring(cl->fd, cl->out); /* the leases of this handle are slots of a registered send ring */
     if ((rc = start_pump(cl, pub_pump, s->inner, cl->out)) < 0)
         return rc;
     s->client = cl;

@@ -911,6 +911,8 @@ static void serve_subscriber(struct tcp_conn *c, const uint8_t nonce[TCP_NONCE],
                          .spin_ns = spin_ns,
                          .direct = ch->kind == DMAQ_KIND_BROADCAST && ch->policy == DMAQ_POLICY_BLOCK &&
                                    !tcp_codec_active(&c->codec)};
+    if (fw.direct)
+        tcp_lend_ring(c->fd, c->sub);
     fw.cap = ch->capacity + tcp_frame_max(ch->max_message) + 2 * TCP_HEADER + 8;
     fw.buf = malloc(fw.cap);
     if (tcp_codec_active(&c->codec)) {

@@ -396,6 +396,14 @@ int tcp_ring_uri(char *out, size_t cap, const char *what)
     return 0;
 }
 
+void tcp_lend_ring(int fd, const dmaq_sub *ring)
+{
+    const void *base;
+    size_t len;
+    if (dmaq_sub_memory(ring, &base, &len) == 0)
+        (void)net_add_source(fd, base, len);
+}
+
 void tcp_log(const char *fmt, ...)
 {
     char line[600];

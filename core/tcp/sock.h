@@ -35,6 +35,7 @@
 #define net_fcntl rdma_stream_fcntl
 #define net_borrow rdma_stream_borrow
 #define net_give_back rdma_stream_give_back
+#define net_add_source rdma_stream_add_source
 #define NET_SOCKET_FLAGS 0
 /* A subscriber reading the connection itself leases a message where it lies
  * in the registered receive ring (rdma_stream_borrow). */
@@ -66,6 +67,12 @@ static inline ssize_t net_borrow(int fd, const void **data, void **token)
     return -1;
 }
 static inline void net_give_back(void *token, size_t used) { (void)token, (void)used; }
+/* The kernel's TCP copies what it sends: nothing to register. */
+static inline int net_add_source(int fd, const void *base, size_t len)
+{
+    (void)fd, (void)base, (void)len;
+    return 0;
+}
 #endif
 
 #endif

@@ -102,6 +102,10 @@ void tcp_welcome_mac(const struct tcp_conf *c, const uint8_t host_nonce[TCP_NONC
 bool tcp_mac_equal(const uint8_t a[TCP_MAC], const uint8_t b[TCP_MAC]);
 /* "shm://DIR/NAME" for a new private ring of this process. */
 int tcp_ring_uri(char *out, size_t cap, const char *what);
+/* Let connection `fd` send big messages straight from the ring `ring`
+ * reads (over rdma://, registered with the NIC; over tcp://, nothing to
+ * do). Best effort: where the ring cannot be registered, they are copied. */
+void tcp_lend_ring(int fd, const dmaq_sub *ring);
 void tcp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Bytes in front of each message in a connecting subscriber's ring. */

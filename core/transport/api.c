@@ -16,6 +16,16 @@ struct dmaq_sub {
     _Alignas(64) unsigned char state[];
 };
 
+int dmaq_sub_memory(const dmaq_sub *sub, const void **base, size_t *len)
+{
+    if (!sub || !base || !len)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_sub_memory: %s is NULL", !sub ? "sub" : !base ? "base" : "len");
+    if (sub->ops != &dmaq__shm_transport)
+        return dmaq_error_set(DMAQ_EINVAL, "dmaq_sub_memory: the handle is on %s://, not shm://", sub->ops->scheme);
+    dmaq__shm_sub_memory(sub->state, base, len);
+    return 0;
+}
+
 const char *dmaq_version(void) { return DMAQ_VERSION_STRING; }
 
 void dmaq_options_init(dmaq_options *opts)

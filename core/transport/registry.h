@@ -17,4 +17,7 @@ int dmaq__transport_load(const char *scheme, size_t len);
 
 extern const dmaq_transport_ops dmaq__shm_transport;
 
+/* The mapping of the shm:// subscriber whose state this is (ring.c). */
+void dmaq__shm_sub_memory(const void *state, const void **base, size_t *len);
+
 #endif

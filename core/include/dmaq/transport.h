@@ -67,6 +67,14 @@ typedef struct dmaq_transport_ops {
  * DMAQ_ELIMIT when the registry is full. Any thread. */
 DMAQ_API int dmaq_transport_register(const dmaq_transport_ops *ops);
 
+/* Where the leases of an shm:// subscriber handle lie: its channel's whole
+ * mapping, `*len` bytes from `*base`, valid until the handle is closed. For
+ * a transport that hands big messages to a NIC straight from a ring it
+ * reads: it registers the range once, when it opens a connection, never per
+ * message. Returns 0, or DMAQ_EINVAL for a NULL argument or a handle of
+ * another transport. Any thread. */
+DMAQ_API int dmaq_sub_memory(const dmaq_sub *sub, const void **base, size_t *len);
+
 /* Record `code` and a printf-style detail as the calling thread's last error
  * (see dmaq_last_error) and return `code`, so ops can `return
  * dmaq_error_set(DMAQ_EINVAL, "...", ...)`. */
