@@ -948,6 +948,18 @@ static ssize_t send_gathered(int fd, const struct iovec *iov, size_t count, int 
     uint64_t deadline = UINT64_MAX;
     bool in_place = false; /* a write takes bytes from a source: await it */
     stream_lock(s);
+    if (flags & RDMA_STREAM_WHOLE) {
+        drain(s);
+        /* Room for every write it may take: its buffers cut at the ring's
+         * end, one write each where the device gathers no more (5 leaves
+         * the loop's own check of the send queue well clear). */
+        if (!s->broken && !s->peer_gone &&
+            (!s->established || len > s->ring - (s->sent - s->peer_consumed) || s->outstanding + 5 >= SQ_DEPTH)) {
+            pthread_mutex_unlock(&s->lock);
+            return fail(EAGAIN);
+        }
+        nonblock = true;
+    }
     while (done < len) {
         drain(s);
         if (s->broken || s->peer_gone)

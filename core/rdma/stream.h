@@ -37,6 +37,10 @@ int rdma_stream_listen(int fd, int backlog);
 int rdma_stream_accept(int fd, struct sockaddr *addr, socklen_t *len);
 /* Blocking, within the timeout set with TCP_USER_TIMEOUT (default 5 s). */
 int rdma_stream_connect(int fd, const struct sockaddr *addr, socklen_t len);
+/* A send flag of this stream's own: send all of it now or none of it
+ * (-1, EAGAIN), whether or not the stream blocks. For a caller that must
+ * not wait and cannot keep what a partial send leaves over. */
+#define RDMA_STREAM_WHOLE 0x20000000
 ssize_t rdma_stream_send(int fd, const void *buf, size_t len, int flags);
 ssize_t rdma_stream_sendmsg(int fd, const struct msghdr *msg, int flags);
 ssize_t rdma_stream_recv(int fd, void *buf, size_t len, int flags);

@@ -650,24 +650,56 @@ static enum step take_next(struct forward *fw, int64_t wait_ns)
     return STEP_STOP;
 }
 
-/* Write the held message from the ring, after what buf has not sent yet,
- * its frame's header and meta (at buf + fw->tail, `meta` bytes) gathered in
- * front of it; buf keeps those as a SENT_DIRECT frame. */
-static void send_direct(struct forward *fw, size_t meta)
+/* The frame at buf + fw->tail (`meta` bytes) went out with its message from
+ * the ring: buf keeps it as a SENT_DIRECT frame, for the credit. */
+static void mark_sent_direct(struct forward *fw, size_t meta)
 {
-    flush(fw);
-    struct iovec v[2] = {{fw->buf + fw->tail, meta}, {fw->lease.data, fw->lease.len}};
-    if (tcp_writev_all(fw->c->fd, v, 2, fw->c->ch->conf.timeout_ns, &fw->c->stop) < 0)
-        atomic_store(&fw->c->stop, true);
     fw->buf[fw->tail + 4] = SENT_DIRECT;
     fw->tail += meta;
     fw->sent = fw->tail;
     fw->last_tx = dmaq__coarse_ns();
 }
 
+/* Write the held message from the ring, after what buf has not sent yet,
+ * its frame's header and meta (at buf + fw->tail, `meta` bytes) gathered in
+ * front of it. */
+static void send_direct(struct forward *fw, size_t meta)
+{
+    flush(fw);
+    struct iovec v[2] = {{fw->buf + fw->tail, meta}, {fw->lease.data, fw->lease.len}};
+    if (tcp_writev_all(fw->c->fd, v, 2, fw->c->ch->conf.timeout_ns, &fw->c->stop) < 0)
+        atomic_store(&fw->c->stop, true);
+    mark_sent_direct(fw, meta);
+}
+
+/* send_direct for a publisher's thread, which must not wait on the
+ * connection: only when buf has sent everything and the stream takes the
+ * whole frame at once (over rdma://: RDMA_STREAM_WHOLE; the kernel's TCP
+ * could take part of it). True if it went. */
+static bool send_direct_now(struct forward *fw, size_t meta)
+{
+#ifdef DMAQ_NET_RDMA
+    if (!flush_now(fw))
+        return false;
+    struct iovec v[2] = {{fw->buf + fw->tail, meta}, {fw->lease.data, fw->lease.len}};
+    struct msghdr m = {.msg_iov = v, .msg_iovlen = 2};
+    ssize_t n = net_sendmsg(fw->c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT | RDMA_STREAM_WHOLE);
+    if (n == (ssize_t)(meta + fw->lease.len)) {
+        mark_sent_direct(fw, meta);
+        return true;
+    }
+    if (n >= 0 || errno != EAGAIN) /* broken half way: the connection is over */
+        atomic_store(&fw->c->stop, true);
+    return false;
+#else
+    (void)fw, (void)meta;
+    return false;
+#endif
+}
+
 /* Frame the next message into buf, if there is one and the peer has the
- * credit for it (fw->mu held); with `may_wait`, a big one may go out at
- * once instead (send_direct). */
+ * credit for it (fw->mu held); a big one may go out at once instead
+ * (send_direct with `may_wait`, else send_direct_now). */
 static enum step forward_one(struct forward *fw, bool may_wait)
 {
     struct tcp_conn *c = fw->c;
@@ -695,8 +727,8 @@ static enum step forward_one(struct forward *fw, bool may_wait)
     size_t at = fw->tail;
     at += tcp_put_msg_meta(fw->buf + at, (uint32_t)fw->lease.len, fw->lease.seq, fw->lease.timestamp_ns,
                            fw->lease.publisher_id, fw->lease.flags);
-    if (may_wait && fw->direct && !fw->from_stash && fw->lease.len >= DIRECT_MIN) {
-        send_direct(fw, at - fw->tail);
+    if (fw->direct && !fw->from_stash && fw->lease.len >= DIRECT_MIN &&
+        (may_wait ? (send_direct(fw, at - fw->tail), true) : send_direct_now(fw, at - fw->tail))) {
         fw->held = false;
         dmaq_sub_release(c->sub, &fw->lease); /* block policy: never overwritten */
         fw->in_flight += need;
