@@ -921,10 +921,11 @@ static uint32_t describe(struct stream *s, struct gather *g, uint32_t off, uint3
 
 /* Wait until every write posted has completed (lock held): the caller may
  * reuse a source's bytes once the send returns. Completions come as the
- * NIC finishes (rxe finishes inside the post), so this polls; past
- * `deadline` (ms) the connection is given up as broken. */
-static void await_writes(struct stream *s, uint64_t deadline)
+ * NIC finishes (rxe finishes inside the post), so this polls; past the
+ * stream's timeout the connection is given up as broken. */
+static void await_writes(struct stream *s)
 {
+    uint64_t deadline = now_ms() + (uint64_t)s->timeout_ms;
     while (s->outstanding && !s->broken) {
         drain(s);
         if (s->outstanding && now_ms() >= deadline)
@@ -967,7 +968,7 @@ static ssize_t send_gathered(int fd, const struct iovec *iov, size_t count, int 
         uint64_t space = s->ring - (s->sent - s->peer_consumed);
         if (space == 0 || s->outstanding + 2 >= SQ_DEPTH || !s->established) {
             if (in_place) { /* this may return: the sources' bytes must be free by then */
-                await_writes(s, now_ms() + (uint64_t)s->timeout_ms);
+                await_writes(s);
                 in_place = false;
                 continue;
             }
@@ -1000,7 +1001,7 @@ static ssize_t send_gathered(int fd, const struct iovec *iov, size_t count, int 
         done += n;
     }
     if (in_place)
-        await_writes(s, now_ms() + (uint64_t)s->timeout_ms);
+        await_writes(s);
     bool failed = s->broken || s->peer_gone;
     pthread_mutex_unlock(&s->lock);
     if (done)

@@ -553,14 +553,11 @@ static int private_ring(const char *what, const dmaq_options *o, dmaq_pub **pub,
         if ((rc = dmaq_pub_open(uri, o, pub)) == 0 && (rc = dmaq_sub_open(uri, o, sub)) < 0)
             dmaq_pub_close(*pub);
     }
-    if (rc == 0) {
-        dmaq_channel_unlink(uri);
-        return 0;
-    }
-    char why[512]; /* the unlink of a name that may never have been made must not replace it */
-    snprintf(why, sizeof why, "%s", dmaq_last_error());
+    char why[512] = ""; /* the unlink of a name that may never have been made must not replace it */
+    if (rc < 0)
+        snprintf(why, sizeof why, "%s", dmaq_last_error());
     dmaq_channel_unlink(uri);
-    return dmaq_error_set(rc, "%s", why);
+    return rc < 0 ? dmaq_error_set(rc, "%s", why) : 0;
 }
 
 /* Start the pump of a client whose private ring is open; on failure, close
