@@ -114,6 +114,7 @@ struct cell_spec {
     size_t samples;    /* latency: messages recorded (after a warm-up) */
     double seconds;    /* streaming: how long publishers publish */
     double gap_ns;     /* latency: publisher idles this long before each message */
+    double *keep;      /* latency: if not NULL, receives the samples (sorted), ns.n of them */
 };
 
 struct cell_result {

@@ -34,7 +34,7 @@ static void futex_wake(_Atomic uint32_t *w) { syscall(SYS_futex, w, FUTEX_WAKE, 
 
 /* One handoff measurement; `relax` makes the spinning reader pause between
  * looks, as dmaq's subscribers do. */
-static struct pct handoff(size_t samples, int sleep, double gap_ns, int relax)
+static struct pct handoff(size_t samples, int sleep, double gap_ns, int relax, double *keep)
 {
     size_t warmup = samples / 10 + 1, size = sizeof(struct handoff) + samples * sizeof(double);
     struct handoff *h = shared_alloc(size);
@@ -72,18 +72,24 @@ static struct pct handoff(size_t samples, int sleep, double gap_ns, int relax)
     waitpid(reader, NULL, 0);
     waitpid(writer, NULL, 0);
     struct pct p = percentiles(h->lat, samples);
+    if (keep)
+        memcpy(keep, h->lat, samples * sizeof *keep);
     shared_free(h, size);
     return p;
 }
 
-struct pct floor_handoff(size_t samples, int sleep, double gap_ns)
+struct pct floor_handoff(size_t samples, int sleep, double gap_ns, double *keep)
 {
     if (sleep)
-        return handoff(samples, 1, gap_ns, 0);
+        return handoff(samples, 1, gap_ns, 0, keep);
     /* A reader spinning flat out or pausing between looks: which hands off
      * faster depends on where the host put the two CPUs (by 3x on this VM,
      * either way), and the floor is the faster. */
-    struct pct tight = handoff(samples, 0, gap_ns, 0), paused = handoff(samples, 0, gap_ns, 1);
+    double *paused_kept = keep ? malloc(samples * sizeof *keep) : NULL;
+    struct pct tight = handoff(samples, 0, gap_ns, 0, keep), paused = handoff(samples, 0, gap_ns, 1, paused_kept);
+    if (paused.p50 < tight.p50 && keep)
+        memcpy(keep, paused_kept, samples * sizeof *keep);
+    free(paused_kept);
     return paused.p50 < tight.p50 ? paused : tight;
 }
 

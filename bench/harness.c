@@ -371,6 +371,8 @@ void run_cell(const struct transport *t, const struct cell_spec *spec, struct ce
         }
         if (spec->latency) {
             out->ns = percentiles(sh->lat, total);
+            if (spec->keep)
+                memcpy(spec->keep, sh->lat, total * sizeof *spec->keep);
         } else if (is_broadcast(t)) { /* every subscriber gets everything: the slowest sets the pace */
             double slowest = 0;
             for (int s = 0; s < spec->subs; s++) {
