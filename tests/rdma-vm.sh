@@ -20,9 +20,19 @@ if ! vm=$(dmaq_rdma_vm); then
     exit 77
 fi
 
+# The bindings' peers, built here: the guest has the host's /usr but none
+# of its build caches. The Rust crate's cross-language tests (their rdma://
+# cases run there) and the .NET peer (driven by the Python cross tests).
+rust_cross=$(cd bindings/rust && CARGO_TARGET_DIR="$build/rust" cargo test --offline --no-run --test cross 2>&1 |
+    sed -n 's|.*Executable tests/cross.rs (\(.*\))$|\1|p')
+[ -x "$rust_cross" ] || { echo "rdma-vm: could not build the Rust crate's tests (cargo test --no-run)" >&2; exit 1; }
+dotnet build bindings/dotnet/Dmaq.Peer --nologo -v q -c Release -o "$build/dotnet-peer" >/dev/null ||
+    { echo "rdma-vm: could not build the .NET peer (bindings/dotnet/Dmaq.Peer)" >&2; exit 1; }
+
 # 124: the guest command timed out (a hang: a failure); 125: the VM itself
 # failed before the command ended (qemu, kernel, rxe): the VM cannot start.
-"$vm" --share "$repo" --share "$build" --timeout 900 -- "$repo/tests/rdma-guest.sh" "$build"
+"$vm" --share "$repo" --share "$build" --timeout 900 -e DMAQ_RUST_CROSS="$rust_cross" \
+    -e DMAQ_DOTNET_PEER="$build/dotnet-peer/Dmaq.Peer.dll" -- "$repo/tests/rdma-guest.sh" "$build"
 rc=$?
 case $rc in
     0) exit 0 ;;

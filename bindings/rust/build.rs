@@ -4,11 +4,14 @@
 //! (cmake, gcc, libxxhash-dev; for the `tcp` feature libsodium-dev and
 //! libzstd-dev).
 //!
-//! The `tcp` feature (on by default) links the tcp:// transport as an
-//! archive, libdmaq-tcp.a, which the crate registers on first use: its
-//! plugin form, libdmaq-tcp.so, is built against libdmaq.so and could not
-//! join a core linked statically. Against a shared libdmaq (DMAQ_LIB_DIR
-//! holding libdmaq.so), the core's loader finds the plugin beside it.
+//! The `tcp` and `rdma` features (on by default) link those transports as
+//! archives, libdmaq-tcp.a and libdmaq-rdma.a, which the crate registers on
+//! first use: their plugin forms, libdmaq-tcp.so and libdmaq-rdma.so, are
+//! built against libdmaq.so and could not join a core linked statically.
+//! rdma:// needs libibverbs-dev and librdmacm-dev; where they are missing
+//! the build warns and goes on without it. Against a shared libdmaq
+//! (DMAQ_LIB_DIR holding libdmaq.so), the core's loader finds the plugins
+//! beside it.
 use std::env;
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,11 +24,16 @@ fn run(cmd: &mut Command) {
 fn main() {
     println!("cargo:rerun-if-env-changed=DMAQ_LIB_DIR");
     println!("cargo:rustc-check-cfg=cfg(dmaq_static_tcp)");
+    println!("cargo:rustc-check-cfg=cfg(dmaq_static_rdma)");
     let tcp = env::var_os("CARGO_FEATURE_TCP").is_some();
+    let mut rdma = env::var_os("CARGO_FEATURE_RDMA").is_some();
     if let Ok(dir) = env::var("DMAQ_LIB_DIR") {
         let dir = PathBuf::from(dir);
         println!("cargo:rustc-link-search=native={}", dir.display());
         if dir.join("libdmaq.a").exists() {
+            if rdma && dir.join("libdmaq-rdma.a").exists() {
+                link_static_rdma();
+            }
             if tcp && dir.join("libdmaq-tcp.a").exists() {
                 link_static_tcp();
             }
@@ -54,14 +62,25 @@ fn main() {
         "-DDMAQ_BUILD_BENCH=OFF",
         "-DDMAQ_BUILD_EXAMPLES=OFF",
         if tcp { "-DDMAQ_BUILD_TCP=ON" } else { "-DDMAQ_BUILD_TCP=OFF" },
+        if rdma { "-DDMAQ_BUILD_RDMA=ON" } else { "-DDMAQ_BUILD_RDMA=OFF" },
     ]));
+    if rdma && !Command::new("pkg-config").args(["--exists", "libibverbs", "librdmacm"]).status().map_or(false, |s| s.success()) {
+        println!("cargo:warning=dmaq: no rdma:// (libibverbs-dev and librdmacm-dev are not installed)");
+        rdma = false;
+    }
     let jobs = env::var("NUM_JOBS").unwrap_or_else(|_| "1".into());
     let mut targets = vec!["--target", "dmaq_static"];
     if tcp {
         targets.extend(["--target", "dmaq-tcp-static"]);
     }
+    if rdma {
+        targets.extend(["--target", "dmaq-rdma-static"]);
+    }
     run(Command::new("cmake").arg("--build").arg(&build).args(targets).args(["-j", &jobs]));
     println!("cargo:rustc-link-search=native={}", build.display());
+    if rdma {
+        link_static_rdma();
+    }
     if tcp {
         link_static_tcp();
     }
@@ -74,4 +93,14 @@ fn link_static_tcp() {
     println!("cargo:rustc-link-lib=static=dmaq-tcp");
     println!("cargo:rustc-link-lib=dylib=sodium");
     println!("cargo:rustc-link-lib=dylib=zstd");
+}
+
+/// libdmaq-rdma.a (the tcp:// sources over RDMA, its own symbols local) and
+/// what it needs; before libdmaq.a.
+fn link_static_rdma() {
+    println!("cargo:rustc-cfg=dmaq_static_rdma");
+    println!("cargo:rustc-link-lib=static=dmaq-rdma");
+    for lib in ["rdmacm", "ibverbs", "sodium", "zstd"] {
+        println!("cargo:rustc-link-lib=dylib={}", lib);
+    }
 }

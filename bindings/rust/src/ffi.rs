@@ -196,3 +196,10 @@ extern "C" {
     /// In libdmaq-tcp.a (build.rs links it with the `tcp` feature).
     pub fn dmaq_tcp_transport() -> *const dmaq_transport_ops;
 }
+
+#[cfg(dmaq_static_rdma)]
+extern "C" {
+    /// In libdmaq-rdma.a (build.rs links it with the `rdma` feature where
+    /// libibverbs and librdmacm are installed).
+    pub fn dmaq_rdma_transport() -> *const dmaq_transport_ops;
+}

@@ -258,12 +258,15 @@ fn c_string(s: &str, what: &str) -> Result<CString> {
 /// first (once per process), as the core's plugin loader would for a shared
 /// libdmaq.
 fn c_uri(uri: &str) -> Result<CString> {
-    #[cfg(dmaq_static_tcp)]
+    #[cfg(any(dmaq_static_tcp, dmaq_static_rdma))]
     {
         static REGISTER: std::sync::Once = std::sync::Once::new();
         // Cannot fail but for a table of another ABI, which the build rules out.
         REGISTER.call_once(|| unsafe {
+            #[cfg(dmaq_static_tcp)]
             ffi::dmaq_transport_register(ffi::dmaq_tcp_transport());
+            #[cfg(dmaq_static_rdma)]
+            ffi::dmaq_transport_register(ffi::dmaq_rdma_transport());
         });
     }
     c_string(uri, "uri")

@@ -249,3 +249,19 @@ fn tcp_without_the_feature_is_an_unknown_scheme() {
         other => panic!("{:?}", other),
     }
 }
+
+/// The rdma:// transport is linked in: on a machine without an RDMA device
+/// (this one; the VM runs the real rdma:// cases) it says so, where a crate
+/// without it would not know the scheme at all.
+#[cfg(feature = "rdma")]
+#[test]
+fn rdma_is_linked_and_says_why_it_cannot_open_without_a_device() {
+    let has_device = std::fs::read_dir("/sys/class/infiniband").map_or(false, |mut d| d.next().is_some());
+    if has_device || std::env::var_os("RDMA_VM_IP").is_some() {
+        return; // a device: tests/cross.rs's rdma:// cases are the test here
+    }
+    match Publisher::open("rdma://127.0.0.1:1/rust-no-device", &Options::new()) {
+        Err(Error::Scheme(d)) => assert!(d.contains("no usable RDMA device"), "{}", d),
+        other => panic!("rdma:// opened without a device, or failed another way: {:?}", other.map(|_| ())),
+    }
+}

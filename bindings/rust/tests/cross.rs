@@ -1,8 +1,10 @@
 //! Rust and C peers on one channel, in separate processes, on every kind: a
 //! Rust publisher with C subscribers and a C publisher with Rust
 //! subscribers, every message checksummed and checked on arrival; over
-//! shm:// and again over tcp:// (this process binding the channel, the
-//! peers connecting).
+//! shm:// and again over tcp:// and rdma:// (this process binding the
+//! channel, the peers connecting). The rdma:// cases are ignored here:
+//! they need an RDMA device, and tests/rdma-guest.sh runs them (with
+//! `--ignored`) inside the Soft-RoCE VM, at $RDMA_VM_IP.
 //!
 //! The Rust peer is this test binary run again with DMAQ_RUST_PEER set
 //! (see `rust_peer`); the C peer is tests/peer.c's dmaq-test-peer, from
@@ -132,10 +134,11 @@ fn subscribe(uri: &str, expect: u64, out: &str) {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-#[cfg_attr(not(feature = "tcp"), allow(dead_code))]
+#[allow(dead_code)] // without the tcp or rdma feature
 enum Scheme {
     Shm,
     Tcp,
+    Rdma,
 }
 
 fn run_case(opts: Options, queue: bool, overwrite: bool, pub_lang: &str, sub_lang: &str, scheme: Scheme) {
@@ -145,7 +148,7 @@ fn run_case(opts: Options, queue: bool, overwrite: bool, pub_lang: &str, sub_lan
     // otherwise lap a subscriber before it reads anything at all.
     let capacity = if overwrite { 1 << 21 } else { 1 << 16 };
     let opts = opts.capacity(capacity).max_message(2048);
-    // Over tcp:// this process hosts the channel for as long as the case runs.
+    // Over tcp:// and rdma:// this process hosts the channel for as long as the case runs.
     let (uri, mut host) = match scheme {
         Scheme::Shm => {
             drop(Publisher::open(&shm_uri, &opts).unwrap());
@@ -154,6 +157,11 @@ fn run_case(opts: Options, queue: bool, overwrite: bool, pub_lang: &str, sub_lan
         #[cfg(feature = "tcp")]
         Scheme::Tcp => {
             let (uri, host) = common::tcp_host(&shm_uri, &opts);
+            (uri, Some(host))
+        }
+        Scheme::Rdma => {
+            let ip = std::env::var("RDMA_VM_IP").expect("rdma:// cases need an RDMA device's address in RDMA_VM_IP");
+            let (uri, host) = common::net_host("rdma", &ip, &shm_uri, &opts);
             (uri, Some(host))
         }
         #[cfg(not(feature = "tcp"))]
@@ -226,6 +234,13 @@ macro_rules! cases {
         mod tcp {
             use super::*;
             $(#[test] fn $name() { run_case($opts, $queue, $overwrite, $pub_lang, $sub_lang, Scheme::Tcp); })*
+        }
+        #[cfg(feature = "rdma")]
+        mod rdma {
+            use super::*;
+            $(#[test]
+              #[ignore = "needs an RDMA device: tests/rdma-guest.sh runs it in the Soft-RoCE VM"]
+              fn $name() { run_case($opts, $queue, $overwrite, $pub_lang, $sub_lang, Scheme::Rdma); })*
         }
     };
 }

@@ -13,10 +13,16 @@ pub fn fresh_uri(what: &str) -> String {
 /// returns its URI and the hosting publisher.
 #[cfg(feature = "tcp")]
 pub fn tcp_host(shm_uri: &str, opts: &dmaq::Options) -> (String, dmaq::Publisher) {
+    net_host("tcp", "127.0.0.1", shm_uri, opts)
+}
+
+/// As tcp_host, for `scheme` at the address `ip` (rdma:// at an RDMA
+/// device's: ports free for TCP are as good a guess as any there).
+pub fn net_host(scheme: &str, ip: &str, shm_uri: &str, opts: &dmaq::Options) -> (String, dmaq::Publisher) {
     (0..20)
         .find_map(|_| {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let uri = format!("tcp://127.0.0.1:{}/{}", port, shm_uri.trim_start_matches("shm://"));
+            let port = std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port();
+            let uri = format!("{}://{}:{}/{}", scheme, ip, port, shm_uri.trim_start_matches("shm://"));
             match dmaq::Publisher::open(&uri, &opts.clone().bind()) {
                 Ok(host) => Some((uri, host)),
                 // Taken, between asking and binding, as the local end of
