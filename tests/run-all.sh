@@ -44,7 +44,7 @@ command -v cargo >/dev/null || dmaq_install_deps cargo
 (cd bindings/rust && DMAQ_TEST_PEER="$PWD/../../build/tests/dmaq-test-peer" CARGO_TARGET_DIR="$PWD/../../build/rust" \
     cargo test --offline -q)
 
-stage "rdma:// in a Soft-RoCE VM (one boot: C tests, the stress matrix, Python with C peers)"
+stage "rdma:// in a Soft-RoCE VM (one boot: C tests, the stress matrix, Python, .NET and Rust with C peers)"
 rdma_rc=0
 tests/rdma-vm.sh build || rdma_rc=$?
 if [ "$rdma_rc" -eq 77 ]; then
