@@ -56,6 +56,8 @@ struct pct percentiles(double *v, size_t n); /* sorts v */
 /* ---- transports (transports.c) ------------------------------------------ */
 
 #define BENCH_BATCH 64 /* messages per batch of the batched transports */
+/* The ring bytes dmaq's cells of `size`-byte messages use. */
+size_t bench_dmaq_capacity(size_t size);
 
 typedef struct endpoint endpoint;
 struct cell;

@@ -74,8 +74,20 @@ static struct row wake[N_WAKE];
  * measured beside it (alternating with it), in TARGET_ROUNDS rounds: this
  * machine's floors move by 3x within seconds (where the host puts its two
  * CPUs), and a ratio of figures taken apart would measure that.
- * T_FLOOR999 is no target: the floor's own tail, beside the p99.9 rows. */
-enum { T_BUSY50, T_BUSY999, T_BUSY50_PLAIN, T_BUSY999_PLAIN, T_FLOOR999, T_SPSC64, T_SPSC64K, T_ASLEEP, N_TARGETS };
+ * T_FLOOR999 and T_WALK999 are no targets: the tails of the floor and of
+ * a handoff walking a ring's memory, beside the p99.9 rows. */
+enum {
+    T_BUSY50,
+    T_BUSY999,
+    T_BUSY50_PLAIN,
+    T_BUSY999_PLAIN,
+    T_FLOOR999,
+    T_WALK999,
+    T_SPSC64,
+    T_SPSC64K,
+    T_ASLEEP,
+    N_TARGETS
+};
 #define TARGET_ROUNDS 3
 static double target_ratio[N_TARGETS][TARGET_ROUNDS];
 static int target_rounds;
@@ -296,17 +308,19 @@ static struct cell_result run_target(const struct transport *t, const struct cel
 }
 
 /* Latency targets: 1x1 cells of `n` transports and the floor they are held
- * to, measured in TARGET_BLOCKS alternating blocks (floor, cell, cell, floor,
- * ...) whose samples are pooled. Where the host puts the two vCPUs moves
+ * to (and, if `walk` is not NULL, the ring-walking handoff as dmaq's 64-byte
+ * cells' ring would be walked), measured in TARGET_BLOCKS alternating blocks
+ * (floors, cell, cell, floors, ...) whose samples are pooled. Where the host puts the two vCPUs moves
  * the floor by 3x within seconds here; alternating in blocks of a fraction
  * of a second lets every side sample the same placements, so the ratio
  * measures dmaq rather than when each side ran. */
 #define TARGET_BLOCKS 10
 static void target_latencies(const struct transport *const *ts, struct pct *cells, size_t n, int sleep, double gap_ns,
-                             size_t floor_samples, struct pct *floor)
+                             size_t floor_samples, struct pct *floor, struct pct *walk)
 {
     size_t floor_block = floor_samples / TARGET_BLOCKS, block = mode->samples / TARGET_BLOCKS;
     double *floor_kept = malloc(floor_block * TARGET_BLOCKS * sizeof(double)), *kept[2];
+    double *walk_kept = walk ? malloc(floor_block * TARGET_BLOCKS * sizeof(double)) : NULL;
     size_t floor_n = 0, kept_n[2] = {0};
     int ok[2]; /* n <= 2: the busy cells with and without timestamps */
     for (size_t k = 0; k < n; k++) {
@@ -315,6 +329,8 @@ static void target_latencies(const struct transport *const *ts, struct pct *cell
     }
     for (int b = 0; b < TARGET_BLOCKS; b++) {
         floor_handoff(floor_block, sleep, gap_ns, floor_kept + floor_n);
+        if (walk)
+            floor_ring_walk(floor_block, bench_dmaq_capacity(64), walk_kept + floor_n);
         floor_n += floor_block;
         for (size_t k = 0; k < n; k++) {
             struct cell_spec spec = {1, 1, 64, 1, block, 0, gap_ns, kept[k] + kept_n[k]};
@@ -324,6 +340,9 @@ static void target_latencies(const struct transport *const *ts, struct pct *cell
         }
     }
     *floor = percentiles(floor_kept, floor_n);
+    if (walk)
+        *walk = percentiles(walk_kept, floor_n);
+    free(walk_kept);
     for (size_t k = 0; k < n; k++) {
         cells[k] = ok[k] ? percentiles(kept[k], kept_n[k]) : (struct pct){0};
         free(kept[k]);
@@ -358,16 +377,17 @@ static void measure_targets(void)
     const struct transport *batch = transport_by_key("dmaq-block-batch"), *zc = transport_by_key("dmaq-block-zc");
     for (int i = 0; i < target_rounds; i++) {
         const struct transport *spinning[] = {&busy, &plain}, *sleeping[] = {&asleep};
-        struct pct spin, futex, c[2];
-        target_latencies(spinning, c, 2, 0, 0, mode->floor_samples, &spin);
+        struct pct spin, walk, futex, c[2];
+        target_latencies(spinning, c, 2, 0, 0, mode->floor_samples, &spin, &walk);
         target_ratio[T_BUSY50][i] = c[0].p50 / spin.p50;
         target_ratio[T_BUSY999][i] = c[0].p999 / spin.p50;
         target_ratio[T_BUSY50_PLAIN][i] = c[1].p50 / spin.p50;
         target_ratio[T_BUSY999_PLAIN][i] = c[1].p999 / spin.p50;
         target_ratio[T_FLOOR999][i] = spin.p999 / spin.p50;
+        target_ratio[T_WALK999][i] = walk.p999 / spin.p50;
         target_ratio[T_SPSC64][i] = stream_ratio(batch, 64);
         target_ratio[T_SPSC64K][i] = stream_ratio(zc, 65536);
-        target_latencies(sleeping, c, 1, 1, WAKE_GAP_NS, mode->floor_samples / 10, &futex);
+        target_latencies(sleeping, c, 1, 1, WAKE_GAP_NS, mode->floor_samples / 10, &futex, NULL);
         target_ratio[T_ASLEEP][i] = c[0].p50 / futex.p50;
         progress("targets");
     }
@@ -592,6 +612,8 @@ static void write_targets(FILE *md)
         [T_BUSY50_PLAIN] = {"the same p50, publisher without timestamps", 1.3, 1},
         [T_BUSY999_PLAIN] = {"the same p99.9, publisher without timestamps", 5, 1},
         [T_FLOOR999] = {"(the floor's own p99.9 over its p50: this machine's tail, for reference)", 0, 1},
+        [T_WALK999] = {"(the same handoff walking the cells' ring, 128-byte records: its p99.9 over the floor's p50)",
+                       0, 1},
         [T_SPSC64] = {"64 B SPSC (broadcast/block, batches of 64) >= 1.3x the bare ring", 1.3, 0},
         [T_SPSC64K] = {"64 KiB SPSC zero-copy (broadcast/block) >= the bare ring", 1, 0},
         [T_ASLEEP] = {"asleep wake-up p50 <= 1.1x a raw futex", 1.1, 1},

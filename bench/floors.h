@@ -9,6 +9,10 @@
  * gap_ns before each handoff so that a sleeping reader is asleep. If `keep`
  * is not NULL it receives the samples (sorted), `samples` of them. */
 struct pct floor_handoff(size_t samples, int sleep, double gap_ns, double *keep);
+/* The spinning handoff (its reader pausing between looks, as dmaq's do),
+ * each in the next 128-byte record of a ring of ring_bytes: what walking a
+ * ring's memory adds (on this VM, mostly to the tail). */
+struct pct floor_ring_walk(size_t samples, size_t ring_bytes, double *keep);
 /* memcpy of `size`-byte messages out of a ring-sized buffer, GB/s. */
 double floor_memcpy_gbps(size_t size, double seconds);
 /* A textbook SPSC ring between two processes, messages/s. */

@@ -64,7 +64,7 @@ struct dmaq_ep {
     dmaq_lease leases[DMAQ_BATCH_MAX];
 };
 
-static size_t dmaq_capacity_for(size_t size)
+size_t bench_dmaq_capacity(size_t size)
 {
     /* Room for at least 8 records of the largest message, and 8 MiB at
      * least: the bare ring's size (floors.c), so that the two are compared
@@ -82,7 +82,7 @@ static dmaq_options dmaq_options_for(const struct cell *c)
     dmaq_options o = DMAQ_OPTIONS_INIT;
     o.kind = c->t->kind;
     o.policy = c->t->policy;
-    o.capacity = dmaq_capacity_for(c->spec.size);
+    o.capacity = bench_dmaq_capacity(c->spec.size);
     o.max_message = c->spec.size;
     o.spin_ns = c->t->spin_ns;
     o.flags |= c->t->open_flags;
