@@ -18,6 +18,7 @@
  *   dmaq-tcp-bench --stream SIZE [--quick] (one stream cell, to profile)
  *   dmaq-tcp-bench --rdma IP --stream SIZE [--quick] (dmaq's cell alone)
  *   dmaq-tcp-bench --rdma IP --busy-latency [ROUNDS] (the busy-polled ping-pong alone)
+ *   dmaq-tcp-bench --rdma IP --latency [ROUNDS] (the ping-pong with default waits alone)
  *
  * --rdma measures dmaq's cells only, over rdma://IP (an RDMA device's
  * address), for 64 B, 4 KiB and 64 KiB, and prints them as "key value"
@@ -510,8 +511,8 @@ int main(int argc, char **argv)
 {
     FILE *md = NULL;
     char rdma_base[80] = "";
-    size_t one_stream = 0, busy_rounds = 0;
-    bool busy_only = false;
+    size_t one_stream = 0, rounds = 0;
+    bool busy_only = false, latency_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = true;
@@ -521,13 +522,15 @@ int main(int argc, char **argv)
             snprintf(rdma_base, sizeof rdma_base, "rdma://%.64s", argv[++i]);
         else if (strcmp(argv[i], "--stream") == 0 && i + 1 < argc && atol(argv[i + 1]) > END_LEN)
             one_stream = (size_t)atol(argv[++i]);
-        else if (strcmp(argv[i], "--busy-latency") == 0) {
-            busy_only = true;
+        else if (strcmp(argv[i], "--busy-latency") == 0 || strcmp(argv[i], "--latency") == 0) {
+            busy_only = argv[i][2] == 'b';
+            latency_only = !busy_only;
             if (i + 1 < argc && atol(argv[i + 1]) > 0)
-                busy_rounds = (size_t)atol(argv[++i]);
+                rounds = (size_t)atol(argv[++i]);
         } else
             die("usage",
-                "dmaq-tcp-bench [--quick] [--md FILE] | --rdma IP [--quick] [--stream SIZE | --busy-latency [ROUNDS]] "
+                "dmaq-tcp-bench [--quick] [--md FILE] | --rdma IP [--quick] [--stream SIZE | --busy-latency [ROUNDS] | "
+                "--latency [ROUNDS]] "
                 "| --stream SIZE [--quick]");
     }
     signal(SIGPIPE, SIG_IGN);
@@ -542,7 +545,12 @@ int main(int argc, char **argv)
             return 0;
         }
         if (busy_only) { /* the same for rdma_cells' busy-polled latency */
-            printf("dmaq_latency_busy_ns %.0f\n", busy_latency(busy_rounds));
+            printf("dmaq_latency_busy_ns %.0f\n", busy_latency(rounds));
+            return 0;
+        }
+        if (latency_only) { /* and for its latency with default waits (one round) */
+            pingpong_rounds = rounds;
+            printf("dmaq_latency_ns %.0f\n", latency(dmaq_pingpong));
             return 0;
         }
         return rdma_cells();
