@@ -74,7 +74,13 @@ struct stream {
     /* connection */
     struct ibv_pd *pd;
     struct ibv_comp_channel *cc;
-    struct ibv_cq *cq;
+    /* Two completion queues on one channel: a wait for data arms only the
+     * receive one, so that the completions of our own writes (one in
+     * SIGNAL_EVERY) wake nobody; a wait for room in the send queue arms
+     * the send one too. (One queue for both woke a host's connection
+     * reader on every 32nd message of a ping-pong, which then fought the
+     * publisher for the lock.) */
+    struct ibv_cq *rcq, *scq;
     struct ibv_mr *mr, *words_mr;
     uint8_t *mem;       /* receive ring | send ring, `cap` bytes each */
     size_t mem_size;    /* mapped */
@@ -311,12 +317,13 @@ static int setup_conn(struct stream *s)
     struct ibv_context *ctx = s->id->verbs;
     s->pd = ibv_alloc_pd(ctx);
     s->cc = s->pd ? ibv_create_comp_channel(ctx) : NULL;
-    s->cq = s->cc ? ibv_create_cq(ctx, (int)(SQ_DEPTH + RQ_DEPTH + 16), NULL, s->cc, 0) : NULL;
-    if (!s->cq)
+    s->rcq = s->cc ? ibv_create_cq(ctx, (int)(RQ_DEPTH + 8), NULL, s->cc, 0) : NULL;
+    s->scq = s->rcq ? ibv_create_cq(ctx, (int)(SQ_DEPTH + 8), NULL, s->cc, 0) : NULL;
+    if (!s->scq)
         return -1;
     set_nonblocking(s->cc->fd);
-    struct ibv_qp_init_attr qa = {.send_cq = s->cq,
-                                  .recv_cq = s->cq,
+    struct ibv_qp_init_attr qa = {.send_cq = s->scq,
+                                  .recv_cq = s->rcq,
                                   .qp_type = IBV_QPT_RC,
                                   .sq_sig_all = 0,
                                   .cap = {.max_send_wr = SQ_DEPTH,
@@ -366,14 +373,16 @@ static void teardown_conn(struct stream *s)
     s->n_sources = 0;
     if (s->words_mr)
         ibv_dereg_mr(s->words_mr);
-    if (s->cq)
-        ibv_destroy_cq(s->cq);
+    if (s->scq)
+        ibv_destroy_cq(s->scq);
+    if (s->rcq)
+        ibv_destroy_cq(s->rcq);
     if (s->cc)
         ibv_destroy_comp_channel(s->cc);
     if (s->pd)
         ibv_dealloc_pd(s->pd);
     free(s->words);
-    s->words_mr = NULL, s->cq = NULL, s->cc = NULL, s->pd = NULL, s->words = NULL;
+    s->words_mr = NULL, s->rcq = s->scq = NULL, s->cc = NULL, s->pd = NULL, s->words = NULL;
 }
 
 /* Post one RDMA WRITE WITH_IMM of the `nsge` pieces (`len` bytes in all)
@@ -414,14 +423,22 @@ static void drain(struct stream *s)
         return;
     struct ibv_wc wc[32];
     int n;
-    while ((n = ibv_poll_cq(s->cq, 32, wc)) > 0) {
-        for (int i = 0; i < n; i++) {
-            if (wc[i].status != IBV_WC_SUCCESS) {
+    /* Our writes' completions (none to come while none is outstanding). */
+    while (s->outstanding && (n = ibv_poll_cq(s->scq, 32, wc)) != 0) {
+        for (int i = 0; i < n; i++)
+            if (wc[i].status != IBV_WC_SUCCESS)
                 s->broken = true;
-                continue;
-            }
-            if (wc[i].opcode != IBV_WC_RECV_RDMA_WITH_IMM) {
+            else
                 s->outstanding -= (unsigned)wc[i].wr_id; /* this write and the unsignalled ones before it */
+        if (n < 0) {
+            s->broken = true;
+            break;
+        }
+    }
+    while ((n = ibv_poll_cq(s->rcq, 32, wc)) > 0) {
+        for (int i = 0; i < n; i++) {
+            if (wc[i].status != IBV_WC_SUCCESS || wc[i].opcode != IBV_WC_RECV_RDMA_WITH_IMM) {
+                s->broken = true;
                 continue;
             }
             uint32_t imm = ntohl(wc[i].imm_data);
@@ -490,12 +507,17 @@ static short readiness(struct stream *s, short events)
     return r;
 }
 
-/* Arm the completion channel, so that anything after this wakes a poll on
- * its descriptor; lock held. */
-static void arm(struct stream *s)
+/* Arm the completion channel, so that what a wait for `events` waits for
+ * wakes a poll on its descriptor: data, credit and errors (the receive
+ * queue's completions: a broken queue pair flushes its posted receives),
+ * and for POLLOUT room in the send queue too; lock held. */
+static void arm(struct stream *s, short events)
 {
-    if (s->role == CONN)
-        ibv_req_notify_cq(s->cq, 0);
+    if (s->role != CONN)
+        return;
+    ibv_req_notify_cq(s->rcq, 0);
+    if (events & POLLOUT)
+        ibv_req_notify_cq(s->scq, 0);
 }
 
 /* Take a completion channel's wake-up (if this thread won it). */
@@ -650,7 +672,7 @@ static int poll_streams(struct pollfd *fds, nfds_t nfds, int timeout_ms, bool sp
                 continue;
             }
             stream_lock(s);
-            arm(s);
+            arm(s, fds[i].events);
             fds[i].revents = readiness(s, fds[i].events);
             pthread_mutex_unlock(&s->lock);
             ready += fds[i].revents != 0;
