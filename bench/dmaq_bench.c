@@ -310,10 +310,10 @@ static struct cell_result run_target(const struct transport *t, const struct cel
 /* Latency targets: 1x1 cells of `n` transports and the floor they are held
  * to (and, if `walk` is not NULL, the ring-walking handoff as dmaq's 64-byte
  * cells' ring would be walked), measured in TARGET_BLOCKS alternating blocks
- * (floors, cell, cell, floors, ...) whose samples are pooled. Where the host puts the two vCPUs moves
- * the floor by 3x within seconds here; alternating in blocks of a fraction
- * of a second lets every side sample the same placements, so the ratio
- * measures dmaq rather than when each side ran. */
+ * (floors, cell, cell, floors, ...) whose samples are pooled. Where the host
+ * puts the two vCPUs moves the floor by 3x within seconds here; alternating
+ * in blocks of a fraction of a second lets every side sample the same
+ * placements, so the ratio measures dmaq rather than when each side ran. */
 #define TARGET_BLOCKS 10
 static void target_latencies(const struct transport *const *ts, struct pct *cells, size_t n, int sleep, double gap_ns,
                              size_t floor_samples, struct pct *floor, struct pct *walk)

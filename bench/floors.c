@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #include "floors.h"
 
+#include <dmaq/dmaq.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -38,7 +39,8 @@ struct handoff {
     double lat[];
 };
 
-#define WALK_RECORD 128 /* a 64-byte message's record in dmaq's ring (DMAQ_RECORD_HEADER + 64, aligned) */
+/* A 64-byte message's record in dmaq's ring: 128 bytes. */
+#define WALK_RECORD ((DMAQ_RECORD_HEADER + 64 + DMAQ_RECORD_ALIGN - 1) & ~(DMAQ_RECORD_ALIGN - 1))
 
 /* Map the ring's pages in this process before the clock runs, as dmaq maps
  * its rings (MAP_POPULATE): a forked process shares the pages but takes a

@@ -523,7 +523,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--stream") == 0 && i + 1 < argc && atol(argv[i + 1]) > END_LEN)
             one_stream = (size_t)atol(argv[++i]);
         else if (strcmp(argv[i], "--busy-latency") == 0 || strcmp(argv[i], "--latency") == 0) {
-            busy_only = argv[i][2] == 'b';
+            busy_only = strcmp(argv[i], "--busy-latency") == 0;
             latency_only = !busy_only;
             if (i + 1 < argc && atol(argv[i + 1]) > 0)
                 rounds = (size_t)atol(argv[++i]);

@@ -662,14 +662,15 @@ static void mark_sent_direct(struct forward *fw, size_t meta)
 
 /* Write the held message from the ring, after what buf has not sent yet,
  * its frame's header and meta (at buf + fw->tail, `meta` bytes) gathered in
- * front of it. */
-static void send_direct(struct forward *fw, size_t meta)
+ * front of it. True: it is done with (a failed write stops the connection). */
+static bool send_direct(struct forward *fw, size_t meta)
 {
     flush(fw);
     struct iovec v[2] = {{fw->buf + fw->tail, meta}, {fw->lease.data, fw->lease.len}};
     if (tcp_writev_all(fw->c->fd, v, 2, fw->c->ch->conf.timeout_ns, &fw->c->stop) < 0)
         atomic_store(&fw->c->stop, true);
     mark_sent_direct(fw, meta);
+    return true;
 }
 
 /* send_direct for a publisher's thread, which must not wait on the
@@ -728,7 +729,7 @@ static enum step forward_one(struct forward *fw, bool may_wait)
     at += tcp_put_msg_meta(fw->buf + at, (uint32_t)fw->lease.len, fw->lease.seq, fw->lease.timestamp_ns,
                            fw->lease.publisher_id, fw->lease.flags);
     if (fw->direct && !fw->from_stash && fw->lease.len >= DIRECT_MIN &&
-        (may_wait ? (send_direct(fw, at - fw->tail), true) : send_direct_now(fw, at - fw->tail))) {
+        (may_wait ? send_direct(fw, at - fw->tail) : send_direct_now(fw, at - fw->tail))) {
         fw->held = false;
         dmaq_sub_release(c->sub, &fw->lease); /* block policy: never overwritten */
         fw->in_flight += need;
