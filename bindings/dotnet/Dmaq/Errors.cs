@@ -10,6 +10,13 @@ public class DmaqException : Exception
     /// <summary>The negative <c>DMAQ_E*</c> code.</summary>
     public int Code { get; }
 
+    /// <summary>
+    /// For a failed batch call (<see cref="Publisher.EnqueueMany"/>, <see cref="Subscriber.DequeueMany(Span{byte}, Span{int}, CancellationToken)"/>
+    /// and their Try forms): how many of its messages were published, or received into the caller's buffers,
+    /// before the failure. Those stand. 0 for every other call.
+    /// </summary>
+    public int Completed { get; internal set; }
+
     /// <summary>Makes an exception for <paramref name="code"/> with <paramref name="message"/>.</summary>
     public DmaqException(int code, string message) : base(message) => Code = code;
 

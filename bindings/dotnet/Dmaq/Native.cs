@@ -48,8 +48,10 @@ internal static unsafe partial class Native
         public uint Alive;
     }
 
-    internal const int ETIMEDOUT = -7, EAGAIN = -6, ELOST = -8, EMSGSIZE = -5;
-    internal const uint OpenNoCreate = 0x1, LeaseRedelivered = 0x1, StatStale = 0x1;
+    internal const int ETIMEDOUT = -7, EAGAIN = -6, ELOST = -8, EMSGSIZE = -5, EOVERWRITTEN = -9;
+    internal const uint OpenNoCreate = 0x1, LeaseRedelivered = 0x1, LeaseOverwritten = 0x2, StatStale = 0x1;
+    internal const int BatchMax = 256; // DMAQ_BATCH_MAX
+    internal const long NowBytes = 64 << 10;
 
     [LibraryImport(Lib, EntryPoint = "dmaq_version")]
     internal static partial byte* Version();
@@ -88,6 +90,13 @@ internal static unsafe partial class Native
     internal static int PubSend(nint pub, byte *data, nuint len, long timeoutNs) => PubSendImport(pub, data, len,
                                                                                                   timeoutNs);
 
+    [LibraryImport(Lib, EntryPoint = "dmaq_pub_send_many")]
+    private static partial int PubSendManyImport(nint pub, byte *data, nuint *lens, nuint count, nuint *sent,
+                                                 long timeoutNs);
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static int PubSendMany(nint pub, byte *data, nuint *lens, nuint count, nuint *sent,
+                                    long timeoutNs) => PubSendManyImport(pub, data, lens, count, sent, timeoutNs);
+
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_open")]
     internal static partial int SubOpen(byte* uri, Options* opts, nint* handle);
     [LibraryImport(Lib, EntryPoint = "dmaq_sub_close")]
@@ -106,6 +115,25 @@ internal static unsafe partial class Native
     internal static int SubRecv(nint sub, byte *buf, nuint cap, nuint *len,
                                 long timeoutNs) => SubRecvImport(sub, buf, cap, len, timeoutNs);
 
+    [LibraryImport(Lib, EntryPoint = "dmaq_sub_recv_many")]
+    private static partial int SubRecvManyImport(nint sub, byte *buf, nuint cap, nuint *lens, nuint maxCount,
+                                                 nuint *count, long timeoutNs);
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static int SubRecvMany(nint sub, byte *buf, nuint cap, nuint *lens, nuint maxCount, nuint *count,
+                                    long timeoutNs) => SubRecvManyImport(sub, buf, cap, lens, maxCount, count,
+                                                                         timeoutNs);
+    [LibraryImport(Lib, EntryPoint = "dmaq_sub_peek_many")]
+    private static partial int SubPeekManyImport(nint sub, Lease *leases, nuint maxCount, nuint *count,
+                                                 long timeoutNs);
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static int SubPeekMany(nint sub, Lease *leases, nuint maxCount, nuint *count,
+                                    long timeoutNs) => SubPeekManyImport(sub, leases, maxCount, count, timeoutNs);
+    [LibraryImport(Lib, EntryPoint = "dmaq_sub_release_many")]
+    private static partial int SubReleaseManyImport(nint sub, Lease *leases, nuint count);
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static int SubReleaseMany(nint sub, Lease *leases, nuint count) => SubReleaseManyImport(sub, leases,
+                                                                                                     count);
+
     // The same calls with a zero timeout never wait ("try once"): the Try*
     // methods use these, without the GC transition a wait would need. A
     // subscriber's calls do so only on shm:// channels: over a network one,
@@ -120,6 +148,17 @@ internal static unsafe partial class Native
     internal static partial int SubReleaseNow(nint sub, Lease* lease);
     [LibraryImport(Lib, EntryPoint = "dmaq_pub_reserve"), SuppressGCTransition]
     internal static partial int PubReserveNow(nint pub, nuint len, Lease* lease, long zero);
+    // Batches too, while they copy at most NowBytes: a call that copies
+    // much longer would hold off the GC for as long.
+    [LibraryImport(Lib, EntryPoint = "dmaq_pub_send_many"), SuppressGCTransition]
+    internal static partial int PubSendManyNow(nint pub, byte* data, nuint* lens, nuint count, nuint* sent, long zero);
+    [LibraryImport(Lib, EntryPoint = "dmaq_sub_recv_many"), SuppressGCTransition]
+    internal static partial int SubRecvManyNow(nint sub, byte* buf, nuint cap, nuint* lens, nuint maxCount,
+                                               nuint* count, long zero);
+    [LibraryImport(Lib, EntryPoint = "dmaq_sub_peek_many"), SuppressGCTransition]
+    internal static partial int SubPeekManyNow(nint sub, Lease* leases, nuint maxCount, nuint* count, long zero);
+    [LibraryImport(Lib, EntryPoint = "dmaq_sub_release_many"), SuppressGCTransition]
+    internal static partial int SubReleaseManyNow(nint sub, Lease* leases, nuint count);
 
     [LibraryImport(Lib, EntryPoint = "dmaq_channel_stat")]
     internal static partial int ChannelStat(byte* uri, Stat* stat, SubStat* subs, nuint cap);
