@@ -4,7 +4,8 @@
  * calls with, in the same run. Prints "name messages-per-second" lines;
  * "queue-send+recv" is send + recv pairs per second on a queue;
  * "queue-send+recv-no-timestamps" the same from a publisher opened with
- * DMAQ_OPEN_NO_TIMESTAMPS.
+ * DMAQ_OPEN_NO_TIMESTAMPS; "rdtsc" reads of the time-stamp counter per
+ * second (x86-64), what the timestamp costs.
  *
  *   dmaq-call-bench [MESSAGES]
  *   dmaq-call-bench --stream MESSAGES   (a publisher process streaming to this
@@ -143,6 +144,22 @@ static double queue_pairs(long n, uint32_t pub_flags)
     return rate;
 }
 
+#if defined(__x86_64__)
+#include <x86intrin.h>
+
+/* Reads of the CPU's time-stamp counter per second: what a publish
+ * timestamp costs (core/util/stamp.h), the difference between the two
+ * queue pairs above, which differs several-fold between hypervisors. */
+static double tsc_reads(long n)
+{
+    volatile uint64_t sink = 0;
+    double t0 = now_s();
+    for (long i = 0; i < n; i++)
+        sink += __rdtsc();
+    return (double)n / (now_s() - t0);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     if (argc > 2 && strcmp(argv[1], "--stream") == 0) {
@@ -193,6 +210,9 @@ int main(int argc, char **argv)
     }
     printf("send %.0f\nrecv %.0f\nreserve+commit %.0f\npeek+release %.0f\n", n / t_send, n / t_recv, n / t_reserve,
            n / t_peek);
+#if defined(__x86_64__)
+    printf("rdtsc %.0f\n", tsc_reads(n));
+#endif
     printf("queue-send+recv %.0f\n", queue_pairs(n, 0));
     printf("queue-send+recv-no-timestamps %.0f\n", queue_pairs(n, DMAQ_OPEN_NO_TIMESTAMPS));
     dmaq_pub_close(pub);
