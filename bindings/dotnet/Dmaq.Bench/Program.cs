@@ -8,6 +8,8 @@ using System.Runtime.CompilerServices;
 using Dmaq;
 using Dmaq.Bench;
 
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")] // pins CPUs (ProcessorAffinity); dmaq is Linux's
+
 if (args.Length == 4 && args[0] == "stream-publisher") // the other process of a stream
     return StreamPublisher(args[1], args[2], long.Parse(args[3]));
 if (args.Length < 1)
@@ -19,6 +21,7 @@ string cBench = args[0];
 int pairs = args.Length > 1 ? int.Parse(args[1]) : 21;
 const int Round = 1000, Rounds = 200, Size = 64;
 const int Batch = 64; // messages per EnqueueMany, and at most per TryPeekMany, in the batched stream
+const int WarmPairs = 40_000; // pairs before PairNs times any: about three laps of a 1 MiB ring of 64 B messages
 
 var factory = new QueueFactory();
 // A fresh channel for each run, as each dmaq-call-bench process makes its
@@ -313,7 +316,6 @@ static double TwoProcessStream(string path, long n)
 // figures come from, times iterations on a queue its setup made, so neither
 // side's timing includes the first touch of the ring's pages (5 us a page in
 // these VMs, whose hypervisor traps it).
-const int WarmPairs = 40_000; // about three laps of a 1 MiB ring of 64 B messages
 static double PairNs(string path, int size, int rounds)
 {
     string name = $"dotnet-pair-{path}-{Environment.ProcessId}";
